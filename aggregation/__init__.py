@@ -1,0 +1,28 @@
+"""Pure tensor math of relatlas: relative projections, anchors, merges, measures.
+
+Imports neither Flower nor Avalanche, so it can be used and tested on its own.
+"""
+
+from aggregation.aggregators import AGGREGATIONS, aggregate, required_similarities
+from aggregation.anchors import select_anchors
+from aggregation.measures import linear_cka, matched_cosine, mean_reciprocal_rank, topk_jaccard
+from aggregation.merge import concat_merge, mean_merge, product_merge, standardize_rows
+from aggregation.projection import SIMILARITIES, relative_projection, relative_subspaces
+
+__all__ = [
+    "AGGREGATIONS",
+    "SIMILARITIES",
+    "aggregate",
+    "concat_merge",
+    "linear_cka",
+    "matched_cosine",
+    "mean_merge",
+    "mean_reciprocal_rank",
+    "product_merge",
+    "relative_projection",
+    "relative_subspaces",
+    "required_similarities",
+    "select_anchors",
+    "standardize_rows",
+    "topk_jaccard",
+]

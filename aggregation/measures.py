@@ -1,0 +1,59 @@
+"""Similarity measures between two latent spaces of the same N samples."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _check_pair(x: Tensor, y: Tensor) -> None:
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"expected two [N, *] matrices over the same samples, got {tuple(x.shape)} and {tuple(y.shape)}")
+
+
+def linear_cka(x: Tensor, y: Tensor) -> float:
+    """Linear centred kernel alignment (Kornblith et al. 2019); 1 means equal up to
+    an orthogonal map and isotropic scaling. Dimensions may differ."""
+    _check_pair(x, y)
+    x = (x - x.mean(dim=0)).double()
+    y = (y - y.mean(dim=0)).double()
+    cross = torch.linalg.matrix_norm(y.T @ x) ** 2
+    norms = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
+    return float(cross / norms) if norms > 0 else 0.0
+
+
+def _knn(x: Tensor, k: int) -> Tensor:
+    unit = F.normalize(x.double(), dim=1)
+    sims = unit @ unit.T
+    sims.fill_diagonal_(-float("inf"))
+    return sims.topk(k, dim=1).indices
+
+
+def topk_jaccard(x: Tensor, y: Tensor, k: int = 5) -> float:
+    """Mean Jaccard index of each sample's k nearest (cosine) neighbours in the two spaces."""
+    _check_pair(x, y)
+    if not 1 <= k < x.shape[0]:
+        raise ValueError(f"k must be in [1, N-1] = [1, {x.shape[0] - 1}], got {k}")
+    nx, ny = _knn(x, k), _knn(y, k)
+    shared = (nx[:, :, None] == ny[:, None, :]).any(dim=2).sum(dim=1).double()
+    return float((shared / (2 * k - shared)).mean())
+
+
+def mean_reciprocal_rank(x: Tensor, y: Tensor) -> float:
+    """How highly row i of ``y`` ranks among all rows of ``y`` as the cosine match of
+    row i of ``x``; 1 means every sample retrieves its own counterpart first.
+    Both spaces must have the same dimension."""
+    _check_pair(x, y)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"mean reciprocal rank needs equal dimensions, got {x.shape[1]} and {y.shape[1]}")
+    sims = F.normalize(x.double(), dim=1) @ F.normalize(y.double(), dim=1).T
+    true = sims.diagonal()[:, None]
+    ranks = (sims > true).sum(dim=1) + 1
+    return float((1.0 / ranks.double()).mean())
+
+
+def matched_cosine(x: Tensor, y: Tensor) -> float:
+    """Mean cosine between matched rows of two spaces of equal dimension."""
+    _check_pair(x, y)
+    return float(F.cosine_similarity(x.double(), y.double(), dim=1).mean())

@@ -1,0 +1,160 @@
+"""Offline datasets: arrays in memory, nothing downloads.
+
+``digits`` ships with scikit-learn and is the default. ``fashion-mnist`` comes
+from the Debian package ``dataset-fashion-mnist`` or a torchvision root;
+``mnist`` and ``cifar10`` from a torchvision root; ``npz:PATH`` from a file the
+user supplies with ``X`` and ``y`` (and optionally ``X_test``/``y_test``).
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "npz:PATH")
+TEST_FRACTION = 0.3
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be loaded; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train and test arrays: inputs float32 in [0, 1] (or as given), labels int64."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def num_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded per-class split of indices into (train, test)."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        cut = int(round(len(idx) * test_fraction))
+        test.append(idx[:cut])
+        train.append(idx[cut:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def _from_arrays(name: str, x: np.ndarray, y: np.ndarray, seed: int) -> Dataset:
+    train, test = stratified_split(y, TEST_FRACTION, seed)
+    return Dataset(name, x[train], y[train], x[test], y[test])
+
+
+def _digits(seed: int) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return _from_arrays("digits", (bunch.data / 16.0).astype(np.float32), bunch.target.astype(np.int64), seed)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an (optionally gzipped) IDX file of unsigned bytes, as MNIST ships."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        raw = handle.read()
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _debian_fashion_mnist() -> Dataset:
+    parts = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images = _read_idx(DEBIAN_FASHION_MNIST / f"{prefix}-images-idx3-ubyte.gz")
+        labels = _read_idx(DEBIAN_FASHION_MNIST / f"{prefix}-labels-idx1-ubyte.gz")
+        parts[split] = ((images[:, None] / 255.0).astype(np.float32), labels.astype(np.int64))
+    return Dataset("fashion-mnist", *parts["train"], *parts["test"])
+
+
+def _torchvision(name: str, root: str | None) -> Dataset:
+    from torchvision import datasets
+
+    classes = {"fashion-mnist": datasets.FashionMNIST, "mnist": datasets.MNIST, "cifar10": datasets.CIFAR10}
+    hint = "install the Debian package dataset-fashion-mnist or " if name == "fashion-mnist" else ""
+    if root is None:
+        raise DatasetError(
+            f"dataset {name!r} needs local files: {hint}pass --data-root DIR holding torchvision's {classes[name].__name__} files"
+        )
+    arrays = []
+    for train in (True, False):
+        try:
+            ds = classes[name](root, train=train, download=False)
+        except RuntimeError as err:
+            raise DatasetError(f"dataset {name!r} not found under {root}: {hint}put torchvision's files there ({err})") from None
+        x = np.asarray(ds.data, dtype=np.float32) / 255.0
+        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # to [N, C, H, W]
+        arrays += [np.ascontiguousarray(x), np.asarray(ds.targets, dtype=np.int64)]
+    return Dataset(name, *arrays)
+
+
+def _npz(path: str, seed: int) -> Dataset:
+    file = Path(path)
+    if not file.is_file():
+        raise DatasetError(f"npz file {path!r} does not exist")
+    try:
+        data = np.load(file, allow_pickle=False)
+        arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"cannot read npz file {path!r}: {err}") from None
+    if "X" not in arrays or "y" not in arrays:
+        raise DatasetError(f"npz file {path!r} must hold arrays 'X' and 'y', found {sorted(arrays)}")
+    x, y = _check_pair(path, "X", "y", arrays["X"], arrays["y"])
+    if ("X_test" in arrays) != ("y_test" in arrays):
+        raise DatasetError(f"npz file {path!r} must hold both 'X_test' and 'y_test' or neither")
+    if "X_test" not in arrays:
+        return _from_arrays(f"npz:{path}", x, y, seed)
+    x_test, y_test = _check_pair(path, "X_test", "y_test", arrays["X_test"], arrays["y_test"])
+    if x_test.shape[1:] != x.shape[1:]:
+        raise DatasetError(f"npz file {path!r}: X_test samples have shape {x_test.shape[1:]}, X samples {x.shape[1:]}")
+    return Dataset(f"npz:{path}", x, y, x_test, y_test)
+
+
+def _check_pair(path: str, x_key: str, y_key: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y) or len(y) == 0:
+        raise DatasetError(f"npz file {path!r}: {x_key} must be [N, ...] and {y_key} [N] with N > 0, got {x.shape} and {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise DatasetError(f"npz file {path!r}: {y_key} must hold non-negative integers, got dtype {y.dtype}")
+    if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+        raise DatasetError(f"npz file {path!r}: {x_key} must hold finite numbers")
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+@lru_cache(maxsize=4)
+def load_dataset(name: str, root: str | None = None, seed: int = 0) -> Dataset:
+    """Load a dataset by name; ``seed`` fixes the train/test split where the source has none.
+
+    Cached per process: read-only arrays, shared by the clients a worker hosts.
+    """
+    if name == "digits":
+        dataset = _digits(seed)
+    elif name.startswith("npz:"):
+        dataset = _npz(name[4:], seed)
+    elif name == "fashion-mnist" and root is None and DEBIAN_FASHION_MNIST.is_dir():
+        dataset = _debian_fashion_mnist()
+    elif name in ("fashion-mnist", "mnist", "cifar10"):
+        dataset = _torchvision(name, root)
+    else:
+        raise DatasetError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    for array in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test):
+        array.setflags(write=False)
+    return dataset

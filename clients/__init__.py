@@ -1,0 +1,1 @@
+"""relatlas: clients."""

@@ -1,0 +1,45 @@
+"""The centralised reference (simulation only): one model trained on the union
+of all clients' data, kept in step with the clients round by round."""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import Tensor
+
+from aggregation.projection import relative_subspaces
+from benchmarks.datasets import Dataset
+from benchmarks.splits import FederationPlan
+from clients.models import build_classifier
+from clients.training import TrainConfig, derive_seed, fit, predict
+
+CENTRAL_ID = 10_000  # seed stream of the centralised model, apart from the clients'
+
+
+class CentralizedReference:
+    """End-to-end model on every client's samples, trained ``epochs`` per round."""
+
+    def __init__(self, dataset: Dataset, plan: FederationPlan, *, embedding_dim: int, encoder: str, train: TrainConfig) -> None:
+        self.indices = np.unique(np.concatenate(plan.client_indices))
+        self.dataset = dataset
+        self.train = train
+        self.model = build_classifier(
+            dataset.input_shape,
+            dataset.num_classes,
+            embedding_dim=embedding_dim,
+            encoder=encoder,
+            seed=derive_seed(train.seed, CENTRAL_ID),
+        )
+
+    def train_round(self, round_number: int) -> None:
+        config = TrainConfig(
+            epochs=self.train.epochs,
+            batch_size=self.train.batch_size,
+            learning_rate=self.train.learning_rate,
+            seed=derive_seed(self.train.seed, CENTRAL_ID, round_number),
+        )
+        fit(self.model, self.dataset.x_train[self.indices], self.dataset.y_train[self.indices], config)
+
+    def spaces(self, anchors: np.ndarray, samples: np.ndarray, similarities: tuple[str, ...]) -> tuple[dict[str, Tensor], Tensor]:
+        """Relative subspaces and absolute embeddings of ``samples``, as a client would send."""
+        embedded = predict(self.model.embedder, samples)
+        return relative_subspaces(embedded, predict(self.model.embedder, anchors), similarities), embedded

@@ -1,0 +1,119 @@
+"""The ``relatlas`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from server.config import ConfigError, RunConfig
+
+ALIASES = {"num-clients": ["--clients"], "out-dir": ["--out"], "learning-rate": ["--lr"]}
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per run-config key, with the same name and the same default."""
+    for field in dataclasses.fields(RunConfig):
+        key = field.name.replace("_", "-")
+        kind = type(field.default)
+        parser.add_argument(
+            f"--{key}",
+            *ALIASES.get(key, []),
+            dest=field.name,
+            type=str if kind is bool else kind,
+            default=None,
+            metavar=kind.__name__.upper(),
+            help=f"default: {field.default!r}",
+        )
+
+
+def _config_from_args(args: argparse.Namespace) -> RunConfig:
+    given = {f.name.replace("_", "-"): getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
+    return RunConfig.from_mapping({key: value for key, value in given.items() if value is not None})
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return "  ".join(_fmt(v) for v in value)
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def results_table(results: dict[str, Any]) -> Table:
+    aggregation = results["config"]["aggregation"]
+    table = Table(title=f"relatlas: {results['config']['dataset']}, {results['config']['split']}, status {results['status']}")
+    table.add_column("space")
+    table.add_column("value", justify="right")
+    rows = [
+        (f"merged ({aggregation}, label-free)", "merged_accuracy"),
+        ("each client's own space", "client_accuracy"),
+        ("merged head on each client (stitching)", "stitched_accuracy"),
+        ("concatenated relative spaces", "concat_accuracy"),
+        ("concatenated absolute embeddings", "concat_absolute_accuracy"),
+        ("centralised end-to-end", "centralized_accuracy"),
+        ("linear CKA(merged, centralised)", "cka_merged_centralized"),
+        ("owner protocol (paper; leaks labels)", "owner_accuracy"),
+        ("payload bytes per client", "payload_bytes_per_client"),
+        ("wall seconds", "wall_seconds"),
+        ("MLflow run", "mlflow_run_id"),
+    ]
+    for label, key in rows:
+        if key in results:
+            table.add_row(label, _fmt(results[key]))
+    return table
+
+
+def _run(args: argparse.Namespace) -> int:
+    from server.simulation import run_simulation
+
+    config = _config_from_args(args)
+    console = Console()
+    try:
+        run_simulation(config, client_cpus=args.client_cpus, client_gpus=args.client_gpus)
+    except Exception as err:  # noqa: BLE001 - reported in one line; results.json keeps finished rounds
+        cause = err.__cause__ or err
+        console.print(f"[red]relatlas: run failed: {type(cause).__name__}: {cause}[/red]")
+        return 1
+    results = json.loads((Path(config.out_dir) / "results.json").read_text())
+    console.print(results_table(results))
+    console.print(f"results: {Path(config.out_dir) / 'results.json'}   MLflow run id: {results['mlflow_run_id']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relatlas", description="Federated aggregation of relative latent spaces.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a federation on Flower's simulation engine")
+    _add_config_options(run)
+    run.add_argument("--client-cpus", type=float, default=1.0, help="CPUs per simulated client (default: 1)")
+    run.add_argument("--client-gpus", type=float, default=0.0, help="GPUs per simulated client (default: 0)")
+    run.set_defaults(handler=_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logger = logging.getLogger("relatlas")
+    logger.addHandler(RichHandler(show_path=False))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as err:
+        print(f"relatlas: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The run configuration: one validated dataclass shared by the CLI, the
+ServerApp and ``[tool.flwr.app.config]``, whose keys are the field names with
+hyphens."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aggregation.aggregators import AGGREGATIONS
+from benchmarks.splits import SPLITS
+
+
+class ConfigError(ValueError):
+    """A run-config value that is missing, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every setting of a federated run. See the README for what each one does."""
+
+    dataset: str = "digits"
+    data_root: str = ""
+    split: str = "shared-classes"
+    num_clients: int = 3
+    shared_classes: int = 4
+    novel_classes: int = 0  # 0: (classes - S) // clients
+    alpha: float = 0.5
+    anchors: int = 64
+    anchor_sampling: str = "uniform"
+    aggregation: str = "mean"
+    merge_weights: str = "uniform"
+    rounds: int = 1
+    epochs: int = 3
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    embedding_dim: int = 64
+    encoder: str = "auto"
+    seed: int = 0
+    min_clients: int = 2
+    node_timeout: float = 120.0
+    round_timeout: float = 900.0
+    probe_epochs: int = 30
+    simulation_baselines: bool = True
+    out_dir: str = "runs/latest"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "relatlas"
+
+    def __post_init__(self) -> None:
+        choices = {
+            "split": SPLITS,
+            "aggregation": AGGREGATIONS,
+            "anchor_sampling": ("uniform", "stratified"),
+            "merge_weights": ("uniform", "samples"),
+            "encoder": ("auto", "mlp", "cnn"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{_key(name)} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        positive = ("num_clients", "anchors", "rounds", "epochs", "batch_size", "embedding_dim", "min_clients",
+                    "probe_epochs", "learning_rate", "node_timeout", "round_timeout", "alpha")  # fmt: skip
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{_key(name)} must be positive; got {getattr(self, name)}")
+        for name in ("shared_classes", "novel_classes", "seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{_key(name)} must be zero or more; got {getattr(self, name)}")
+        if self.min_clients > self.num_clients:
+            raise ConfigError(f"min-clients ({self.min_clients}) cannot exceed num-clients ({self.num_clients})")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
+        """Build from hyphenated keys (a Flower run config), checking names and types."""
+        fields = {_key(f.name): f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ConfigError(f"unknown run-config keys {unknown}; known keys: {', '.join(sorted(fields))}")
+        kwargs = {}
+        for key, value in values.items():
+            kind = type(getattr(cls, fields[key].name))
+            kwargs[fields[key].name] = _coerce(key, value, kind)
+        return cls(**kwargs)
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Hyphenated keys, as in a Flower run config."""
+        return {_key(name): value for name, value in dataclasses.asdict(self).items()}
+
+
+def _key(field_name: str) -> str:
+    return field_name.replace("_", "-")
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    """Accept a value of the field's type (ints for floats too); refuse anything else."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    elif isinstance(value, str):
+        return value
+    raise ConfigError(f"{key} must be {kind.__name__}; got {value!r}")

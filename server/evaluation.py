@@ -1,0 +1,118 @@
+"""What a merged space is worth: probe accuracies, stitching and similarity to
+the centralised space, on a seeded split of the evaluation samples.
+
+Headline: ``merged_accuracy``, the label-free merge (every client projects every
+sample, the server merges without labels). ``owner_accuracy`` reproduces the
+paper's protocol, which picks each sample's source client by its label, and is
+reported only as that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from aggregation.aggregators import Aggregation, ClientSpace, aggregate
+from aggregation.measures import linear_cka, topk_jaccard
+from benchmarks.splits import FederationPlan
+from clients.training import TrainConfig, fit, predict
+
+PROBE_HIDDEN = 256
+
+
+@dataclass(frozen=True)
+class Probe:
+    """An MLP classifier on standardised features (statistics of its training rows)."""
+
+    model: nn.Module
+    mean: Tensor
+    std: Tensor
+
+    def accuracy(self, features: Tensor, labels: np.ndarray) -> float:
+        logits = predict(self.model, (features - self.mean) / self.std)
+        return float((logits.argmax(dim=1).numpy() == labels).mean())
+
+
+def train_probe(features: Tensor, labels: np.ndarray, num_classes: int, *, epochs: int, seed: int) -> Probe:
+    mean, std = features.mean(dim=0), features.std(dim=0) + 1e-6
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(features.shape[1], PROBE_HIDDEN), nn.ReLU(), nn.Linear(PROBE_HIDDEN, num_classes))
+    fit(model, (features - mean) / std, labels, TrainConfig(epochs=epochs, seed=seed))
+    return Probe(model, mean, std)
+
+
+@dataclass(frozen=True)
+class ProbeSplit:
+    """Evaluation samples the probes train on, and those they are scored on."""
+
+    train: np.ndarray
+    test: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    epochs: int
+    seed: int
+
+    def fit(self, space: Tensor) -> Probe:
+        """Every probe starts from the same seed, so spaces are compared on equal terms."""
+        return train_probe(space[self.train], self.labels[self.train], self.num_classes, epochs=self.epochs, seed=self.seed)
+
+    def score(self, probe: Probe, space: Tensor) -> float:
+        return probe.accuracy(space[self.test], self.labels[self.test])
+
+    def accuracy(self, space: Tensor) -> float:
+        return self.score(self.fit(space), space)
+
+
+def owner_masks(plan: FederationPlan, partitions: Sequence[int], labels: np.ndarray) -> Tensor:
+    """[K, N]: client k "owns" sample i if its task holds the sample's class (all
+    clients if none does). Uses labels: the paper's protocol, not label-free."""
+    masks = torch.tensor(np.array([np.isin(labels, plan.client_classes[p]) for p in partitions]))
+    orphans = ~masks.any(dim=0)
+    masks[:, orphans] = True
+    return masks
+
+
+def evaluate_round(
+    aggregation: Aggregation,
+    spaces: Sequence[ClientSpace],
+    partitions: Sequence[int],
+    probes: ProbeSplit,
+    plan: FederationPlan,
+    *,
+    weights: Sequence[float] | None = None,
+    absolute: Sequence[Tensor] | None = None,
+    centralized: ClientSpace | None = None,
+) -> tuple[dict[str, object], Tensor, Tensor | None]:
+    """Metrics of one round, the merged space and the centralised space (same form).
+
+    ``spaces`` and ``partitions`` list the clients that answered, in partition order.
+    ``absolute`` and ``centralized`` exist in simulation only.
+    """
+    merged = aggregate(aggregation, spaces, weights=weights)
+    merged_probe = probes.fit(merged)
+    own = [aggregate(aggregation, [space]) for space in spaces]
+    metrics: dict[str, object] = {
+        "merged_accuracy": probes.score(merged_probe, merged),
+        "client_partitions": list(partitions),
+        "client_accuracy": [probes.accuracy(space) for space in own],
+        "stitched_accuracy": [probes.score(merged_probe, space) if space.shape == merged.shape else None for space in own],
+        "concat_accuracy": probes.accuracy(aggregate("concat", spaces)),
+        "owner_accuracy": None,
+    }
+    if aggregation != "concat":
+        masks = owner_masks(plan, partitions, probes.labels)
+        metrics["owner_accuracy"] = probes.accuracy(aggregate(aggregation, spaces, weights=weights, masks=masks))
+    if absolute is not None:
+        metrics["concat_absolute_accuracy"] = probes.accuracy(torch.cat(list(absolute), dim=1))
+    central = None
+    if centralized is not None:
+        central = aggregate(aggregation, [centralized])
+        metrics["centralized_accuracy"] = probes.accuracy(central)
+        metrics["cka_merged_centralized"] = linear_cka(merged, central)
+        metrics["jaccard_merged_centralized"] = topk_jaccard(merged, central, k=5)
+    return metrics, merged, central

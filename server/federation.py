@@ -1,0 +1,241 @@
+"""One federated run, round by round: send anchors and samples, collect and
+validate replies, merge, evaluate, log.
+
+Flow: ``run_federation`` -> ``Federation.prepare`` -> ``wait_for_nodes`` -> per
+round ``Federation.run_round``: ``round_messages`` -> ``exchange`` ->
+``validate`` (``replies.parse_reply``) -> ``evaluation.evaluate_round``;
+then MLflow and ``results.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
+from torch import Tensor
+
+from aggregation.aggregators import required_similarities
+from benchmarks.datasets import Dataset, load_dataset, stratified_split
+from benchmarks.splits import FederationPlan, plan_for_task
+from clients import protocol
+from clients.training import TrainConfig
+from server.centralized import CentralizedReference
+from server.config import RunConfig
+from server.evaluation import ProbeSplit, evaluate_round
+from server.plots import plot_accuracies, plot_spaces
+from server.replies import ClientReply, Expected, ReplyError, parse_reply
+from server.tracking import mlflow_run, scalar_metrics, write_results
+
+log = logging.getLogger("relatlas")
+
+PROBE_TEST_FRACTION = 0.3
+POLL_SECONDS = 0.2
+PAPER_PROTOCOL_NOTE = (
+    "owner_accuracy follows the paper's owner protocol, which picks each sample's source client by its label "
+    "(label leakage); merged_accuracy is the label-free merge and the headline number"
+)
+
+
+class FederationError(RuntimeError):
+    """The run cannot go on (too few clients); finished rounds are kept."""
+
+
+def wait_for_nodes(grid: Grid, wanted: int, minimum: int, timeout: float) -> list[int]:
+    """Wait until ``wanted`` nodes are connected, or ``timeout`` seconds; then need ``minimum``."""
+    deadline = time.monotonic() + timeout
+    nodes = sorted(grid.get_node_ids())
+    while len(nodes) < wanted and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+        nodes = sorted(grid.get_node_ids())
+    if len(nodes) < minimum:
+        raise FederationError(f"only {len(nodes)} of the {minimum} clients needed (min-clients) connected within {timeout:g} s")
+    return nodes[:wanted]
+
+
+def exchange(
+    grid: Grid, messages: Sequence[Message], timeout: float, while_waiting: Callable[[], None] | None = None
+) -> tuple[list[Message], list[int]]:
+    """Push ``messages``, run ``while_waiting``, pull replies until all came or ``timeout``.
+
+    Returns the replies and the node ids that did not answer in time.
+    """
+    started = time.monotonic()
+    ids = list(grid.push_messages(messages))
+    destination = {mid: msg.metadata.dst_node_id for mid, msg in zip(ids, messages)}
+    if while_waiting is not None:
+        while_waiting()
+    replies: dict[str, Message] = {}
+    while True:
+        pending = [mid for mid in ids if mid not in replies]
+        for reply in grid.pull_messages(pending) if pending else ():
+            replies[reply.metadata.reply_to_message_id] = reply
+        if len(replies) == len(ids) or time.monotonic() - started > timeout:
+            break
+        time.sleep(POLL_SECONDS)
+    return list(replies.values()), [destination[mid] for mid in ids if mid not in replies]
+
+
+def validate(messages: Sequence[Message], expected: Expected, round_number: int) -> tuple[list[ClientReply], list[dict]]:
+    """Keep the valid replies (one per partition, in partition order); list the rest as failures."""
+    valid: dict[int, ClientReply] = {}
+    failures = []
+    for message in messages:
+        try:
+            reply = parse_reply(message, expected)
+            if reply.partition_id in valid:
+                raise ReplyError(f"partition-id {reply.partition_id} already answered this round")
+            valid[reply.partition_id] = reply
+        except ReplyError as err:
+            failures.append({"node": message.metadata.src_node_id, "round": round_number, "reason": str(err)})
+    return [valid[p] for p in sorted(valid)], failures
+
+
+@dataclass
+class RoundOutcome:
+    metrics: dict[str, Any]
+    failures: list[dict]
+    merged: Tensor
+    central: Tensor | None
+
+
+@dataclass
+class Federation:
+    """What stays fixed over a run: the data plan, what is sent, how spaces are scored."""
+
+    config: RunConfig
+    dataset: Dataset
+    plan: FederationPlan
+    inputs: ArrayRecord
+    expected: Expected
+    probes: ProbeSplit
+    central: CentralizedReference | None
+
+    @classmethod
+    def prepare(cls, config: RunConfig) -> Federation:
+        dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
+        plan = plan_for_task(dataset.y_train, config.to_mapping())
+        anchors, samples = dataset.x_train[plan.anchor_indices], dataset.x_test
+        inputs = ArrayRecord(
+            {protocol.ANCHORS: Array(np.ascontiguousarray(anchors)), protocol.SAMPLES: Array(np.ascontiguousarray(samples))}
+        )
+        expected = Expected(
+            required_similarities(config.aggregation), len(samples), len(anchors), config.num_clients, config.simulation_baselines
+        )
+        train_part, test_part = stratified_split(dataset.y_test, PROBE_TEST_FRACTION, config.seed)
+        probes = ProbeSplit(train_part, test_part, dataset.y_test, dataset.num_classes, config.probe_epochs, config.seed)
+        central = None
+        if config.simulation_baselines:
+            train = TrainConfig(
+                epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed
+            )
+            central = CentralizedReference(dataset, plan, embedding_dim=config.embedding_dim, encoder=config.encoder, train=train)
+        return cls(config, dataset, plan, inputs, expected, probes, central)
+
+    def round_messages(self, nodes: Sequence[int], round_number: int) -> list[Message]:
+        """One ``train`` message per node: the client's task and the samples to project."""
+        values = self.config.to_mapping()
+        task = {key: values[key] for key in protocol.TASK_KEYS}
+        task |= {"round": round_number, "similarities": list(self.expected.similarities), "send-absolute": self.expected.absolute}
+        return [
+            Message(
+                RecordDict({protocol.TASK: ConfigRecord(task), protocol.INPUTS: self.inputs}),
+                dst_node_id=node,
+                message_type=protocol.TRAIN,
+                group_id=str(round_number),
+            )
+            for node in nodes
+        ]
+
+    def run_round(self, grid: Grid, nodes: Sequence[int], round_number: int) -> RoundOutcome:
+        """Send, collect, validate, merge and evaluate one round.
+
+        The centralised reference trains while the clients do.
+        """
+        config = self.config
+        train_central = (lambda: self.central.train_round(round_number)) if self.central is not None else None
+        answers, silent = exchange(grid, self.round_messages(nodes, round_number), config.round_timeout, train_central)
+        replies, failures = validate(answers, self.expected, round_number)
+        timeout_reason = f"no reply within round-timeout {config.round_timeout:g} s"
+        failures += [{"node": node, "round": round_number, "reason": timeout_reason} for node in silent]
+        for failure in failures:
+            log.warning("round %d: dropped node %s: %s", round_number, failure["node"], failure["reason"])
+        if len(replies) < config.min_clients:
+            raise FederationError(f"round {round_number}: {len(replies)} valid replies, min-clients is {config.min_clients}")
+        centralized, absolute = None, None
+        if self.central is not None:
+            anchors, samples = self.inputs[protocol.ANCHORS].numpy(), self.inputs[protocol.SAMPLES].numpy()
+            centralized, absolute = self.central.spaces(anchors, samples, self.expected.similarities)
+        metrics, merged, central = evaluate_round(
+            config.aggregation,
+            [r.spaces for r in replies],
+            [r.partition_id for r in replies],
+            self.probes,
+            self.plan,
+            weights=[r.num_examples for r in replies] if config.merge_weights == "samples" else None,
+            absolute=[r.absolute for r in replies] if self.expected.absolute else None,
+            centralized=centralized,
+        )
+        metrics |= {
+            "round": round_number,
+            "clients_answered": len(replies),
+            "clients_failed": len(failures),
+            "payload_bytes_per_client": float(np.mean([r.payload_bytes for r in replies])),
+            "client_train_seconds": [r.metrics.get("train-seconds", 0.0) for r in replies],
+        }
+        return RoundOutcome(metrics, failures, merged, central)
+
+
+def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
+    """Run every round of ``config`` on ``grid``; write and return the results.
+
+    ``results.json`` is written even when a round fails, with the rounds finished so far.
+    """
+    started = time.perf_counter()
+    out_dir = Path(config.out_dir)
+    federation = Federation.prepare(config)
+    results: dict[str, Any] = {
+        "status": "running",
+        "config": config.to_mapping(),
+        "rounds": [],
+        "failures": [],
+        "note": PAPER_PROTOCOL_NOTE,
+    }
+    with mlflow_run(config) as run_id:
+        results["mlflow_run_id"] = run_id
+        try:
+            nodes = wait_for_nodes(grid, config.num_clients, config.min_clients, config.node_timeout)
+            log.info("%d clients connected; %d round(s) of %d epochs", len(nodes), config.rounds, config.epochs)
+            for round_number in range(1, config.rounds + 1):
+                log.info("round %d/%d: training on %d clients", round_number, config.rounds, len(nodes))
+                outcome = federation.run_round(grid, nodes, round_number)
+                results["failures"] += outcome.failures
+                results["rounds"].append(outcome.metrics)
+                mlflow.log_metrics(scalar_metrics(outcome.metrics), step=round_number)
+                log.info("round %d: merged accuracy %.3f", round_number, outcome.metrics["merged_accuracy"])
+            _log_figures(out_dir, outcome, federation.dataset.y_test)
+            results["status"] = "completed"
+        except Exception as err:
+            results |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+            raise
+        finally:
+            if results["rounds"]:
+                results |= results["rounds"][-1]
+            results["wall_seconds"] = time.perf_counter() - started
+            mlflow.log_artifact(str(write_results(out_dir, results)))
+    log.info("results in %s, MLflow run %s", out_dir / "results.json", run_id)
+    return results
+
+
+def _log_figures(out_dir: Path, outcome: RoundOutcome, labels: np.ndarray) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spaces = {"merged": outcome.merged} | ({"centralised": outcome.central} if outcome.central is not None else {})
+    for path in (plot_spaces(spaces, labels, out_dir / "spaces.png"), plot_accuracies(outcome.metrics, out_dir / "accuracy.png")):
+        mlflow.log_artifact(str(path))

@@ -1,0 +1,59 @@
+"""PNG figures of a run: the merged and centralised spaces in 2-D, and the
+accuracy of every space."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+
+def pca_2d(space: Tensor) -> np.ndarray:
+    """First two principal components (deterministic SVD, sign fixed by the largest loading)."""
+    centred = (space - space.mean(dim=0)).double()
+    _, _, vt = torch.linalg.svd(centred, full_matrices=False)
+    components = vt[:2]
+    signs = torch.sign(components.gather(1, components.abs().argmax(dim=1, keepdim=True)))
+    return (centred @ (components * signs).T).numpy()
+
+
+def plot_spaces(spaces: Mapping[str, Tensor], labels: np.ndarray, path: Path) -> Path:
+    fig, axes = plt.subplots(1, len(spaces), figsize=(5 * len(spaces), 4.5), squeeze=False)
+    for ax, (title, space) in zip(axes[0], spaces.items()):
+        points = pca_2d(space)
+        scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4)
+        ax.set_title(f"{title} (PCA)")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(scatter, ax=axes[0].tolist(), label="class")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_accuracies(results: Mapping[str, Any], path: Path) -> Path:
+    """Bars for each client's own space next to the merged and reference spaces."""
+    bars = {f"client {p}": acc for p, acc in zip(results["client_partitions"], results["client_accuracy"])}
+    for key, label in (("merged_accuracy", "merged"), ("concat_accuracy", "concat rel."),
+                       ("concat_absolute_accuracy", "concat abs."), ("centralized_accuracy", "centralised"),
+                       ("owner_accuracy", "owner (leaks labels)")):  # fmt: skip
+        if results.get(key) is not None:
+            bars[label] = results[key]
+    fig, ax = plt.subplots(figsize=(1.2 * len(bars) + 2, 4))
+    colors = ["tab:gray" if name.startswith("client") else "tab:blue" for name in bars]
+    ax.bar(list(bars), list(bars.values()), color=colors)
+    ax.set_ylabel("probe accuracy")
+    ax.set_ylim(0, 1)
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,102 @@
+"""Validation of client replies: a reply becomes a ``ClientReply`` or a
+one-line ``ReplyError`` reason; nothing a client sends can crash the server."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from flwr.app import Message
+from torch import Tensor
+
+from clients import protocol
+
+ALLOWED_DTYPES = (np.float32, np.float16, np.float64)
+
+
+class ReplyError(ValueError):
+    """Why a reply was dropped, in one line."""
+
+
+@dataclass(frozen=True)
+class ClientReply:
+    """A validated reply: the client's relative subspaces over the round's samples."""
+
+    node_id: int
+    partition_id: int
+    spaces: dict[str, Tensor]
+    absolute: Tensor | None
+    num_examples: int
+    metrics: dict[str, float]
+    payload_bytes: int
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a valid reply of this round must hold."""
+
+    similarities: tuple[str, ...]
+    num_samples: int
+    num_anchors: int
+    num_partitions: int
+    absolute: bool
+
+
+def error_reason(message: Message) -> str:
+    """The last meaningful line of a failed reply's error, e.g. ``RuntimeError: boom``."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", message.error.reason or "")
+    lines = [line.strip(" '\">") for line in text.splitlines() if line.strip(" '\">")]
+    found = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b.*:", line)]
+    last = (found or lines or [f"error code {message.error.code}"])[-1]
+    return f"client failed: {last[:300]}"
+
+
+def _array(record, key: str, what: str) -> np.ndarray:
+    if key not in record:
+        raise ReplyError(f"{what} lacks array {key!r}; has {sorted(record.keys())}")
+    try:
+        array = record[key].numpy()
+    except Exception as err:  # noqa: BLE001 - any decoding failure is the client's fault
+        raise ReplyError(f"{what}[{key!r}] cannot be decoded: {err}") from None
+    if array.dtype not in ALLOWED_DTYPES:
+        raise ReplyError(f"{what}[{key!r}] has dtype {array.dtype}; expected a float array")
+    if not np.isfinite(array).all():
+        raise ReplyError(f"{what}[{key!r}] holds NaN or infinite values")
+    return array
+
+
+def parse_reply(message: Message, expected: Expected) -> ClientReply:
+    """Check a reply against ``expected`` and convert it; raise ``ReplyError`` if invalid."""
+    if message.has_error():
+        raise ReplyError(error_reason(message))
+    content = message.content
+    for name in (protocol.RELATIVE, protocol.METRICS):
+        if name not in content:
+            raise ReplyError(f"reply lacks record {name!r}; has {sorted(content.keys())}")
+    spaces, payload = {}, 0
+    for similarity in expected.similarities:
+        array = _array(content[protocol.RELATIVE], similarity, protocol.RELATIVE)
+        if array.shape != (expected.num_samples, expected.num_anchors):
+            raise ReplyError(
+                f"relative[{similarity!r}] has shape {array.shape}; expected {(expected.num_samples, expected.num_anchors)}"
+            )
+        spaces[similarity] = torch.from_numpy(array.astype(np.float32))
+        payload += array.nbytes
+    absolute = None
+    if expected.absolute:
+        if protocol.ABSOLUTE not in content:
+            raise ReplyError("reply lacks the absolute embeddings asked for")
+        embeddings = _array(content[protocol.ABSOLUTE], protocol.SAMPLES, protocol.ABSOLUTE)
+        if embeddings.ndim != 2 or embeddings.shape[0] != expected.num_samples:
+            raise ReplyError(f"absolute embeddings have shape {embeddings.shape}; expected ({expected.num_samples}, d)")
+        absolute = torch.from_numpy(embeddings.astype(np.float32))
+    metrics = {key: float(value) for key, value in content[protocol.METRICS].items() if isinstance(value, (int, float))}
+    partition = metrics.get("partition-id", -1.0)
+    if not (partition.is_integer() and 0 <= partition < expected.num_partitions):
+        raise ReplyError(f"partition-id {partition} is not one of the run's {expected.num_partitions} clients")
+    num_examples = metrics.get("num-examples", 0.0)
+    if not (num_examples.is_integer() and num_examples >= 1):
+        raise ReplyError(f"num-examples must be a positive integer; got {num_examples}")
+    return ClientReply(message.metadata.src_node_id, int(partition), spaces, absolute, int(num_examples), metrics, payload)

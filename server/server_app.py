@@ -1,0 +1,22 @@
+"""The Flower ServerApp: read the run config, run the federation."""
+
+from __future__ import annotations
+
+import logging
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from server.config import RunConfig
+from server.federation import run_federation
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    logger = logging.getLogger("relatlas")
+    if not logger.handlers:  # under `flwr run`; the relatlas CLI installs its own handler
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s relatlas: %(message)s")
+        logger.setLevel(logging.INFO)
+    run_federation(grid, RunConfig.from_mapping(context.run_config))

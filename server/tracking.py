@@ -1,0 +1,50 @@
+"""MLflow tracking and the run's output folder."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+
+from server.config import RunConfig
+
+
+@contextmanager
+def mlflow_run(config: RunConfig) -> Iterator[str]:
+    """Start an MLflow run with the config as params; yields its id. The run ends
+    FAILED if the body raises, FINISHED otherwise."""
+    mlflow.set_tracking_uri(config.tracking_uri)
+    mlflow.set_experiment(config.experiment)
+    name = f"{config.dataset}-{config.split}-{config.aggregation}-seed{config.seed}"
+    with mlflow.start_run(run_name=name) as run:
+        mlflow.log_params(config.to_mapping())
+        yield run.info.run_id
+
+
+def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Numbers as MLflow metrics; lists become one metric per client."""
+    flat: dict[str, float] = {}
+    partitions = metrics.get("client_partitions", [])
+    for key, value in metrics.items():
+        if key == "client_partitions":
+            continue
+        if isinstance(value, list):
+            flat.update({f"{key}/client{p}": float(v) for p, v in zip(partitions, value) if v is not None})
+        elif isinstance(value, (int, float)) and value is not None and math.isfinite(value):
+            flat[key] = float(value)
+    return flat
+
+
+def write_results(out_dir: Path, results: Mapping[str, Any]) -> Path:
+    """Write ``results.json`` atomically, so a crash never leaves half a file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "results.json"
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(results, indent=2, sort_keys=True))
+    partial.replace(path)
+    return path

@@ -1,0 +1,30 @@
+"""A real ClientApp that misbehaves on purpose, by partition, for fault tests.
+
+Partition 1 raises, 2 sends NaN, 3 sends the wrong shape; the others answer
+like relatlas's own client.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, Context, Message
+from flwr.clientapp import ClientApp
+
+from clients import protocol
+from clients.client_app import train as honest_train
+
+app = ClientApp()
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    partition = int(context.node_config["partition-id"])
+    if partition == 1:
+        raise RuntimeError("simulated crash on partition 1")
+    reply = honest_train(msg, context)
+    cosine = reply.content[protocol.RELATIVE]["cosine"].numpy()
+    if partition == 2:
+        reply.content[protocol.RELATIVE] = ArrayRecord({"cosine": Array(np.full_like(cosine, np.nan))})
+    elif partition == 3:
+        reply.content[protocol.RELATIVE] = ArrayRecord({"cosine": Array(cosine[:, :-1].copy())})
+    return reply

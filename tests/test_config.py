@@ -1,0 +1,43 @@
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from server.cli import _config_from_args, build_parser
+from server.config import ConfigError, RunConfig
+
+
+def test_flower_app_config_matches_run_config_defaults():
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert pyproject["tool"]["flwr"]["app"]["config"] == RunConfig().to_mapping()
+
+
+def test_round_trip_through_a_flower_run_config():
+    config = RunConfig(dataset="npz:/data/x.npz", rounds=2, learning_rate=0.01)
+    assert RunConfig.from_mapping(config.to_mapping()) == config
+
+
+def test_cli_options_mirror_the_config():
+    args = build_parser().parse_args(["run", "--clients", "4", "--aggregation", "product", "--simulation-baselines", "false"])
+    config = _config_from_args(args)
+    assert (config.num_clients, config.aggregation, config.simulation_baselines) == (4, "product", False)
+    assert dataclasses.replace(config, num_clients=3, aggregation="mean", simulation_baselines=True) == RunConfig()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"aggregation": "median"}, "aggregation must be one of"),
+        ({"rounds": 0}, "rounds must be positive"),
+        ({"epochs": "3"}, "epochs must be int"),
+        ({"learning-rate": float("nan")}, "learning-rate must be float"),
+        ({"min-clients": 5}, "cannot exceed num-clients"),
+        ({"colour": "red"}, "unknown run-config keys"),
+        ({"simulation-baselines": "maybe"}, "must be bool"),
+    ],
+)
+def test_bad_values_fail_in_one_line(values, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        RunConfig.from_mapping(values)
+    assert "\n" not in str(err.value)

@@ -1,0 +1,92 @@
+"""End to end on Flower's simulation engine (Ray backend), with a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cloudpickle
+import mlflow
+import pytest
+
+from server.config import RunConfig
+from server.federation import FederationError
+from server.simulation import run_simulation
+from tests import faulty_clients
+
+cloudpickle.register_pickle_by_value(faulty_clients)  # Ray workers need not import tests/
+
+TIMINGS = {"wall_seconds", "client_train_seconds", "mlflow_run_id"}
+
+
+def _config(tmp_path: Path, **overrides) -> RunConfig:
+    values = {"epochs": 2, "probe-epochs": 10, "out-dir": str(tmp_path / "out"), "tracking-uri": f"sqlite:///{tmp_path}/mlflow.db"}
+    return RunConfig.from_mapping(values | overrides)
+
+
+def _results(config: RunConfig) -> dict:
+    return json.loads((Path(config.out_dir) / "results.json").read_text())
+
+
+def _without_timings(results: dict) -> dict:
+    kept = {k: v for k, v in results.items() if k not in TIMINGS}
+    kept["rounds"] = [{k: v for k, v in r.items() if k not in TIMINGS} for r in results["rounds"]]
+    return kept
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MLflow puts artifacts under ./mlruns
+
+
+def test_three_clients_on_digits_write_complete_results(tmp_path):
+    config = _config(tmp_path, rounds=2)
+    run_simulation(config)
+    results = _results(config)
+    assert results["status"] == "completed" and results["failures"] == []
+    assert [r["round"] for r in results["rounds"]] == [1, 2]
+    for key in ("merged_accuracy", "centralized_accuracy", "concat_accuracy", "concat_absolute_accuracy", "owner_accuracy"):
+        assert 0.5 < results[key] <= 1.0, key
+    assert len(results["client_accuracy"]) == len(results["stitched_accuracy"]) == 3
+    assert 0.5 < results["cka_merged_centralized"] <= 1.0
+    assert results["payload_bytes_per_client"] == 539 * 64 * 4  # digits test set x anchors x fp32
+
+    run = mlflow.MlflowClient(config.tracking_uri).get_run(results["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["aggregation"] == "mean"
+    assert run.data.metrics["merged_accuracy"] == pytest.approx(results["merged_accuracy"])
+    history = mlflow.MlflowClient(config.tracking_uri).get_metric_history(run.info.run_id, "merged_accuracy")
+    assert [m.step for m in history] == [1, 2]
+    artifacts = {a.path for a in mlflow.MlflowClient(config.tracking_uri).list_artifacts(run.info.run_id)}
+    assert {"results.json", "spaces.png", "accuracy.png"} <= artifacts
+
+
+def test_same_seed_gives_identical_numbers(tmp_path):
+    first, second = _config(tmp_path / "a", aggregation="product"), _config(tmp_path / "b", aggregation="product")
+    run_simulation(first)
+    run_simulation(second)
+    one, two = _without_timings(_results(first)), _without_timings(_results(second))
+    one["config"].pop("out-dir"), two["config"].pop("out-dir")
+    one["config"].pop("tracking-uri"), two["config"].pop("tracking-uri")
+    assert one == two
+
+
+def test_failing_and_garbage_clients_are_dropped_and_the_round_completes(tmp_path):
+    config = _config(tmp_path, **{"num-clients": 5, "shared-classes": 2, "simulation-baselines": False})
+    run_simulation(config, client_app=faulty_clients.app)
+    results = _results(config)
+    assert results["status"] == "completed"
+    assert results["client_partitions"] == [0, 4] and results["clients_answered"] == 2
+    reasons = sorted(f["reason"] for f in results["failures"])
+    assert len(reasons) == 3
+    assert "simulated crash on partition 1" in reasons[0]
+    assert "NaN or infinite" in reasons[1] and "shape" in reasons[2]
+
+
+def test_too_few_clients_stops_with_a_clear_error_and_keeps_the_record(tmp_path):
+    config = _config(tmp_path, **{"num-clients": 4, "shared-classes": 2, "min-clients": 3, "simulation-baselines": False})
+    with pytest.raises(FederationError, match="round 1: 1 valid replies, min-clients is 3"):
+        run_simulation(config, client_app=faulty_clients.app)
+    results = _results(config)
+    assert results["status"] == "failed" and "min-clients" in results["error"] and len(results["failures"]) == 3
+    assert mlflow.MlflowClient(config.tracking_uri).get_run(results["mlflow_run_id"]).info.status == "FAILED"

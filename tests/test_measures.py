@@ -1,0 +1,36 @@
+import pytest
+import torch
+
+from aggregation.measures import linear_cka, matched_cosine, mean_reciprocal_rank, topk_jaccard
+from tests.conftest import random_orthogonal
+
+
+def test_cka_is_one_under_orthogonal_map_and_scaling(clustered):
+    points, _ = clustered
+    rotated = 3.0 * points.double() @ random_orthogonal(16, 1)
+    assert linear_cka(points, rotated) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_cka_is_low_for_unrelated_spaces(clustered):
+    points, _ = clustered
+    noise = torch.randn(points.shape, generator=torch.Generator().manual_seed(5))
+    assert linear_cka(points, noise) < 0.2
+
+
+def test_neighbour_measures_are_perfect_for_identical_spaces_and_drop_when_shuffled(clustered):
+    points, _ = clustered
+    shuffled = points[torch.randperm(len(points), generator=torch.Generator().manual_seed(2))]
+    assert topk_jaccard(points, points) == pytest.approx(1.0)
+    assert mean_reciprocal_rank(points, points) == pytest.approx(1.0)
+    assert matched_cosine(points, points) == pytest.approx(1.0)
+    assert topk_jaccard(points, shuffled) < 0.5
+    assert mean_reciprocal_rank(points, shuffled) < 0.5
+
+
+def test_measures_reject_mismatched_spaces():
+    with pytest.raises(ValueError, match="same samples"):
+        linear_cka(torch.randn(5, 3), torch.randn(6, 3))
+    with pytest.raises(ValueError, match="equal dimensions"):
+        mean_reciprocal_rank(torch.randn(5, 3), torch.randn(5, 4))
+    with pytest.raises(ValueError, match="k must be"):
+        topk_jaccard(torch.randn(5, 3), torch.randn(5, 3), k=5)

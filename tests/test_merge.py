@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from aggregation.aggregators import aggregate, required_similarities
+from aggregation.merge import concat_merge, mean_merge, product_merge, standardize_rows
+
+A = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+B = torch.tensor([[3.0, 6.0], [5.0, 0.0]])
+
+
+def test_mean_is_elementwise():
+    torch.testing.assert_close(mean_merge([A, B]), torch.tensor([[2.0, 4.0], [4.0, 2.0]]))
+
+
+def test_weighted_mean_follows_weights():
+    torch.testing.assert_close(mean_merge([A, B], weights=[3, 1]), (3 * A + B) / 4)
+
+
+def test_masked_mean_ignores_unprojected_samples():
+    masks = torch.tensor([[True, False], [True, True]])
+    merged = mean_merge([A, B], masks=masks)
+    torch.testing.assert_close(merged[0], (A[0] + B[0]) / 2)
+    torch.testing.assert_close(merged[1], B[1])
+
+
+def test_mean_refuses_samples_nobody_projected_and_bad_weights():
+    with pytest.raises(ValueError, match="projected by no client"):
+        mean_merge([A, B], masks=torch.tensor([[True, False], [True, False]]))
+    with pytest.raises(ValueError, match="non-negative"):
+        mean_merge([A, B], weights=[1, -1])
+    with pytest.raises(ValueError, match="differ in shape"):
+        mean_merge([A, B[:1]])
+    with pytest.raises(ValueError, match="nothing to merge"):
+        mean_merge([])
+
+
+def test_standardize_rows_gives_zero_mean_unit_variance():
+    rows = standardize_rows(torch.randn(10, 7) * 5 + 3)
+    torch.testing.assert_close(rows.mean(dim=1), torch.zeros(10), atol=1e-5, rtol=0)
+    torch.testing.assert_close(rows.std(dim=1, unbiased=False), torch.ones(10), atol=1e-4, rtol=0)
+
+
+def test_product_normalises_each_subspace_then_combines():
+    small, large = torch.randn(4, 3), 1000 * torch.randn(4, 3)
+    joined = product_merge([small, large])
+    assert joined.shape == (4, 6)
+    torch.testing.assert_close(joined[:, 3:], standardize_rows(large))
+    torch.testing.assert_close(product_merge([small, large], combine="sum"), standardize_rows(small) + standardize_rows(large))
+
+
+def test_concat_keeps_every_client():
+    assert concat_merge([A, B]).shape == (2, 4)
+
+
+def test_aggregate_by_name():
+    spaces = [{name: torch.randn(5, 3) for name in required_similarities("product")} for _ in range(2)]
+    assert aggregate("mean", spaces).shape == (5, 3)
+    assert aggregate("product", spaces).shape == (5, 12)
+    assert aggregate("concat", spaces).shape == (5, 6)
+    with pytest.raises(ValueError, match="missing"):
+        aggregate("product", [{"cosine": torch.randn(5, 3)}])
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        required_similarities("median")

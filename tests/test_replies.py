@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
+
+from flwr.supercore.task_identity import TaskIdentity
+
+from clients import protocol
+from server.federation import validate
+from server.replies import Expected, ReplyError, parse_reply
+
+
+@pytest.fixture(autouse=True)
+def task_identity():
+    """Flower stamps messages with the running task's identity; give this process one."""
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
+
+
+EXPECTED = Expected(similarities=("cosine",), num_samples=6, num_anchors=4, num_partitions=3, absolute=True)
+
+
+def _request() -> Message:
+    return Message(RecordDict({protocol.TASK: ConfigRecord({"round": 1})}), dst_node_id=7, message_type=protocol.TRAIN)
+
+
+def _reply(relative=None, absolute=None, metrics=None, drop=()) -> Message:
+    records = {
+        protocol.RELATIVE: ArrayRecord({"cosine": Array(np.zeros((6, 4), np.float32) if relative is None else relative)}),
+        protocol.ABSOLUTE: ArrayRecord({protocol.SAMPLES: Array(np.zeros((6, 8), np.float32) if absolute is None else absolute)}),
+        protocol.METRICS: MetricRecord({"partition-id": 1, "num-examples": 50} if metrics is None else metrics),
+    }
+    return Message(RecordDict({k: v for k, v in records.items() if k not in drop}), reply_to=_request())
+
+
+def test_valid_reply_is_converted():
+    reply = parse_reply(_reply(), EXPECTED)
+    assert reply.partition_id == 1 and reply.num_examples == 50
+    assert reply.spaces["cosine"].shape == (6, 4) and reply.absolute.shape == (6, 8)
+    assert reply.payload_bytes == 6 * 4 * 4
+
+
+def test_half_precision_payload_counts_half_the_bytes():
+    assert parse_reply(_reply(relative=np.zeros((6, 4), np.float16)), EXPECTED).payload_bytes == 6 * 4 * 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"drop": (protocol.RELATIVE,)}, "lacks record 'relative'"),
+        ({"relative": np.zeros((6, 3), np.float32)}, r"shape \(6, 3\); expected \(6, 4\)"),
+        ({"relative": np.full((6, 4), np.nan, np.float32)}, "NaN or infinite"),
+        ({"relative": np.zeros((6, 4), np.int64)}, "dtype int64"),
+        ({"absolute": np.zeros((5, 8), np.float32)}, "absolute embeddings have shape"),
+        ({"drop": (protocol.ABSOLUTE,)}, "lacks the absolute embeddings"),
+        ({"metrics": {"partition-id": 3, "num-examples": 5}}, "partition-id 3.0 is not one of"),
+        ({"metrics": {"partition-id": 0, "num-examples": 0}}, "num-examples must be a positive integer"),
+    ],
+)
+def test_invalid_replies_are_refused_with_a_reason(fields, reason):
+    with pytest.raises(ReplyError, match=reason):
+        parse_reply(_reply(**fields), EXPECTED)
+
+
+def test_client_error_is_reduced_to_one_line():
+    raw = "<'\x1b[36mray::ClientAppActor.run()\x1b[39m (pid=1)\n  File x\nRuntimeError: disk full\n\nflwr.X: \nException Foo'>"
+    failed = Message(Error(code=2, reason=raw), reply_to=_request())
+    with pytest.raises(ReplyError, match="^client failed: RuntimeError: disk full$"):
+        parse_reply(failed, EXPECTED)
+
+
+def test_validate_keeps_good_replies_and_lists_failures():
+    duplicate = _reply()
+    broken = _reply(relative=np.full((6, 4), np.inf, np.float32))
+    other = _reply(metrics={"partition-id": 0, "num-examples": 9})
+    replies, failures = validate([_reply(), duplicate, broken, other], EXPECTED, round_number=2)
+    assert [r.partition_id for r in replies] == [0, 1]
+    assert [f["round"] for f in failures] == [2, 2]
+    assert "already answered" in failures[0]["reason"] and "NaN or infinite" in failures[1]["reason"]
