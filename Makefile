@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint flwr-run clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,15 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The default federation under Flower's own CLI; stops the local SuperLink it starts.
+FLWR_ENV := FLWR_HOME=$(CURDIR)/.flwr FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 FLWR_TELEMETRY_ENABLED=0 PATH=$(CURDIR)/$(BIN):$$PATH
+flwr-run: $(STAMP)
+	@before=" $$(pgrep -d ' ' -f '[f]lower-superlink') "; \
+	$(FLWR_ENV) $(BIN)/flwr run . local --stream --federation-config "num-supernodes=3" \
+		--run-config 'out-dir="$(CURDIR)/runs/flwr" tracking-uri="sqlite:///$(CURDIR)/mlflow.db"'; status=$$?; \
+	for pid in $$(pgrep -f '[f]lower-superlink'); do case "$$before" in *" $$pid "*) ;; *) kill $$pid ;; esac; done; \
+	exit $$status
 
 clean:
 	rm -rf runs mlruns mlflow.db .pytest_cache

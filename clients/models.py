@@ -39,10 +39,17 @@ def small_cnn(channels: int, side: int, embedding_dim: int) -> nn.Sequential:
 
 
 def build_classifier(
-    input_shape: tuple[int, ...], num_classes: int, *, embedding_dim: int = 64, encoder: Encoder = "auto", hidden_dim: int = 256
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    embedding_dim: int = 64,
+    encoder: Encoder = "auto",
+    hidden_dim: int = 256,
+    seed: int = 0,
 ) -> Classifier:
     """The encoder for an input shape: ``auto`` picks the CNN for [C, H, W] inputs
-    with H = W >= 28, the MLP otherwise."""
+    with H = W >= 28, the MLP otherwise. Weights are initialised from ``seed``
+    alone, whatever ran before in this process."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return _build(input_shape, num_classes, embedding_dim, encoder, hidden_dim)

@@ -2,9 +2,9 @@
 validate replies, merge, evaluate, log.
 
 Flow: ``run_federation`` -> ``Federation.prepare`` -> ``wait_for_nodes`` -> per
-round ``Federation.run_round``: ``round_messages`` -> ``exchange`` ->
-``validate`` (``replies.parse_reply``) -> ``evaluation.evaluate_round``;
-then MLflow and ``results.json``.
+round ``Federation.collect`` (``round_messages`` -> ``exchange`` -> ``validate``,
+i.e. ``replies.parse_reply``) -> ``Federation.evaluate``
+(``evaluation.evaluate_round``); then MLflow and ``results.json``.
 """
 
 from __future__ import annotations
@@ -101,7 +101,6 @@ def validate(messages: Sequence[Message], expected: Expected, round_number: int)
 @dataclass
 class RoundOutcome:
     metrics: dict[str, Any]
-    failures: list[dict]
     merged: Tensor
     central: Tensor | None
 
@@ -154,43 +153,41 @@ class Federation:
             for node in nodes
         ]
 
-    def run_round(self, grid: Grid, nodes: Sequence[int], round_number: int) -> RoundOutcome:
-        """Send, collect, validate, merge and evaluate one round.
+    def collect(self, grid: Grid, nodes: Sequence[int], round_number: int) -> tuple[list[ClientReply], list[dict]]:
+        """Send the round's messages and keep the valid replies; the rest become failures.
 
         The centralised reference trains while the clients do.
         """
-        config = self.config
+        timeout = self.config.round_timeout
         train_central = (lambda: self.central.train_round(round_number)) if self.central is not None else None
-        answers, silent = exchange(grid, self.round_messages(nodes, round_number), config.round_timeout, train_central)
+        answers, silent = exchange(grid, self.round_messages(nodes, round_number), timeout, train_central)
         replies, failures = validate(answers, self.expected, round_number)
-        timeout_reason = f"no reply within round-timeout {config.round_timeout:g} s"
-        failures += [{"node": node, "round": round_number, "reason": timeout_reason} for node in silent]
-        for failure in failures:
-            log.warning("round %d: dropped node %s: %s", round_number, failure["node"], failure["reason"])
-        if len(replies) < config.min_clients:
-            raise FederationError(f"round {round_number}: {len(replies)} valid replies, min-clients is {config.min_clients}")
+        reason = f"no reply within round-timeout {timeout:g} s"
+        return replies, failures + [{"node": node, "round": round_number, "reason": reason} for node in silent]
+
+    def evaluate(self, replies: Sequence[ClientReply], round_number: int) -> RoundOutcome:
+        """Merge the replies and score the merged space against the references."""
         centralized, absolute = None, None
         if self.central is not None:
             anchors, samples = self.inputs[protocol.ANCHORS].numpy(), self.inputs[protocol.SAMPLES].numpy()
             centralized, absolute = self.central.spaces(anchors, samples, self.expected.similarities)
         metrics, merged, central = evaluate_round(
-            config.aggregation,
+            self.config.aggregation,
             [r.spaces for r in replies],
             [r.partition_id for r in replies],
             self.probes,
             self.plan,
-            weights=[r.num_examples for r in replies] if config.merge_weights == "samples" else None,
+            weights=[r.num_examples for r in replies] if self.config.merge_weights == "samples" else None,
             absolute=[r.absolute for r in replies] if self.expected.absolute else None,
             centralized=centralized,
         )
         metrics |= {
             "round": round_number,
             "clients_answered": len(replies),
-            "clients_failed": len(failures),
             "payload_bytes_per_client": float(np.mean([r.payload_bytes for r in replies])),
             "client_train_seconds": [r.metrics.get("train-seconds", 0.0) for r in replies],
         }
-        return RoundOutcome(metrics, failures, merged, central)
+        return RoundOutcome(metrics, merged, central)
 
 
 def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
@@ -215,8 +212,16 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
             log.info("%d clients connected; %d round(s) of %d epochs", len(nodes), config.rounds, config.epochs)
             for round_number in range(1, config.rounds + 1):
                 log.info("round %d/%d: training on %d clients", round_number, config.rounds, len(nodes))
-                outcome = federation.run_round(grid, nodes, round_number)
-                results["failures"] += outcome.failures
+                replies, failures = federation.collect(grid, nodes, round_number)
+                results["failures"] += failures
+                for failure in failures:
+                    log.warning("round %d: dropped node %s: %s", round_number, failure["node"], failure["reason"])
+                if len(replies) < config.min_clients:
+                    raise FederationError(
+                        f"round {round_number}: {len(replies)} valid replies, min-clients is {config.min_clients}"
+                    )
+                outcome = federation.evaluate(replies, round_number)
+                outcome.metrics["clients_failed"] = len(failures)
                 results["rounds"].append(outcome.metrics)
                 mlflow.log_metrics(scalar_metrics(outcome.metrics), step=round_number)
                 log.info("round %d: merged accuracy %.3f", round_number, outcome.metrics["merged_accuracy"])

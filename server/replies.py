@@ -45,12 +45,12 @@ class Expected:
 
 
 def error_reason(message: Message) -> str:
-    """The last meaningful line of a failed reply's error, e.g. ``RuntimeError: boom``."""
+    """The client's own exception from a failed reply's traceback, e.g. ``RuntimeError: boom``."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", message.error.reason or "")
     lines = [line.strip(" '\">") for line in text.splitlines() if line.strip(" '\">")]
-    found = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b.*:", line)]
-    last = (found or lines or [f"error code {message.error.code}"])[-1]
-    return f"client failed: {last[:300]}"
+    raised = [line for line in lines if re.match(r"^[\w.]*(Error|Exception): \S", line)]  # "RuntimeError: boom"
+    reason = raised[0] if raised else (lines[-1] if lines else f"error code {message.error.code}")
+    return f"client failed: {reason[:300]}"
 
 
 def _array(record, key: str, what: str) -> np.ndarray:

@@ -17,6 +17,8 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     logger = logging.getLogger("relatlas")
     if not logger.handlers:  # under `flwr run`; the relatlas CLI installs its own handler
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s relatlas: %(message)s")
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s relatlas: %(message)s"))
+        logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     run_federation(grid, RunConfig.from_mapping(context.run_config))

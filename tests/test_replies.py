@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
-
 from flwr.supercore.task_identity import TaskIdentity
 
 from clients import protocol
