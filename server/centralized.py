@@ -39,7 +39,7 @@ class CentralizedReference:
         )
         fit(self.model, self.dataset.x_train[self.indices], self.dataset.y_train[self.indices], config)
 
-    def spaces(self, anchors: np.ndarray, samples: np.ndarray, similarities: tuple[str, ...]) -> tuple[dict[str, Tensor], Tensor]:
-        """Relative subspaces and absolute embeddings of ``samples``, as a client would send."""
-        embedded = predict(self.model.embedder, samples)
-        return relative_subspaces(embedded, predict(self.model.embedder, anchors), similarities), embedded
+    def spaces(self, anchors: np.ndarray, samples: np.ndarray, similarities: tuple[str, ...]) -> dict[str, Tensor]:
+        """Relative subspaces of ``samples``, as a client would send them."""
+        embedder = self.model.embedder
+        return relative_subspaces(predict(embedder, samples), predict(embedder, anchors), similarities)

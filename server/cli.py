@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from benchmarks.datasets import DatasetError, load_dataset
+from benchmarks.splits import SplitError, plan_for_task
 from server.config import ConfigError, RunConfig
 
 ALIASES = {"num-clients": ["--clients"], "out-dir": ["--out"], "learning-rate": ["--lr"]}
@@ -77,6 +79,8 @@ def _run(args: argparse.Namespace) -> int:
     from server.simulation import run_simulation
 
     config = _config_from_args(args)
+    # Refuse bad data or splits before Ray starts; the ServerApp reuses the cached dataset.
+    plan_for_task(load_dataset(config.dataset, config.data_root or None, config.seed).y_train, config.to_mapping())
     console = Console()
     try:
         run_simulation(config, client_cpus=args.client_cpus, client_gpus=args.client_gpus)
@@ -110,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except ConfigError as err:
+    except (ConfigError, DatasetError, SplitError) as err:
         print(f"relatlas: {err}", file=sys.stderr)
         return 2
 

@@ -112,6 +112,8 @@ class Federation:
     config: RunConfig
     dataset: Dataset
     plan: FederationPlan
+    anchors: np.ndarray
+    samples: np.ndarray
     inputs: ArrayRecord
     expected: Expected
     probes: ProbeSplit
@@ -136,7 +138,7 @@ class Federation:
                 epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed
             )
             central = CentralizedReference(dataset, plan, embedding_dim=config.embedding_dim, encoder=config.encoder, train=train)
-        return cls(config, dataset, plan, inputs, expected, probes, central)
+        return cls(config, dataset, plan, anchors, samples, inputs, expected, probes, central)
 
     def round_messages(self, nodes: Sequence[int], round_number: int) -> list[Message]:
         """One ``train`` message per node: the client's task and the samples to project."""
@@ -167,10 +169,9 @@ class Federation:
 
     def evaluate(self, replies: Sequence[ClientReply], round_number: int) -> RoundOutcome:
         """Merge the replies and score the merged space against the references."""
-        centralized, absolute = None, None
+        centralized = None
         if self.central is not None:
-            anchors, samples = self.inputs[protocol.ANCHORS].numpy(), self.inputs[protocol.SAMPLES].numpy()
-            centralized, absolute = self.central.spaces(anchors, samples, self.expected.similarities)
+            centralized = self.central.spaces(self.anchors, self.samples, self.expected.similarities)
         metrics, merged, central = evaluate_round(
             self.config.aggregation,
             [r.spaces for r in replies],

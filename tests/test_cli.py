@@ -1,0 +1,32 @@
+import subprocess
+import sys
+
+import pytest
+
+from server.cli import results_table
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["--shared-classes", "10"], "shared classes S=10 must be in [0, 9]"),
+        (["--clients", "5", "--shared-classes", "8"], "5 clients with 1 novel classes each need 13 classes"),
+        (["--rounds", "0"], "rounds must be positive"),
+        (["--aggregation", "median"], "aggregation must be one of mean, product, concat"),
+    ],
+)
+def test_bad_input_exits_with_one_line_before_anything_starts(tmp_path, args, message):
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "run", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("relatlas: ") and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "runs").exists()
+
+
+def test_results_table_marks_the_owner_protocol_as_leaking_labels():
+    results = {"config": {"aggregation": "mean", "dataset": "digits", "split": "shared-classes"}, "status": "completed"}
+    results |= {"merged_accuracy": 0.8, "client_accuracy": [0.7, None], "owner_accuracy": 0.9}
+    rows = results_table(results).columns[0]._cells
+    assert "merged (mean, label-free)" in rows and "owner protocol (paper; leaks labels)" in rows
