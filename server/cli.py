@@ -48,7 +48,9 @@ def _fmt(value: Any) -> str:
         return "-"
     if isinstance(value, list):
         return "  ".join(_fmt(v) for v in value)
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3f}"
+    return str(value)
 
 
 def results_table(results: dict[str, Any]) -> Table:
@@ -90,7 +92,8 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     results = json.loads((Path(config.out_dir) / "results.json").read_text())
     console.print(results_table(results))
-    console.print(f"results: {Path(config.out_dir) / 'results.json'}   MLflow run id: {results['mlflow_run_id']}")
+    console.print(f"results: {Path(config.out_dir) / 'results.json'}")
+    console.print(f"MLflow run id: {results['mlflow_run_id']} ({config.tracking_uri})")
     return 0
 
 
