@@ -31,10 +31,6 @@ class FederationPlan:
     client_classes: tuple[tuple[int, ...], ...]
     shared_classes: tuple[int, ...]
 
-    def owners(self, cls: int) -> list[int]:
-        """Clients whose task includes class ``cls``."""
-        return [k for k, classes in enumerate(self.client_classes) if cls in classes]
-
 
 def class_plan(
     num_classes: int, split: Split, num_clients: int, *, shared: int, novel: int | None, seed: int
