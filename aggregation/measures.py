@@ -23,11 +23,16 @@ def linear_cka(x: Tensor, y: Tensor) -> float:
     return float(cross / norms) if norms > 0 else 0.0
 
 
-def _knn(x: Tensor, k: int) -> Tensor:
+def _knn(x: Tensor, k: int, block_rows: int = 2048) -> Tensor:
+    """Each row's k nearest other rows by cosine, in row blocks so memory stays O(block x N)."""
     unit = F.normalize(x.double(), dim=1)
-    sims = unit @ unit.T
-    sims.fill_diagonal_(-float("inf"))
-    return sims.topk(k, dim=1).indices
+    neighbours = []
+    for start in range(0, len(unit), block_rows):
+        sims = unit[start : start + block_rows] @ unit.T
+        rows = torch.arange(sims.shape[0])
+        sims[rows, rows + start] = -float("inf")  # a sample is not its own neighbour
+        neighbours.append(sims.topk(k, dim=1).indices)
+    return torch.cat(neighbours)
 
 
 def topk_jaccard(x: Tensor, y: Tensor, k: int = 5) -> float:

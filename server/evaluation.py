@@ -101,10 +101,13 @@ def evaluate_round(
         "client_partitions": list(partitions),
         "client_accuracy": [probes.accuracy(space) for space in own],
         "stitched_accuracy": [probes.score(merged_probe, space) if space.shape == merged.shape else None for space in own],
-        "concat_accuracy": probes.accuracy(aggregate("concat", spaces)),
+        "concat_accuracy": None,
         "owner_accuracy": None,
     }
-    if aggregation != "concat":
+    if aggregation == "concat":  # the merge is the concat baseline; do not train its probe twice
+        metrics["concat_accuracy"] = metrics["merged_accuracy"]
+    else:
+        metrics["concat_accuracy"] = probes.accuracy(aggregate("concat", spaces))
         masks = owner_masks(plan, partitions, probes.labels)
         metrics["owner_accuracy"] = probes.accuracy(aggregate(aggregation, spaces, weights=weights, masks=masks))
     if absolute is not None:

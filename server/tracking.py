@@ -35,7 +35,7 @@ def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
             continue
         if isinstance(value, list):
             flat.update({f"{key}/client{p}": float(v) for p, v in zip(partitions, value) if v is not None})
-        elif isinstance(value, (int, float)) and value is not None and math.isfinite(value):
+        elif isinstance(value, (int, float)) and math.isfinite(value):
             flat[key] = float(value)
     return flat
 

@@ -34,3 +34,14 @@ def test_measures_reject_mismatched_spaces():
         mean_reciprocal_rank(torch.randn(5, 3), torch.randn(5, 4))
     with pytest.raises(ValueError, match="k must be"):
         topk_jaccard(torch.randn(5, 3), torch.randn(5, 3), k=5)
+
+
+def test_jaccard_is_the_same_in_row_blocks(clustered, monkeypatch):
+    from aggregation import measures
+
+    points, _ = clustered
+    other = points + torch.randn(points.shape, generator=torch.Generator().manual_seed(9))
+    whole = topk_jaccard(points, other)
+    original = measures._knn
+    monkeypatch.setattr(measures, "_knn", lambda x, k: original(x, k, block_rows=7))
+    assert topk_jaccard(points, other) == whole
