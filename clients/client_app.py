@@ -15,19 +15,25 @@ from flwr.clientapp import ClientApp
 
 from aggregation.projection import relative_subspaces
 from benchmarks.datasets import load_dataset
+from benchmarks.rehearsal import restore_buffer, save_buffer
 from benchmarks.splits import plan_for_task
+from benchmarks.streams import DatasetRef, class_schedule, client_stream
 from clients import protocol
-from clients.models import build_classifier
+from clients.continual import ContinualConfig, build_strategy, train_experience
+from clients.models import Classifier, build_classifier
 from clients.training import TrainConfig, derive_seed, fit, predict
 
-MODEL_STATE = "model"
+MODEL_STATE, BUFFER_STATE = "model", "replay-buffer"
+CONTINUAL_KEYS = ("strategy", "regularizer", "buffer", "epochs", "batch-size", "learning-rate",
+                  "casper-rho", "casper-classes", "casper-per-class", "casper-k")  # fmt: skip
 
 app = ClientApp()
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """Train for ``epochs`` more epochs, then project the server's samples on its anchors."""
+    """Train (``epochs`` more epochs, or the round's experience), then project the
+    server's samples on its anchors."""
     task: ConfigRecord = msg.content[protocol.TASK]
     partition = int(context.node_config["partition-id"])
     dataset = load_dataset(str(task["dataset"]), str(task["data-root"]) or None, int(task["seed"]))
@@ -45,16 +51,11 @@ def train(msg: Message, context: Context) -> Message:
     )
     if MODEL_STATE in context.state:
         model.load_state_dict(context.state[MODEL_STATE].to_torch_state_dict())
-    round_number = int(task["round"])
-    config = TrainConfig(
-        epochs=int(task["epochs"]),
-        batch_size=int(task["batch-size"]),
-        learning_rate=float(task["learning-rate"]),
-        seed=derive_seed(int(task["seed"]), partition, round_number),
-    )
-    started = time.perf_counter()
-    stats = fit(model, dataset.x_train[local], dataset.y_train[local], config)
-    seconds = time.perf_counter() - started
+    seed = derive_seed(int(task["seed"]), partition, int(task["round"]))
+    if task["scenario"] == "continual":
+        metrics = _train_continual(model, task, local, context, seed)
+    else:
+        metrics = _train_static(model, task, dataset.x_train[local], dataset.y_train[local], seed)
     context.state[MODEL_STATE] = ArrayRecord(model.state_dict())
 
     inputs: ArrayRecord = msg.content[protocol.INPUTS]
@@ -64,17 +65,43 @@ def train(msg: Message, context: Context) -> Message:
     content = RecordDict(
         {
             protocol.RELATIVE: ArrayRecord({name: Array(space.numpy()) for name, space in spaces.items()}),
-            protocol.METRICS: MetricRecord(
-                {
-                    "partition-id": partition,
-                    "num-examples": len(local),
-                    "train-loss": stats["train_loss"],
-                    "train-accuracy": stats["train_accuracy"],
-                    "train-seconds": seconds,
-                }
-            ),
+            protocol.METRICS: MetricRecord({"partition-id": partition} | metrics),
         }
     )
     if bool(task["send-absolute"]):
         content[protocol.ABSOLUTE] = ArrayRecord({protocol.SAMPLES: Array(np.ascontiguousarray(samples.numpy()))})
     return Message(content, reply_to=msg)
+
+
+def _train_static(model: Classifier, task: ConfigRecord, x: np.ndarray, y: np.ndarray, seed: int) -> dict:
+    """``epochs`` more epochs on all local data."""
+    config = TrainConfig(
+        epochs=int(task["epochs"]), batch_size=int(task["batch-size"]), learning_rate=float(task["learning-rate"]), seed=seed
+    )
+    started = time.perf_counter()
+    stats = fit(model, x, y, config)
+    return {
+        "num-examples": len(x),
+        "train-loss": stats["train_loss"],
+        "train-accuracy": stats["train_accuracy"],
+        "train-seconds": time.perf_counter() - started,
+    }
+
+
+def _train_continual(model: Classifier, task: ConfigRecord, local: np.ndarray, context: Context, seed: int) -> dict:
+    """Round r trains on experience r - 1 of this client's stream with the Avalanche
+    strategy, its replay buffer carried over in ``context.state``."""
+    config = ContinualConfig(**{key.replace("-", "_"): task[key] for key in CONTINUAL_KEYS})
+    stream = str(task["stream"])
+    ref = DatasetRef(str(task["dataset"]), str(task["data-root"]), int(task["seed"]))
+    schedule = class_schedule(ref.load().num_classes, int(task["experiences"]), stream, int(task["seed"]))
+    benchmark = client_stream(ref, local, schedule, stream, int(task["seed"]))
+    strategy = build_strategy(model, config)
+    if BUFFER_STATE in context.state:
+        restore_buffer(strategy, bytes(context.state[BUFFER_STATE]["buffer"]))
+    index = int(task["round"]) - 1
+    result = train_experience(strategy, benchmark, index, seed)
+    context.state[BUFFER_STATE] = ConfigRecord({"buffer": save_buffer(strategy)})
+    seen = sum(len(benchmark.train_stream[j].dataset) for j in range(index + 1))
+    avalanche = {protocol.AVALANCHE_PREFIX + name: value for name, value in result.avalanche_metrics.items()}
+    return {"num-examples": seen, "train-seconds": result.train_seconds, protocol.HEAD_ACCURACY: result.head_accuracy} | avalanche

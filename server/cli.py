@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from benchmarks.continual_suite import SuiteConfig, run_suite
 from benchmarks.datasets import DatasetError, load_dataset
 from benchmarks.splits import SplitError, plan_for_task
 from server.config import ConfigError, RunConfig
@@ -67,6 +68,10 @@ def results_table(results: dict[str, Any]) -> Table:
         ("centralised end-to-end", "centralized_accuracy"),
         ("linear CKA(merged, centralised)", "cka_merged_centralized"),
         ("owner protocol (paper; leaks labels)", "owner_accuracy"),
+        ("continual: merged average accuracy", "average_accuracy"),
+        ("continual: merged forgetting", "forgetting"),
+        ("continual: each local model's average accuracy", "client_average_accuracy"),
+        ("continual: each local model's forgetting", "client_forgetting"),
         ("payload bytes per client", "payload_bytes_per_client"),
         ("wall seconds", "wall_seconds"),
         ("MLflow run", "mlflow_run_id"),
@@ -97,6 +102,38 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    suite = SuiteConfig(
+        dataset=args.dataset, data_root=args.data_root, experiences=args.experiences, strategies=tuple(args.strategies),
+        buffers=tuple(args.buffers), seeds=tuple(args.seeds), settings=tuple(args.settings), num_clients=args.clients,
+        epochs=args.epochs, out_dir=args.out, tracking_uri=args.tracking_uri,
+    )  # fmt: skip
+    runs = suite.run_configs()  # validates every config before the first run
+    load_dataset(suite.dataset, suite.data_root or None, 0)
+    print(f"relatlas bench continual: {len(runs)} runs, results in {suite.out_dir}/table.md", flush=True)
+    run_suite(suite)
+    return 0
+
+
+def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser("bench", help="run an MLflow-tracked benchmark suite")
+    suites = bench.add_subparsers(dest="suite", required=True)
+    continual = suites.add_parser("continual", help="Replay / ER-ACE with and without CaSpeR, centralised and federated")
+    defaults = SuiteConfig()
+    continual.add_argument("--dataset", default=defaults.dataset)
+    continual.add_argument("--data-root", default=defaults.data_root)
+    continual.add_argument("--experiences", type=int, default=defaults.experiences)
+    continual.add_argument("--strategies", nargs="+", default=list(defaults.strategies))
+    continual.add_argument("--buffers", nargs="+", type=int, default=list(defaults.buffers))
+    continual.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
+    continual.add_argument("--settings", nargs="+", default=list(defaults.settings))
+    continual.add_argument("--clients", type=int, default=defaults.num_clients)
+    continual.add_argument("--epochs", type=int, default=defaults.epochs)
+    continual.add_argument("--out", default=defaults.out_dir)
+    continual.add_argument("--tracking-uri", default=defaults.tracking_uri)
+    continual.set_defaults(handler=_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relatlas", description="Federated aggregation of relative latent spaces.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--client-cpus", type=float, default=1.0, help="CPUs per simulated client (default: 1)")
     run.add_argument("--client-gpus", type=float, default=0.0, help="GPUs per simulated client (default: 0)")
     run.set_defaults(handler=_run)
+    _add_bench_parser(commands)
     return parser
 
 

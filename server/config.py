@@ -12,6 +12,8 @@ from typing import Any
 
 from aggregation.aggregators import AGGREGATIONS
 from benchmarks.splits import SPLITS
+from benchmarks.streams import STREAMS
+from clients.continual import REGULARIZERS, STRATEGIES, ContinualConfig
 
 
 class ConfigError(ValueError):
@@ -44,10 +46,21 @@ class RunConfig:
     node_timeout: float = 120.0
     round_timeout: float = 900.0
     probe_epochs: int = 30
+    scenario: str = "static"
+    experiences: int = 5
+    stream: str = "class-incremental"
+    strategy: str = ContinualConfig.strategy
+    regularizer: str = ContinualConfig.regularizer
+    buffer: int = ContinualConfig.buffer
+    casper_rho: float = ContinualConfig.casper_rho
+    casper_classes: int = ContinualConfig.casper_classes
+    casper_per_class: int = ContinualConfig.casper_per_class
+    casper_k: int = ContinualConfig.casper_k
     simulation_baselines: bool = True
     out_dir: str = "runs/latest"
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "relatlas"
+    parent_run: str = ""  # MLflow run id to nest this run under (benchmark suites)
 
     def __post_init__(self) -> None:
         choices = {
@@ -56,20 +69,38 @@ class RunConfig:
             "anchor_sampling": ("uniform", "stratified"),
             "merge_weights": ("uniform", "samples"),
             "encoder": ("auto", "mlp", "cnn"),
+            "scenario": ("static", "continual"),
+            "stream": STREAMS,
+            "strategy": STRATEGIES,
+            "regularizer": REGULARIZERS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{_key(name)} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         positive = ("num_clients", "anchors", "rounds", "epochs", "batch_size", "embedding_dim", "min_clients",
-                    "probe_epochs", "learning_rate", "node_timeout", "round_timeout", "alpha")  # fmt: skip
+                    "probe_epochs", "learning_rate", "node_timeout", "round_timeout", "alpha", "experiences", "buffer",
+                    "casper_classes", "casper_per_class", "casper_k")  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_key(name)} must be positive; got {getattr(self, name)}")
-        for name in ("shared_classes", "novel_classes", "seed"):
+        for name in ("shared_classes", "novel_classes", "seed", "casper_rho"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{_key(name)} must be zero or more; got {getattr(self, name)}")
         if self.min_clients > self.num_clients:
             raise ConfigError(f"min-clients ({self.min_clients}) cannot exceed num-clients ({self.num_clients})")
+        if self.scenario == "continual" and self.rounds not in (1, self.experiences):
+            raise ConfigError(
+                f"in the continual scenario each round is one experience: leave rounds at 1 or set it to {self.experiences}"
+            )
+        if self.regularizer == "casper" and self.strategy == "naive":
+            raise ConfigError(
+                "regularizer casper draws its batches from a replay buffer; strategy naive has none: use replay, er-ace or der"
+            )
+
+    @property
+    def num_rounds(self) -> int:
+        """Rounds to run: one per experience in the continual scenario."""
+        return self.experiences if self.scenario == "continual" else self.rounds
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:

@@ -25,12 +25,14 @@ from torch import Tensor
 from aggregation.aggregators import required_similarities
 from benchmarks.datasets import Dataset, load_dataset, stratified_split
 from benchmarks.splits import FederationPlan, plan_for_task
+from benchmarks.streams import class_schedule
 from clients import protocol
 from clients.training import TrainConfig
 from server.centralized import CentralizedReference
 from server.config import RunConfig
+from server.continual import ClientRuns, ExperienceProbes, continual_summary, evaluate_experience, head_accuracy
 from server.evaluation import ProbeSplit, evaluate_round
-from server.plots import plot_accuracies, plot_spaces
+from server.plots import plot_accuracies, plot_accuracy_curves, plot_accuracy_matrix, plot_spaces
 from server.replies import ClientReply, Expected, ReplyError, parse_reply
 from server.tracking import mlflow_run, scalar_metrics, write_results
 
@@ -101,7 +103,7 @@ def validate(messages: Sequence[Message], expected: Expected, round_number: int)
 @dataclass
 class RoundOutcome:
     metrics: dict[str, Any]
-    merged: Tensor
+    merged: Tensor | None  # static scenario only, for the figures
     central: Tensor | None
 
 
@@ -118,6 +120,7 @@ class Federation:
     expected: Expected
     probes: ProbeSplit
     central: CentralizedReference | None
+    experiences: ExperienceProbes | None
 
     @classmethod
     def prepare(cls, config: RunConfig) -> Federation:
@@ -127,18 +130,22 @@ class Federation:
         inputs = ArrayRecord(
             {protocol.ANCHORS: Array(np.ascontiguousarray(anchors)), protocol.SAMPLES: Array(np.ascontiguousarray(samples))}
         )
-        expected = Expected(
-            required_similarities(config.aggregation), len(samples), len(anchors), config.num_clients, config.simulation_baselines
-        )
+        static = config.scenario == "static"
+        baselines = config.simulation_baselines and static  # the continual baseline is `relatlas bench continual`
+        expected = Expected(required_similarities(config.aggregation), len(samples), len(anchors), config.num_clients, baselines)
         train_part, test_part = stratified_split(dataset.y_test, PROBE_TEST_FRACTION, config.seed)
         probes = ProbeSplit(train_part, test_part, dataset.y_test, dataset.num_classes, config.probe_epochs, config.seed)
+        experiences = None
+        if not static:
+            schedule = class_schedule(dataset.num_classes, config.experiences, config.stream, config.seed)
+            experiences = ExperienceProbes.build(probes, schedule, config.stream, config.seed)
         central = None
-        if config.simulation_baselines:
+        if baselines:
             train = TrainConfig(
                 epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed
             )
             central = CentralizedReference(dataset, plan, embedding_dim=config.embedding_dim, encoder=config.encoder, train=train)
-        return cls(config, dataset, plan, anchors, samples, inputs, expected, probes, central)
+        return cls(config, dataset, plan, anchors, samples, inputs, expected, probes, central, experiences)
 
     def round_messages(self, nodes: Sequence[int], round_number: int) -> list[Message]:
         """One ``train`` message per node: the client's task and the samples to project."""
@@ -169,6 +176,14 @@ class Federation:
 
     def evaluate(self, replies: Sequence[ClientReply], round_number: int) -> RoundOutcome:
         """Merge the replies and score the merged space against the references."""
+        weights = [r.num_examples for r in replies] if self.config.merge_weights == "samples" else None
+        if self.experiences is not None:
+            metrics = evaluate_experience(
+                self.config.aggregation, [r.spaces for r in replies], [r.partition_id for r in replies],
+                self.experiences, round_number, weights,
+            )  # fmt: skip
+            metrics["client_head_accuracy"] = [head_accuracy(r, round_number) for r in replies]
+            return RoundOutcome(metrics | self._round_facts(replies, round_number), None, None)
         centralized = None
         if self.central is not None:
             centralized = self.central.spaces(self.anchors, self.samples, self.expected.similarities)
@@ -178,17 +193,20 @@ class Federation:
             [r.partition_id for r in replies],
             self.probes,
             self.plan,
-            weights=[r.num_examples for r in replies] if self.config.merge_weights == "samples" else None,
+            weights=weights,
             absolute=[r.absolute for r in replies] if self.expected.absolute else None,
             centralized=centralized,
         )
-        metrics |= {
+        return RoundOutcome(metrics | self._round_facts(replies, round_number), merged, central)
+
+    @staticmethod
+    def _round_facts(replies: Sequence[ClientReply], round_number: int) -> dict[str, Any]:
+        return {
             "round": round_number,
             "clients_answered": len(replies),
             "payload_bytes_per_client": float(np.mean([r.payload_bytes for r in replies])),
             "client_train_seconds": [r.metrics.get("train-seconds", 0.0) for r in replies],
         }
-        return RoundOutcome(metrics, merged, central)
 
 
 def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
@@ -208,11 +226,12 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
     }
     with mlflow_run(config) as run_id:
         results["mlflow_run_id"] = run_id
+        client_runs = ClientRuns(run_id) if config.scenario == "continual" else None
         try:
             nodes = wait_for_nodes(grid, config.num_clients, config.min_clients, config.node_timeout)
-            log.info("%d clients connected; %d round(s) of %d epochs", len(nodes), config.rounds, config.epochs)
-            for round_number in range(1, config.rounds + 1):
-                log.info("round %d/%d: training on %d clients", round_number, config.rounds, len(nodes))
+            log.info("%d clients connected; %d round(s) of %d epochs", len(nodes), config.num_rounds, config.epochs)
+            for round_number in range(1, config.num_rounds + 1):
+                log.info("round %d/%d: training on %d clients", round_number, config.num_rounds, len(nodes))
                 replies, failures = federation.collect(grid, nodes, round_number)
                 results["failures"] += failures
                 for failure in failures:
@@ -221,12 +240,15 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
                     raise FederationError(
                         f"round {round_number}: {len(replies)} valid replies, min-clients is {config.min_clients}"
                     )
+                if client_runs is not None:
+                    client_runs.log_round(replies, round_number)
                 outcome = federation.evaluate(replies, round_number)
                 outcome.metrics["clients_failed"] = len(failures)
                 results["rounds"].append(outcome.metrics)
                 mlflow.log_metrics(scalar_metrics(outcome.metrics), step=round_number)
                 log.info("round %d: merged accuracy %.3f", round_number, outcome.metrics["merged_accuracy"])
-            _log_figures(out_dir, outcome, federation.dataset.y_test)
+            if outcome.merged is not None:
+                _log_figures(out_dir, outcome, federation.dataset.y_test)
             results["status"] = "completed"
         except Exception as err:
             results |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
@@ -234,10 +256,25 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         finally:
             if results["rounds"]:
                 results |= results["rounds"][-1]
+            if client_runs is not None:
+                _finish_continual(results, config, client_runs, out_dir)
             results["wall_seconds"] = time.perf_counter() - started
             mlflow.log_artifact(str(write_results(out_dir, results)))
     log.info("results in %s, MLflow run %s", out_dir / "results.json", run_id)
     return results
+
+
+def _finish_continual(results: dict[str, Any], config: RunConfig, client_runs: ClientRuns, out_dir: Path) -> None:
+    """Accuracy matrices of whatever rounds finished, as numbers, metrics and figures."""
+    summary = continual_summary(results["rounds"], config.num_clients, config.experiences)
+    results |= summary
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if summary["average_accuracy"] is not None:
+        mlflow.log_metrics({"average_accuracy": summary["average_accuracy"], "forgetting": summary["forgetting"] or 0.0})
+    title = f"merged space ({config.aggregation})"
+    for plot, name in ((plot_accuracy_matrix, "accuracy_matrix"), (plot_accuracy_curves, "accuracy_curves")):
+        mlflow.log_artifact(str(plot(summary["accuracy_matrix"], title, out_dir / f"{name}.png")))
+    client_runs.finish(summary, out_dir, failed=results["status"] == "failed")
 
 
 def _log_figures(out_dir: Path, outcome: RoundOutcome, labels: np.ndarray) -> None:

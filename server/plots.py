@@ -57,3 +57,43 @@ def plot_accuracies(results: Mapping[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _matrix_array(matrix: list[list[float | None]]) -> np.ndarray:
+    return np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
+
+
+def plot_accuracy_matrix(matrix: list[list[float | None]], title: str, path: Path) -> Path:
+    """Heatmap: row = after training experience i, column = experience j."""
+    values = _matrix_array(matrix)
+    fig, ax = plt.subplots(figsize=(1 + 0.8 * len(values), 0.8 + 0.7 * len(values)))
+    image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
+    for (i, j), value in np.ndenumerate(values):
+        if not np.isnan(value):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 else "black", fontsize=8)
+    ax.set_xlabel("evaluated on experience")
+    ax.set_ylabel("after training experience")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="accuracy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_accuracy_curves(matrix: list[list[float | None]], title: str, path: Path) -> Path:
+    """One line per experience: its accuracy after each later experience."""
+    values = _matrix_array(matrix)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    steps = np.arange(len(values))
+    for j in range(values.shape[1]):
+        ax.plot(steps[j:], values[j:, j], marker="o", label=f"experience {j}")
+    ax.set_xlabel("after training experience")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -3,6 +3,8 @@ one-line ``ReplyError`` reason; nothing a client sends can crash the server."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from dataclasses import dataclass
 
@@ -31,6 +33,7 @@ class ClientReply:
     num_examples: int
     metrics: dict[str, float]
     payload_bytes: int
+    lists: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,10 +96,15 @@ def parse_reply(message: Message, expected: Expected) -> ClientReply:
             raise ReplyError(f"absolute embeddings have shape {embeddings.shape}; expected ({expected.num_samples}, d)")
         absolute = torch.from_numpy(embeddings.astype(np.float32))
     metrics = {key: float(value) for key, value in content[protocol.METRICS].items() if isinstance(value, (int, float))}
+    lists = {key: [float(v) for v in value] for key, value in content[protocol.METRICS].items() if _finite_list(value)}
     partition = metrics.get("partition-id", -1.0)
     if not (partition.is_integer() and 0 <= partition < expected.num_partitions):
         raise ReplyError(f"partition-id {partition} is not one of the run's {expected.num_partitions} clients")
     num_examples = metrics.get("num-examples", 0.0)
     if not (num_examples.is_integer() and num_examples >= 1):
         raise ReplyError(f"num-examples must be a positive integer; got {num_examples}")
-    return ClientReply(message.metadata.src_node_id, int(partition), spaces, absolute, int(num_examples), metrics, payload)
+    return ClientReply(message.metadata.src_node_id, int(partition), spaces, absolute, int(num_examples), metrics, payload, lists)
+
+
+def _finite_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)

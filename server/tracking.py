@@ -21,20 +21,23 @@ def mlflow_run(config: RunConfig) -> Iterator[str]:
     mlflow.set_tracking_uri(config.tracking_uri)
     mlflow.set_experiment(config.experiment)
     name = f"{config.dataset}-{config.split}-{config.aggregation}-seed{config.seed}"
-    with mlflow.start_run(run_name=name) as run:
+    if config.scenario == "continual":
+        name = f"{config.dataset}-continual-{config.strategy}-{config.regularizer}-b{config.buffer}-seed{config.seed}"
+    with mlflow.start_run(run_name=name, parent_run_id=config.parent_run or None) as run:
         mlflow.log_params(config.to_mapping())
         yield run.info.run_id
 
 
 def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Numbers as MLflow metrics; lists become one metric per client."""
+    """Numbers as MLflow metrics; lists of numbers become one metric per client
+    (lists of lists, the per-experience rows, stay in ``results.json``)."""
     flat: dict[str, float] = {}
     partitions = metrics.get("client_partitions", [])
     for key, value in metrics.items():
         if key == "client_partitions":
             continue
         if isinstance(value, list):
-            flat.update({f"{key}/client{p}": float(v) for p, v in zip(partitions, value) if v is not None})
+            flat.update({f"{key}/client{p}": float(v) for p, v in zip(partitions, value) if isinstance(v, (int, float))})
         elif isinstance(value, (int, float)) and math.isfinite(value):
             flat[key] = float(value)
     return flat

@@ -41,3 +41,15 @@ def test_bad_values_fail_in_one_line(values, message):
     with pytest.raises(ConfigError, match=message) as err:
         RunConfig.from_mapping(values)
     assert "\n" not in str(err.value)
+
+
+def test_continual_runs_one_round_per_experience():
+    assert RunConfig(scenario="continual", experiences=4).num_rounds == 4
+    assert RunConfig(rounds=3).num_rounds == 3
+    with pytest.raises(ConfigError, match="each round is one experience"):
+        RunConfig(scenario="continual", experiences=4, rounds=2)
+
+
+def test_casper_without_a_replay_buffer_is_refused():
+    with pytest.raises(ConfigError, match="strategy naive has none"):
+        RunConfig.from_mapping({"strategy": "naive", "regularizer": "casper"})

@@ -95,3 +95,36 @@ def test_too_few_clients_stops_with_a_clear_error_and_keeps_the_record(tmp_path)
     results = _results(config)
     assert results["status"] == "failed" and "min-clients" in results["error"] and len(results["failures"]) == 3
     assert mlflow.MlflowClient(config.tracking_uri).get_run(results["mlflow_run_id"]).info.status == "FAILED"
+
+
+def test_two_experience_continual_federation_writes_complete_results(tmp_path):
+    config = _config(
+        tmp_path,
+        scenario="continual", experiences=2, split="same-classes", strategy="replay", regularizer="casper", buffer=60,
+        **{"casper-per-class": 8, "casper-k": 5, "epochs": 3},
+    )  # fmt: skip
+    run_simulation(config)
+    results = _results(config)
+    assert results["status"] == "completed" and results["failures"] == []
+    assert [r["round"] for r in results["rounds"]] == [1, 2]
+    matrix = results["accuracy_matrix"]
+    assert matrix[0][1] is None and all(0.0 <= v <= 1.0 for v in (matrix[0][0], matrix[1][0], matrix[1][1]))
+    assert results["average_accuracy"] == pytest.approx((matrix[1][0] + matrix[1][1]) / 2)
+    assert results["forgetting"] == pytest.approx(matrix[0][0] - matrix[1][0])
+    for key in ("client_accuracy_matrix", "client_average_accuracy", "client_forgetting", "client_space_accuracy_matrix"):
+        assert len(results[key]) == 3 and None not in results[key], key
+    assert all(len(m[1]) == 2 and m[1][1] is not None for m in results["client_accuracy_matrix"])
+
+    client = mlflow.MlflowClient(config.tracking_uri)
+    parent = client.get_run(results["mlflow_run_id"])
+    assert parent.data.metrics["average_accuracy"] == pytest.approx(results["average_accuracy"])
+    assert {"accuracy_matrix.png", "accuracy_curves.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(run.info.run_name for run in children) == ["client-0", "client-1", "client-2"]
+    child = children[0]
+    assert child.info.status == "FINISHED"
+    history = client.get_metric_history(child.info.run_id, "Top1_Acc_Exp/eval_phase/test_stream/Exp000")
+    assert [m.step for m in history] == [1, 2]
+    assert {"accuracy_matrix.png", "accuracy_curves.png"} <= {
+        a.path.split("_", 1)[1] for a in client.list_artifacts(child.info.run_id)
+    }

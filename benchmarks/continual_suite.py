@@ -1,0 +1,184 @@
+"""``relatlas bench continual``: rehearsal with and without CaSpeR, for a
+centralised single learner and for a federation, over several seeds.
+
+Every run is an MLflow run nested under one suite run. What "average accuracy"
+scores differs by setting, and the table says so: the centralised learner's own
+head (Avalanche's accuracy), the federation's label-free merged relative space
+(probe accuracy, see ``server/continual.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+
+from benchmarks.continual_metrics import summarize
+from benchmarks.mlflow_logger import MLflowLogger
+from benchmarks.splits import plan_for_task
+from benchmarks.streams import DatasetRef, class_schedule, client_stream
+from clients.continual import ContinualConfig, build_strategy, train_experience
+from clients.models import build_classifier
+from clients.training import derive_seed
+from server.config import ConfigError, RunConfig
+from server.plots import plot_accuracy_curves, plot_accuracy_matrix
+
+SETTINGS = ("centralised", "federated")
+CENTRAL_ID = 10_000  # seed stream of the single learner, apart from the clients'
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """The grid: settings x strategies x {none, casper} x buffers x seeds."""
+
+    dataset: str = "fashion-mnist"
+    data_root: str = ""
+    experiences: int = 5
+    strategies: tuple[str, ...] = ("replay", "er-ace")
+    buffers: tuple[int, ...] = (200, 500)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    settings: tuple[str, ...] = SETTINGS
+    num_clients: int = 3
+    epochs: int = 1
+    encoder: str = "mlp"
+    probe_epochs: int = 30
+    out_dir: str = "runs/bench-continual"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "relatlas-bench"
+
+    def run_configs(self) -> list[tuple[str, RunConfig]]:
+        """(setting, config) of every run, validated before anything starts."""
+        unknown = sorted(set(self.settings) - set(SETTINGS))
+        if unknown:
+            raise ConfigError(f"unknown settings {unknown}; choose from {', '.join(SETTINGS)}")
+        runs = []
+        for setting in self.settings:
+            for strategy in self.strategies:
+                for buffer in self.buffers:
+                    for regularizer in ("none", "casper"):
+                        for seed in self.seeds:
+                            config = RunConfig(
+                                dataset=self.dataset, data_root=self.data_root, split="same-classes",
+                                num_clients=self.num_clients, scenario="continual", experiences=self.experiences,
+                                strategy=strategy, regularizer=regularizer, buffer=buffer, epochs=self.epochs,
+                                encoder=self.encoder, probe_epochs=self.probe_epochs, seed=seed,
+                                out_dir=str(Path(self.out_dir) / f"{setting}-{strategy}-{regularizer}-b{buffer}-seed{seed}"),
+                                tracking_uri=self.tracking_uri, experiment=self.experiment,
+                            )  # fmt: skip
+                            runs.append((setting, config))
+        return runs
+
+
+def continual_config(config: RunConfig) -> ContinualConfig:
+    fields = {f.name for f in dataclasses.fields(ContinualConfig)}
+    return ContinualConfig(**{name: getattr(config, name) for name in fields})
+
+
+def run_centralised(config: RunConfig, parent_run_id: str) -> dict[str, Any]:
+    """One learner on the union of the federation's training data (anchors
+    excluded), the same strategy and stream; Avalanche logs to a nested MLflow run."""
+    ref = DatasetRef(config.dataset, config.data_root, config.seed)
+    data = ref.load()
+    plan = plan_for_task(data.y_train, config.to_mapping())
+    local = np.unique(np.concatenate(plan.client_indices))
+    schedule = class_schedule(data.num_classes, config.experiences, config.stream, config.seed)
+    benchmark = client_stream(ref, local, schedule, config.stream, config.seed)
+    model = build_classifier(
+        data.input_shape, data.num_classes, embedding_dim=config.embedding_dim, encoder=config.encoder,
+        seed=derive_seed(config.seed, CENTRAL_ID),
+    )  # fmt: skip
+    logger = MLflowLogger.nested(parent_run_id, Path(config.out_dir).name)
+    logger.log_params(config.to_mapping())
+    strategy = build_strategy(model, continual_config(config), loggers=[logger])
+    rows, seconds = [], 0.0
+    for index in range(config.experiences):
+        result = train_experience(strategy, benchmark, index, derive_seed(config.seed, CENTRAL_ID, index + 1))
+        rows.append(result.head_accuracy)
+        seconds += result.train_seconds
+    summary = summarize(rows, config.experiences) | {"train_seconds": seconds}
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for plot, name in ((plot_accuracy_matrix, "accuracy_matrix"), (plot_accuracy_curves, "accuracy_curves")):
+        logger.log_artifact(plot(summary["accuracy_matrix"], "single learner", out_dir / f"{name}.png"))
+    logger.log_single_metric("average_accuracy", summary["average_accuracy"], config.experiences)
+    logger.log_single_metric("forgetting", summary["forgetting"], config.experiences)
+    logger.close()
+    return summary
+
+
+def run_federated(config: RunConfig, parent_run_id: str) -> dict[str, Any]:
+    """A continual federation on Flower's simulation engine; training time is the
+    slowest client's per round, summed."""
+    from server.simulation import run_simulation
+
+    run_simulation(dataclasses.replace(config, parent_run=parent_run_id), client_cpus=1.0, client_gpus=0.0)
+    results = json.loads((Path(config.out_dir) / "results.json").read_text())
+    seconds = sum(max(r["client_train_seconds"]) for r in results["rounds"])
+    heads = [a for a in results["client_average_accuracy"] if a is not None]
+    return {
+        "accuracy_matrix": results["accuracy_matrix"],
+        "average_accuracy": results["average_accuracy"],
+        "forgetting": results["forgetting"],
+        "train_seconds": seconds,
+        "client_head_average_accuracy": float(np.mean(heads)) if heads else None,
+    }
+
+
+def _mean_std(values: Sequence[float | None]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+
+def suite_table(records: Sequence[dict[str, Any]]) -> str:
+    """Markdown: one row per (setting, strategy, regularizer, buffer), mean ± std over seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for record in records:
+        groups.setdefault((record["setting"], record["strategy"], record["buffer"], record["regularizer"]), []).append(record)
+    lines = [
+        "| setting | strategy | buffer | regularizer | average accuracy | forgetting | train s | seeds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (setting, strategy, buffer, regularizer), group in groups.items():
+        lines.append(
+            f"| {setting} | {strategy} | {buffer} | {regularizer} | {_mean_std([g['average_accuracy'] for g in group])} "
+            f"| {_mean_std([g['forgetting'] for g in group])} | {_mean_std([g['train_seconds'] for g in group])} | {len(group)} |"
+        )
+    return "\n".join(lines)
+
+
+def run_suite(suite: SuiteConfig) -> list[dict[str, Any]]:
+    """Run the grid; ``suite.json`` and ``table.md`` are rewritten after every run,
+    so an interrupted suite keeps what finished."""
+    runs = suite.run_configs()
+    out_dir = Path(suite.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(suite.tracking_uri)
+    mlflow.set_experiment(suite.experiment)
+    records: list[dict[str, Any]] = []
+    with mlflow.start_run(run_name=f"bench-continual-{suite.dataset}") as parent:
+        mlflow.log_params({key: str(value) for key, value in dataclasses.asdict(suite).items()})
+        for number, (setting, config) in enumerate(runs, 1):
+            print(f"[{number}/{len(runs)}] {Path(config.out_dir).name}", flush=True)
+            runner = run_centralised if setting == "centralised" else run_federated
+            summary = runner(config, parent.info.run_id)
+            records.append(
+                {"setting": setting, "strategy": config.strategy, "regularizer": config.regularizer,
+                 "buffer": config.buffer, "seed": config.seed} | summary
+            )  # fmt: skip
+            table = suite_table(records)
+            (out_dir / "suite.json").write_text(json.dumps(records, indent=2))
+            (out_dir / "table.md").write_text(table + "\n")
+        mlflow.log_artifact(str(out_dir / "table.md"))
+        mlflow.log_artifact(str(out_dir / "suite.json"))
+    print(table)
+    return records

@@ -1,0 +1,123 @@
+"""Avalanche streams built from the project's datasets and splits.
+
+Class-incremental: experience t holds the classes of an explicit list, the same
+for every client (``class_schedule``); every class lands in exactly one
+experience, even when the class count does not divide. New-instances: every
+class in every experience, the samples dealt into T parts.
+
+Samples are wrapped in ``DatasetRows``, which pickles as the dataset's name and
+row indices: a client's replay buffer can then be kept in ``context.state``
+without copying images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+from avalanche.benchmarks.scenarios.generic_scenario import CLScenario
+from avalanche.benchmarks.utils import _make_taskaware_classification_dataset
+from avalanche.benchmarks.utils.classification_dataset import TaskAwareSupervisedClassificationDataset
+
+from benchmarks.datasets import Dataset, load_dataset
+from benchmarks.splits import SplitError
+
+Stream = Literal["class-incremental", "new-instances"]
+STREAMS: tuple[Stream, ...] = ("class-incremental", "new-instances")
+
+
+def class_schedule(num_classes: int, experiences: int, stream: Stream, seed: int) -> tuple[tuple[int, ...], ...]:
+    """The classes of each experience: a seeded class order cut into ``experiences``
+    lists whose sizes differ by at most one (class-incremental), or every class in
+    every experience (new-instances)."""
+    if stream == "new-instances":
+        if experiences < 1:
+            raise SplitError(f"need at least one experience, got {experiences}")
+        return tuple(tuple(range(num_classes)) for _ in range(experiences))
+    if stream != "class-incremental":
+        raise SplitError(f"unknown stream {stream!r}; choose from {', '.join(STREAMS)}")
+    if not 1 <= experiences <= num_classes:
+        raise SplitError(
+            f"a class-incremental stream of {num_classes} classes has 1 to {num_classes} experiences, got {experiences}"
+        )
+    order = np.random.default_rng(seed).permutation(num_classes)
+    return tuple(tuple(sorted(int(c) for c in part)) for part in np.array_split(order, experiences))
+
+
+def experience_rows(labels: np.ndarray, schedule: Sequence[Sequence[int]], stream: Stream, seed: int) -> tuple[np.ndarray, ...]:
+    """Row indices into ``labels`` of each experience: by class list, or (new-instances)
+    a seeded deal of all rows into ``len(schedule)`` near-equal parts."""
+    labels = np.asarray(labels)
+    if stream == "new-instances":
+        parts = np.array_split(np.random.default_rng(seed).permutation(len(labels)), len(schedule))
+        return tuple(np.sort(part) for part in parts)
+    return tuple(np.flatnonzero(np.isin(labels, classes)) for classes in schedule)
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """How to load a project dataset again, in any process."""
+
+    name: str
+    root: str
+    seed: int
+
+    def load(self) -> Dataset:
+        return load_dataset(self.name, self.root or None, self.seed)
+
+
+class DatasetRows(torch.utils.data.Dataset):
+    """Rows of a project dataset's train or test part, pickled by reference."""
+
+    def __init__(self, ref: DatasetRef, part: Literal["train", "test"], indices: np.ndarray) -> None:
+        self.ref, self.part, self.indices = ref, part, np.asarray(indices, dtype=np.int64)
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._arrays is None:
+            data = self.ref.load()
+            self._arrays = (data.x_train, data.y_train) if self.part == "train" else (data.x_test, data.y_test)
+        return self._arrays
+
+    @property
+    def targets(self) -> list[int]:
+        return self.arrays()[1][self.indices].tolist()
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x, y = self.arrays()
+        row = self.indices[i]
+        return torch.tensor(x[row]), int(y[row])
+
+    def __getstate__(self) -> dict:
+        return {"ref": self.ref, "part": self.part, "indices": self.indices, "_arrays": None}
+
+
+def avalanche_dataset(rows: DatasetRows) -> TaskAwareSupervisedClassificationDataset:
+    return _make_taskaware_classification_dataset(rows, targets=rows.targets, task_labels=0)
+
+
+def make_stream(ref: DatasetRef, train_rows: Sequence[np.ndarray], test_rows: Sequence[np.ndarray]) -> CLScenario:
+    """An Avalanche benchmark with ``train_stream`` and ``test_stream``, one experience
+    per entry of ``train_rows`` / ``test_rows`` (indices into the train / test part)."""
+    if len(train_rows) != len(test_rows):
+        raise SplitError(f"{len(train_rows)} train experiences but {len(test_rows)} test experiences")
+    return benchmark_from_datasets(
+        train=[avalanche_dataset(DatasetRows(ref, "train", rows)) for rows in train_rows],
+        test=[avalanche_dataset(DatasetRows(ref, "test", rows)) for rows in test_rows],
+    )
+
+
+def client_stream(ref: DatasetRef, local: np.ndarray, schedule: Sequence[Sequence[int]], stream: Stream, seed: int) -> CLScenario:
+    """The stream of one client: its own training rows ``local`` cut into experiences;
+    the test experiences are the dataset's test part, cut the same way for everyone."""
+    data = ref.load()
+    local = np.asarray(local)
+    train = [local[rows] for rows in experience_rows(data.y_train[local], schedule, stream, seed)]
+    return make_stream(ref, train, experience_rows(data.y_test, schedule, stream, seed))
