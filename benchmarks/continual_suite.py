@@ -49,6 +49,10 @@ class SuiteConfig:
     epochs: int = 1
     encoder: str = "mlp"
     probe_epochs: int = 30
+    casper_rho: float = RunConfig.casper_rho
+    casper_classes: int = RunConfig.casper_classes
+    casper_per_class: int = RunConfig.casper_per_class
+    casper_k: int = RunConfig.casper_k
     out_dir: str = "runs/bench-continual"
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "relatlas-bench"
@@ -69,16 +73,13 @@ class SuiteConfig:
                                 num_clients=self.num_clients, scenario="continual", experiences=self.experiences,
                                 strategy=strategy, regularizer=regularizer, buffer=buffer, epochs=self.epochs,
                                 encoder=self.encoder, probe_epochs=self.probe_epochs, seed=seed,
+                                casper_rho=self.casper_rho, casper_classes=self.casper_classes,
+                                casper_per_class=self.casper_per_class, casper_k=self.casper_k,
                                 out_dir=str(Path(self.out_dir) / f"{setting}-{strategy}-{regularizer}-b{buffer}-seed{seed}"),
                                 tracking_uri=self.tracking_uri, experiment=self.experiment,
                             )  # fmt: skip
                             runs.append((setting, config))
         return runs
-
-
-def continual_config(config: RunConfig) -> ContinualConfig:
-    fields = {f.name for f in dataclasses.fields(ContinualConfig)}
-    return ContinualConfig(**{name: getattr(config, name) for name in fields})
 
 
 def run_centralised(config: RunConfig, parent_run_id: str) -> dict[str, Any]:
@@ -96,7 +97,7 @@ def run_centralised(config: RunConfig, parent_run_id: str) -> dict[str, Any]:
     )  # fmt: skip
     logger = MLflowLogger.nested(parent_run_id, Path(config.out_dir).name)
     logger.log_params(config.to_mapping())
-    strategy = build_strategy(model, continual_config(config), loggers=[logger])
+    strategy = build_strategy(model, ContinualConfig.from_mapping(config.to_mapping()), loggers=[logger])
     rows, seconds = [], 0.0
     for index in range(config.experiences):
         result = train_experience(strategy, benchmark, index, derive_seed(config.seed, CENTRAL_ID, index + 1))

@@ -24,8 +24,6 @@ from clients.models import Classifier, build_classifier
 from clients.training import TrainConfig, derive_seed, fit, predict
 
 MODEL_STATE, BUFFER_STATE = "model", "replay-buffer"
-CONTINUAL_KEYS = ("strategy", "regularizer", "buffer", "epochs", "batch-size", "learning-rate",
-                  "casper-rho", "casper-classes", "casper-per-class", "casper-k")  # fmt: skip
 
 app = ClientApp()
 
@@ -91,7 +89,7 @@ def _train_static(model: Classifier, task: ConfigRecord, x: np.ndarray, y: np.nd
 def _train_continual(model: Classifier, task: ConfigRecord, local: np.ndarray, context: Context, seed: int) -> dict:
     """Round r trains on experience r - 1 of this client's stream with the Avalanche
     strategy, its replay buffer carried over in ``context.state``."""
-    config = ContinualConfig(**{key.replace("-", "_"): task[key] for key in CONTINUAL_KEYS})
+    config = ContinualConfig.from_mapping(task)
     stream = str(task["stream"])
     ref = DatasetRef(str(task["dataset"]), str(task["data-root"]), int(task["seed"]))
     schedule = class_schedule(ref.load().num_classes, int(task["experiences"]), stream, int(task["seed"]))

@@ -8,10 +8,12 @@ whole stream).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from avalanche.benchmarks.scenarios.generic_scenario import CLScenario
@@ -44,6 +46,11 @@ class ContinualConfig:
     casper_classes: int = 5
     casper_per_class: int = 16
     casper_k: int = 10
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> ContinualConfig:
+        """Pick this config's keys (hyphenated, as in a run config) out of ``values``."""
+        return cls(**{f.name: values[f.name.replace("_", "-")] for f in dataclasses.fields(cls)})
 
 
 def head_accuracy_key(experience: int) -> str:

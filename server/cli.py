@@ -106,7 +106,8 @@ def _bench(args: argparse.Namespace) -> int:
     suite = SuiteConfig(
         dataset=args.dataset, data_root=args.data_root, experiences=args.experiences, strategies=tuple(args.strategies),
         buffers=tuple(args.buffers), seeds=tuple(args.seeds), settings=tuple(args.settings), num_clients=args.clients,
-        epochs=args.epochs, out_dir=args.out, tracking_uri=args.tracking_uri,
+        epochs=args.epochs, out_dir=args.out, tracking_uri=args.tracking_uri, casper_rho=args.casper_rho,
+        casper_classes=args.casper_classes, casper_per_class=args.casper_per_class, casper_k=args.casper_k,
     )  # fmt: skip
     runs = suite.run_configs()  # validates every config before the first run
     load_dataset(suite.dataset, suite.data_root or None, 0)
@@ -129,6 +130,10 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
     continual.add_argument("--settings", nargs="+", default=list(defaults.settings))
     continual.add_argument("--clients", type=int, default=defaults.num_clients)
     continual.add_argument("--epochs", type=int, default=defaults.epochs)
+    continual.add_argument("--casper-rho", type=float, default=defaults.casper_rho)
+    continual.add_argument("--casper-classes", type=int, default=defaults.casper_classes)
+    continual.add_argument("--casper-per-class", type=int, default=defaults.casper_per_class)
+    continual.add_argument("--casper-k", type=int, default=defaults.casper_k)
     continual.add_argument("--out", default=defaults.out_dir)
     continual.add_argument("--tracking-uri", default=defaults.tracking_uri)
     continual.set_defaults(handler=_bench)
