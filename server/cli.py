@@ -18,6 +18,7 @@ from rich.table import Table
 from benchmarks.continual_suite import SuiteConfig, run_suite
 from benchmarks.datasets import DatasetError, load_dataset
 from benchmarks.splits import SplitError, plan_for_task
+from benchmarks.streams import class_schedule
 from server.config import ConfigError, RunConfig
 
 ALIASES = {"num-clients": ["--clients"], "out-dir": ["--out"], "learning-rate": ["--lr"]}
@@ -87,7 +88,10 @@ def _run(args: argparse.Namespace) -> int:
 
     config = _config_from_args(args)
     # Refuse bad data or splits before Ray starts; the ServerApp reuses the cached dataset.
-    plan_for_task(load_dataset(config.dataset, config.data_root or None, config.seed).y_train, config.to_mapping())
+    dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
+    plan_for_task(dataset.y_train, config.to_mapping())
+    if config.scenario == "continual":
+        class_schedule(dataset.num_classes, config.experiences, config.stream, config.seed)
     console = Console()
     try:
         run_simulation(config, client_cpus=args.client_cpus, client_gpus=args.client_gpus)

@@ -14,6 +14,8 @@ from server.cli import results_table
         (["--clients", "5", "--shared-classes", "8"], "5 clients with 1 novel classes each need 13 classes"),
         (["--rounds", "0"], "rounds must be positive"),
         (["--aggregation", "median"], "aggregation must be one of mean, product, concat"),
+        (["--scenario", "continual", "--experiences", "11"], "has 1 to 10 experiences, got 11"),
+        (["--strategy", "naive", "--regularizer", "casper"], "strategy naive has none"),
     ],
 )
 def test_bad_input_exits_with_one_line_before_anything_starts(tmp_path, args, message):
