@@ -75,15 +75,15 @@ def casper_loss(features: Tensor, p: int, k: int, *, indexing: Indexing = "paper
     return spectral_gap_loss(torch.linalg.eigvalsh(laplacian), p, indexing).to(features.dtype)
 
 
-def balanced_batch(labels: Tensor, classes: int, per_class: int, generator: torch.Generator | None = None) -> tuple[Tensor, int]:
+def balanced_batch(labels: Tensor, classes: int, per_class: int) -> tuple[Tensor, int]:
     """Row indices of up to ``per_class`` samples from each of ``classes`` random
     classes present in ``labels``; returns (rows, number of classes drawn)."""
     present = labels.unique()
-    chosen = present[torch.randperm(len(present), generator=generator)[:classes]]
+    chosen = present[torch.randperm(len(present))[:classes]]
     rows = []
     for cls in chosen:
         members = (labels == cls).nonzero().squeeze(1)
-        rows.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+        rows.append(members[torch.randperm(len(members))[:per_class]])
     return torch.cat(rows), len(chosen)
 
 
@@ -143,8 +143,9 @@ class CaSpeRPlugin(SupervisedPlugin):
                 "use Replay, ER_ACE or DER (or add a ReplayPlugin)"
             )
 
-    def before_training_epoch(self, strategy: SupervisedTemplate, **kwargs) -> None:
-        """Snapshot the buffer (it changes only between experiences)."""
+    def before_training_exp(self, strategy: SupervisedTemplate, **kwargs) -> None:
+        """Snapshot the buffer once: it changes only between experiences (ER_ACE
+        updates it just before this hook, Replay and DER just after training)."""
         self._buffer = buffer_arrays(replay_storage(strategy).buffer) if strategy.experience.current_experience > 0 else None
 
     def before_backward(self, strategy: SupervisedTemplate, **kwargs) -> None:
@@ -152,7 +153,8 @@ class CaSpeRPlugin(SupervisedPlugin):
             return
         x, y = self._buffer
         rows, drawn = balanced_batch(y, self.classes, self.per_class)
-        if drawn < 2 or len(rows) <= max(self.k, drawn + 1 if self.indexing == "paper" else drawn + 2):
+        eigenvalues_needed = drawn + (1 if self.indexing == "paper" else 2)
+        if drawn < 2 or len(rows) <= max(self.k, eigenvalues_needed):  # one class, or too few points for the graph
             return
         loss = casper_loss(
             self.features(strategy.model, x[rows].to(strategy.device)), drawn, self.k, indexing=self.indexing, soft=self.soft

@@ -10,6 +10,7 @@ head (Avalanche's accuracy), the federation's label-free merged relative space
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import statistics
 from collections.abc import Sequence
@@ -63,22 +64,17 @@ class SuiteConfig:
         if unknown:
             raise ConfigError(f"unknown settings {unknown}; choose from {', '.join(SETTINGS)}")
         runs = []
-        for setting in self.settings:
-            for strategy in self.strategies:
-                for buffer in self.buffers:
-                    for regularizer in ("none", "casper"):
-                        for seed in self.seeds:
-                            config = RunConfig(
-                                dataset=self.dataset, data_root=self.data_root, split="same-classes",
-                                num_clients=self.num_clients, scenario="continual", experiences=self.experiences,
-                                strategy=strategy, regularizer=regularizer, buffer=buffer, epochs=self.epochs,
-                                encoder=self.encoder, probe_epochs=self.probe_epochs, seed=seed,
-                                casper_rho=self.casper_rho, casper_classes=self.casper_classes,
-                                casper_per_class=self.casper_per_class, casper_k=self.casper_k,
-                                out_dir=str(Path(self.out_dir) / f"{setting}-{strategy}-{regularizer}-b{buffer}-seed{seed}"),
-                                tracking_uri=self.tracking_uri, experiment=self.experiment,
-                            )  # fmt: skip
-                            runs.append((setting, config))
+        grid = itertools.product(self.settings, self.strategies, self.buffers, ("none", "casper"), self.seeds)
+        for setting, strategy, buffer, regularizer, seed in grid:
+            config = RunConfig(
+                dataset=self.dataset, data_root=self.data_root, split="same-classes", num_clients=self.num_clients,
+                scenario="continual", experiences=self.experiences, strategy=strategy, regularizer=regularizer,
+                buffer=buffer, epochs=self.epochs, encoder=self.encoder, probe_epochs=self.probe_epochs, seed=seed,
+                casper_rho=self.casper_rho, casper_classes=self.casper_classes, casper_per_class=self.casper_per_class,
+                casper_k=self.casper_k, tracking_uri=self.tracking_uri, experiment=self.experiment,
+                out_dir=str(Path(self.out_dir) / f"{setting}-{strategy}-{regularizer}-b{buffer}-seed{seed}"),
+            )  # fmt: skip
+            runs.append((setting, config))
         return runs
 
 

@@ -83,15 +83,20 @@ def results_table(results: dict[str, Any]) -> Table:
     return table
 
 
-def _run(args: argparse.Namespace) -> int:
-    from server.simulation import run_simulation
-
-    config = _config_from_args(args)
-    # Refuse bad data or splits before Ray starts; the ServerApp reuses the cached dataset.
+def _refuse_bad_data(config: RunConfig) -> None:
+    """Load the data and make the split (and class schedule) before Ray starts; a
+    bad dataset or size fails here in one line. Later loads hit the cache."""
     dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
     plan_for_task(dataset.y_train, config.to_mapping())
     if config.scenario == "continual":
         class_schedule(dataset.num_classes, config.experiences, config.stream, config.seed)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from server.simulation import run_simulation
+
+    config = _config_from_args(args)
+    _refuse_bad_data(config)
     console = Console()
     try:
         run_simulation(config, client_cpus=args.client_cpus, client_gpus=args.client_gpus)
@@ -114,7 +119,7 @@ def _bench(args: argparse.Namespace) -> int:
         casper_classes=args.casper_classes, casper_per_class=args.casper_per_class, casper_k=args.casper_k,
     )  # fmt: skip
     runs = suite.run_configs()  # validates every config before the first run
-    load_dataset(suite.dataset, suite.data_root or None, 0)
+    _refuse_bad_data(runs[0][1])
     print(f"relatlas bench continual: {len(runs)} runs, results in {suite.out_dir}/table.md", flush=True)
     run_suite(suite)
     return 0
