@@ -52,3 +52,19 @@ def select_anchors(
         order = [group[i] for i in range(max(map(len, per_class))) for group in per_class if i < len(group)]
         return np.sort(np.asarray(order[:num_anchors]))
     raise ValueError(f"unknown anchor sampling {sampling!r}; choose uniform or stratified")
+
+
+def class_matched_anchors(labels: np.ndarray, anchor_classes: Sequence[int], *, seed: int = 0) -> np.ndarray:
+    """Indices into ``labels`` such that anchor i is a distinct sample of class
+    ``anchor_classes[i]``: each client draws its own private anchors, and anchor i
+    means the same class on every client."""
+    labels, wanted = np.asarray(labels), np.asarray(anchor_classes, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    chosen = np.empty(len(wanted), dtype=np.int64)
+    for cls in np.unique(wanted):
+        slots = np.flatnonzero(wanted == cls)
+        members = np.flatnonzero(labels == cls)
+        if len(members) < len(slots):
+            raise ValueError(f"class-matched anchors need {len(slots)} samples of class {cls}; only {len(members)} are here")
+        chosen[slots] = rng.choice(members, size=len(slots), replace=False)
+    return chosen

@@ -45,17 +45,24 @@ def topk_jaccard(x: Tensor, y: Tensor, k: int = 5) -> float:
     return float((shared / (2 * k - shared)).mean())
 
 
-def mean_reciprocal_rank(x: Tensor, y: Tensor) -> float:
-    """How highly row i of ``y`` ranks among all rows of ``y`` as the cosine match of
-    row i of ``x``; 1 means every sample retrieves its own counterpart first.
-    Both spaces must have the same dimension."""
+def _match_ranks(x: Tensor, y: Tensor) -> Tensor:
+    """Rank (1 = best) of row i of ``y`` among all rows of ``y`` as the cosine match of row i of ``x``."""
     _check_pair(x, y)
     if x.shape[1] != y.shape[1]:
-        raise ValueError(f"mean reciprocal rank needs equal dimensions, got {x.shape[1]} and {y.shape[1]}")
+        raise ValueError(f"retrieval needs equal dimensions, got {x.shape[1]} and {y.shape[1]}")
     sims = F.normalize(x.double(), dim=1) @ F.normalize(y.double(), dim=1).T
-    true = sims.diagonal()[:, None]
-    ranks = (sims > true).sum(dim=1) + 1
-    return float((1.0 / ranks.double()).mean())
+    return (sims > sims.diagonal()[:, None]).sum(dim=1) + 1
+
+
+def mean_reciprocal_rank(x: Tensor, y: Tensor) -> float:
+    """Mean of 1 / rank of each sample's own counterpart (see ``_match_ranks``);
+    1 means every sample retrieves its counterpart first."""
+    return float((1.0 / _match_ranks(x, y).double()).mean())
+
+
+def retrieval_top1(x: Tensor, y: Tensor) -> float:
+    """Fraction of samples whose nearest (cosine) row of ``y`` is their own counterpart."""
+    return float((_match_ranks(x, y) == 1).double().mean())
 
 
 def matched_cosine(x: Tensor, y: Tensor) -> float:

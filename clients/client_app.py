@@ -2,7 +2,10 @@
 representations of the samples the server asks about.
 
 Model weights survive between rounds in ``context.state`` (each message may
-start a fresh process in deployment); the data never leaves the client.
+start a fresh process in deployment); the data never leaves the client. With
+two-phase anchor modes the ``train`` reply carries what the server needs to pair
+anchors across clients, and a ``query`` message then asks for the projection
+(see ``clients/anchoring.py`` and ``clients/protocol.py``).
 """
 
 from __future__ import annotations
@@ -10,20 +13,26 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from torch import Tensor
 
+from aggregation.anchors import class_matched_anchors
+from aggregation.bootstrap import cosine_gram
 from aggregation.projection import relative_subspaces
-from benchmarks.datasets import load_dataset
+from benchmarks.datasets import Dataset, load_dataset
 from benchmarks.rehearsal import restore_buffer, save_buffer
 from benchmarks.splits import plan_for_task
 from benchmarks.streams import DatasetRef, class_schedule, client_stream
 from clients import protocol
+from clients.anchoring import TWO_PHASE_MODES, bootstrap_candidates, translate
 from clients.continual import ContinualConfig, build_strategy, train_experience
 from clients.models import Classifier, build_classifier
 from clients.training import TrainConfig, derive_seed, fit, predict
 
-MODEL_STATE, BUFFER_STATE = "model", "replay-buffer"
+MODEL_STATE, BUFFER_STATE, METRICS_STATE = "model", "replay-buffer", "train-metrics"
+ANCHOR_STREAM = 20_000  # seed stream of a client's own anchor draws, apart from its rounds
 
 app = ClientApp()
 
@@ -31,15 +40,78 @@ app = ClientApp()
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train (``epochs`` more epochs, or the round's experience), then project the
-    server's samples on its anchors."""
+    server's samples, or send what pairs anchors across clients (two-phase modes)."""
     task: ConfigRecord = msg.content[protocol.TASK]
+    dataset, partition, local = _local_data(task, context)
+    model = _model(dataset, task, partition, context)
+    seed = derive_seed(int(task["seed"]), partition, int(task["round"]))
+    if task["scenario"] == "continual":
+        metrics = _train_continual(model, task, local, context, seed)
+    else:
+        metrics = _train_static(model, task, dataset.x_train[local], dataset.y_train[local], seed)
+    context.state[MODEL_STATE] = ArrayRecord(model.state_dict())
+    metrics = MetricRecord({"partition-id": partition} | metrics)
+
+    inputs: ArrayRecord = msg.content[protocol.INPUTS]
+    mode = str(task["anchors-mode"])
+    if mode in TWO_PHASE_MODES:
+        context.state[METRICS_STATE] = metrics
+        seeds = inputs[protocol.ANCHORS].numpy()
+        if mode == "bootstrapped":
+            gram = cosine_gram(predict(model.embedder, _bootstrap_pool(seeds, dataset, local, task, partition)))
+            anchoring = {protocol.GRAM: gram}
+        else:
+            own = dataset.x_train[local[_own_anchors(dataset, local, task, partition)]]
+            anchoring = {protocol.SEEDS: predict(model.embedder, seeds), protocol.ANCHORS: predict(model.embedder, own)}
+        record = ArrayRecord({name: Array(np.ascontiguousarray(a.numpy())) for name, a in anchoring.items()})
+        return Message(RecordDict({protocol.METRICS: metrics, protocol.ANCHORING: record}), reply_to=msg)
+    if mode == "shared":
+        anchors = inputs[protocol.ANCHORS].numpy()
+    else:  # class-matched
+        anchors = dataset.x_train[local[_own_anchors(dataset, local, task, partition)]]
+    samples = predict(model.embedder, inputs[protocol.SAMPLES].numpy())
+    return _projection_reply(msg, task, samples, samples, predict(model.embedder, anchors), metrics)
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    """Second phase of ``bootstrapped`` and ``translated`` rounds: project on the
+    anchors the server paired, with the model trained in this round's ``train``."""
+    task: ConfigRecord = msg.content[protocol.TASK]
+    if MODEL_STATE not in context.state or METRICS_STATE not in context.state:
+        raise RuntimeError("query before train: this client has no model trained in this run")
+    dataset, partition, local = _local_data(task, context)
+    model = _model(dataset, task, partition, context)
+    inputs: ArrayRecord = msg.content[protocol.INPUTS]
+    samples = predict(model.embedder, inputs[protocol.SAMPLES].numpy())
+    seeds = inputs[protocol.ANCHORS].numpy()
+    if str(task["anchors-mode"]) == "bootstrapped":
+        pool = _bootstrap_pool(seeds, dataset, local, task, partition)
+        rows = np.asarray(task["anchor-indices"], dtype=np.int64)
+        if rows.min() < 0 or rows.max() >= len(pool):
+            raise ValueError(f"anchor-indices must be rows of this client's pool of {len(pool)}")
+        anchors = predict(model.embedder, pool[rows])
+        return _projection_reply(msg, task, samples, samples, anchors, context.state[METRICS_STATE])
+    translated = samples
+    if partition != int(task["reference-partition"]):
+        reference_seeds = torch.as_tensor(inputs[protocol.REFERENCE_SEEDS].numpy(), dtype=torch.float32)
+        translated = translate(samples, predict(model.embedder, seeds), reference_seeds, str(task["translation"]))
+    reference_anchors = torch.as_tensor(inputs[protocol.REFERENCE_ANCHORS].numpy(), dtype=torch.float32)
+    return _projection_reply(msg, task, translated, samples, reference_anchors, context.state[METRICS_STATE])
+
+
+def _local_data(task: ConfigRecord, context: Context) -> tuple[Dataset, int, np.ndarray]:
+    """The dataset, this client's partition id and its rows of the training set."""
     partition = int(context.node_config["partition-id"])
     dataset = load_dataset(str(task["dataset"]), str(task["data-root"]) or None, int(task["seed"]))
     plan = plan_for_task(dataset.y_train, task)
     if not 0 <= partition < len(plan.client_indices):
         raise ValueError(f"partition-id {partition} is outside the {len(plan.client_indices)} clients of this run")
-    local = plan.client_indices[partition]
+    return dataset, partition, plan.client_indices[partition]
 
+
+def _model(dataset: Dataset, task: ConfigRecord, partition: int, context: Context) -> Classifier:
+    """The client's model: seeded at first, then as the last round left it."""
     model = build_classifier(
         dataset.input_shape,
         dataset.num_classes,
@@ -49,25 +121,40 @@ def train(msg: Message, context: Context) -> Message:
     )
     if MODEL_STATE in context.state:
         model.load_state_dict(context.state[MODEL_STATE].to_torch_state_dict())
-    seed = derive_seed(int(task["seed"]), partition, int(task["round"]))
-    if task["scenario"] == "continual":
-        metrics = _train_continual(model, task, local, context, seed)
-    else:
-        metrics = _train_static(model, task, dataset.x_train[local], dataset.y_train[local], seed)
-    context.state[MODEL_STATE] = ArrayRecord(model.state_dict())
+    return model
 
-    inputs: ArrayRecord = msg.content[protocol.INPUTS]
-    anchors = predict(model.embedder, inputs[protocol.ANCHORS].numpy())
-    samples = predict(model.embedder, inputs[protocol.SAMPLES].numpy())
+
+def _anchor_seed(task: ConfigRecord, partition: int) -> int:
+    return derive_seed(int(task["seed"]), partition, ANCHOR_STREAM)
+
+
+def _own_anchors(dataset: Dataset, local: np.ndarray, task: ConfigRecord, partition: int) -> np.ndarray:
+    """Positions in ``local`` of this client's class-matched anchors (the same every round)."""
+    return class_matched_anchors(dataset.y_train[local], list(task["anchor-classes"]), seed=_anchor_seed(task, partition))
+
+
+def _bootstrap_pool(seeds: np.ndarray, dataset: Dataset, local: np.ndarray, task: ConfigRecord, partition: int) -> np.ndarray:
+    """Raw inputs of the bootstrapping pool: the public seeds, then local candidates."""
+    rows = bootstrap_candidates(
+        dataset.y_train[local], int(task["anchors"]), list(task["anchor-classes"]), _anchor_seed(task, partition)
+    )
+    return np.concatenate([seeds, dataset.x_train[local[rows]]])
+
+
+def _projection_reply(
+    msg: Message, task: ConfigRecord, samples: Tensor, absolute: Tensor, anchors: Tensor, metrics: MetricRecord
+) -> Message:
+    """The final reply: relative subspaces of ``samples`` on ``anchors`` (and, if
+    asked, ``absolute``, the client's own embeddings of the samples)."""
     spaces = relative_subspaces(samples, anchors, tuple(task["similarities"]))
     content = RecordDict(
         {
             protocol.RELATIVE: ArrayRecord({name: Array(space.numpy()) for name, space in spaces.items()}),
-            protocol.METRICS: MetricRecord({"partition-id": partition} | metrics),
+            protocol.METRICS: metrics,
         }
     )
     if bool(task["send-absolute"]):
-        content[protocol.ABSOLUTE] = ArrayRecord({protocol.SAMPLES: Array(np.ascontiguousarray(samples.numpy()))})
+        content[protocol.ABSOLUTE] = ArrayRecord({protocol.SAMPLES: Array(np.ascontiguousarray(absolute.numpy()))})
     return Message(content, reply_to=msg)
 
 

@@ -3,9 +3,12 @@ config values only, never pickles.
 
 Server -> client, message type ``train``:
     ``task`` (ConfigRecord): the run-config keys in ``TASK_KEYS`` plus ``round``,
-        ``similarities`` (list of str) and ``send-absolute`` (bool);
-    ``inputs`` (ArrayRecord): ``anchors`` [m, ...] and ``samples`` [N, ...], raw inputs.
-Client -> server:
+        ``similarities`` (list of str), ``send-absolute`` (bool) and, unless the
+        anchors are shared, ``anchor-classes`` (list of int: the class of anchor i);
+    ``inputs`` (ArrayRecord), raw inputs: ``samples`` [N, ...] to project and
+        ``anchors``: the public anchors [m, ...] (``shared``), the K public seeds
+        (``bootstrapped``, ``translated``), none (``class-matched``).
+Client -> server, the final reply of a round:
     ``relative`` (ArrayRecord): one [N, m] float array per requested similarity;
     ``absolute`` (ArrayRecord, only if asked): ``samples`` [N, d], the raw embeddings,
         for simulation-only baselines;
@@ -13,19 +16,30 @@ Client -> server:
         static: ``train-loss``, ``train-accuracy``; continual: ``head-accuracy``
         (list: the local model's accuracy on each test experience so far) and
         Avalanche's evaluation metrics, each prefixed ``avalanche/``.
+
+Anchor modes with two phases (see ``clients/anchoring.py``) answer ``train`` with
+``metrics`` and ``anchoring`` (ArrayRecord) instead: ``gram`` [K+P, K+P] for
+``bootstrapped``; ``seeds`` [K, d] and ``anchors`` [m, d] embeddings for
+``translated``. The server then sends message type ``query`` with the same task
+plus ``anchor-indices`` (bootstrapped: the pool rows that are the anchors) or
+``reference-partition`` (translated), and inputs ``samples``, ``anchors`` (the
+seeds) and, translated, ``reference-seeds`` and ``reference-anchors``; the client
+answers with the final reply above, without training again.
 """
 
 from __future__ import annotations
 
-TRAIN = "train"
-TASK, INPUTS, RELATIVE, ABSOLUTE, METRICS = "task", "inputs", "relative", "absolute", "metrics"
-ANCHORS, SAMPLES = "anchors", "samples"
+TRAIN, QUERY = "train", "query"
+TASK, INPUTS, RELATIVE, ABSOLUTE, METRICS, ANCHORING = "task", "inputs", "relative", "absolute", "metrics", "anchoring"
+ANCHORS, SAMPLES, SEEDS, GRAM = "anchors", "samples", "seeds", "gram"
+REFERENCE_SEEDS, REFERENCE_ANCHORS = "reference-seeds", "reference-anchors"
 HEAD_ACCURACY, AVALANCHE_PREFIX = "head-accuracy", "avalanche/"
 
-# The run-config keys a client needs to rebuild its data and train.
+# The run-config keys a client needs to rebuild its data, train and anchor.
 TASK_KEYS = (
     "dataset", "data-root", "split", "num-clients", "shared-classes", "novel-classes", "alpha",
-    "anchors", "anchor-sampling", "seed", "epochs", "batch-size", "learning-rate", "embedding-dim", "encoder",
+    "anchors", "anchor-sampling", "anchors-mode", "seed-anchors", "translation",
+    "seed", "epochs", "batch-size", "learning-rate", "embedding-dim", "encoder",
     "scenario", "experiences", "stream", "strategy", "regularizer", "buffer",
     "casper-rho", "casper-classes", "casper-per-class", "casper-k",
 )  # fmt: skip

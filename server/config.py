@@ -13,6 +13,7 @@ from typing import Any
 from aggregation.aggregators import AGGREGATIONS
 from benchmarks.splits import SPLITS
 from benchmarks.streams import STREAMS
+from clients.anchoring import ANCHOR_MODES, TRANSLATIONS, TWO_PHASE_MODES
 from clients.continual import REGULARIZERS, STRATEGIES, ContinualConfig
 
 
@@ -33,6 +34,9 @@ class RunConfig:
     alpha: float = 0.5
     anchors: int = 64
     anchor_sampling: str = "uniform"
+    anchors_mode: str = "shared"
+    seed_anchors: int = 8  # K public seed pairs of the bootstrapped and translated modes
+    translation: str = "procrustes"
     aggregation: str = "mean"
     merge_weights: str = "uniform"
     rounds: int = 1
@@ -67,6 +71,8 @@ class RunConfig:
             "split": SPLITS,
             "aggregation": AGGREGATIONS,
             "anchor_sampling": ("uniform", "stratified"),
+            "anchors_mode": ANCHOR_MODES,
+            "translation": TRANSLATIONS,
             "merge_weights": ("uniform", "samples"),
             "encoder": ("auto", "mlp", "cnn"),
             "scenario": ("static", "continual"),
@@ -78,8 +84,8 @@ class RunConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{_key(name)} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         positive = ("num_clients", "anchors", "rounds", "epochs", "batch_size", "embedding_dim", "min_clients",
-                    "probe_epochs", "learning_rate", "node_timeout", "round_timeout", "alpha", "experiences", "buffer",
-                    "casper_classes", "casper_per_class", "casper_k")  # fmt: skip
+                    "probe_epochs", "learning_rate", "seed_anchors", "node_timeout", "round_timeout", "alpha", "experiences",
+                    "buffer", "casper_classes", "casper_per_class", "casper_k")  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_key(name)} must be positive; got {getattr(self, name)}")
@@ -88,6 +94,7 @@ class RunConfig:
                 raise ConfigError(f"{_key(name)} must be zero or more; got {getattr(self, name)}")
         if self.min_clients > self.num_clients:
             raise ConfigError(f"min-clients ({self.min_clients}) cannot exceed num-clients ({self.num_clients})")
+        self._check_anchors_mode()
         if self.scenario == "continual" and self.rounds not in (1, self.experiences):
             raise ConfigError(
                 f"in the continual scenario each round is one experience: leave rounds at 1 or set it to {self.experiences}"
@@ -95,6 +102,20 @@ class RunConfig:
         if self.regularizer == "casper" and self.strategy == "naive":
             raise ConfigError(
                 "regularizer casper draws its batches from a replay buffer; strategy naive has none: use replay, er-ace or der"
+            )
+
+    def _check_anchors_mode(self) -> None:
+        if self.anchors_mode != "shared" and self.split == "disjoint-classes":
+            raise ConfigError(
+                f"anchors-mode {self.anchors_mode} pairs anchors by classes all clients hold; the disjoint-classes split has none"
+            )
+        if self.anchors_mode == "bootstrapped" and self.min_clients < 2:
+            raise ConfigError("anchors-mode bootstrapped matches clients to each other: set min-clients >= 2")
+        if self.anchors_mode in TWO_PHASE_MODES and self.seed_anchors > self.anchors:
+            raise ConfigError(f"seed-anchors ({self.seed_anchors}) cannot exceed anchors ({self.anchors}): seeds are anchors")
+        if self.anchors_mode == "translated" and self.translation == "inversion" and self.seed_anchors < self.embedding_dim:
+            raise ConfigError(
+                f"translation inversion needs seed-anchors >= embedding-dim; got {self.seed_anchors} < {self.embedding_dim}"
             )
 
     @property

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
 import numpy as np
@@ -27,13 +27,15 @@ from benchmarks.datasets import Dataset, load_dataset, stratified_split
 from benchmarks.splits import FederationPlan, plan_for_task
 from benchmarks.streams import class_schedule
 from clients import protocol
+from clients.anchoring import TWO_PHASE_MODES
 from clients.training import TrainConfig
+from server.anchoring import AnchorPlan, pair_anchors
 from server.centralized import CentralizedReference
 from server.config import RunConfig
 from server.continual import ClientRuns, ExperienceProbes, continual_summary, evaluate_experience, head_accuracy
 from server.evaluation import ProbeSplit, evaluate_round
 from server.plots import plot_accuracies, plot_accuracy_curves, plot_accuracy_matrix, plot_spaces
-from server.replies import ClientReply, Expected, ReplyError, parse_reply
+from server.replies import AnchoringReply, ClientReply, Expected, ReplyError, parse_anchoring, parse_reply
 from server.tracking import mlflow_run, scalar_metrics, write_results
 
 log = logging.getLogger("relatlas")
@@ -44,6 +46,9 @@ PAPER_PROTOCOL_NOTE = (
     "owner_accuracy follows the paper's owner protocol, which picks each sample's source client by its label "
     "(label leakage); merged_accuracy is the label-free merge and the headline number"
 )
+
+
+Reply = TypeVar("Reply", ClientReply, AnchoringReply)
 
 
 class FederationError(RuntimeError):
@@ -85,19 +90,25 @@ def exchange(
     return list(replies.values()), [destination[mid] for mid in ids if mid not in replies]
 
 
-def validate(messages: Sequence[Message], expected: Expected, round_number: int) -> tuple[list[ClientReply], list[dict]]:
-    """Keep the valid replies (one per partition, in partition order); list the rest as failures."""
-    valid: dict[int, ClientReply] = {}
+def validate(
+    messages: Sequence[Message], expected: Expected, round_number: int, parse: Callable[[Message, Expected], Reply]
+) -> tuple[list[Reply], list[dict]]:
+    """Keep the replies ``parse`` accepts (one per partition, in partition order); list the rest as failures."""
+    valid: dict[int, Reply] = {}
     failures = []
     for message in messages:
         try:
-            reply = parse_reply(message, expected)
+            reply = parse(message, expected)
             if reply.partition_id in valid:
                 raise ReplyError(f"partition-id {reply.partition_id} already answered this round")
             valid[reply.partition_id] = reply
         except ReplyError as err:
             failures.append({"node": message.metadata.src_node_id, "round": round_number, "reason": str(err)})
     return [valid[p] for p in sorted(valid)], failures
+
+
+def _silent(nodes: Sequence[int], timeout: float, round_number: int) -> list[dict]:
+    return [{"node": node, "round": round_number, "reason": f"no reply within round-timeout {timeout:g} s"} for node in nodes]
 
 
 @dataclass
@@ -116,7 +127,7 @@ class Federation:
     plan: FederationPlan
     anchors: np.ndarray
     samples: np.ndarray
-    inputs: ArrayRecord
+    anchor_plan: AnchorPlan
     expected: Expected
     probes: ProbeSplit
     central: CentralizedReference | None
@@ -127,12 +138,13 @@ class Federation:
         dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
         plan = plan_for_task(dataset.y_train, config.to_mapping())
         anchors, samples = dataset.x_train[plan.anchor_indices], dataset.x_test
-        inputs = ArrayRecord(
-            {protocol.ANCHORS: Array(np.ascontiguousarray(anchors)), protocol.SAMPLES: Array(np.ascontiguousarray(samples))}
-        )
+        anchor_plan = AnchorPlan.build(config, dataset, plan)
         static = config.scenario == "static"
         baselines = config.simulation_baselines and static  # the continual baseline is `relatlas bench continual`
-        expected = Expected(required_similarities(config.aggregation), len(samples), len(anchors), config.num_clients, baselines)
+        expected = Expected(
+            required_similarities(config.aggregation), len(samples), len(anchors), config.num_clients, baselines,
+            config.anchors_mode, config.seed_anchors,
+        )  # fmt: skip
         train_part, test_part = stratified_split(dataset.y_test, PROBE_TEST_FRACTION, config.seed)
         probes = ProbeSplit(train_part, test_part, dataset.y_test, dataset.num_classes, config.probe_epochs, config.seed)
         experiences = None
@@ -145,16 +157,23 @@ class Federation:
                 epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed
             )
             central = CentralizedReference(dataset, plan, embedding_dim=config.embedding_dim, encoder=config.encoder, train=train)
-        return cls(config, dataset, plan, anchors, samples, inputs, expected, probes, central, experiences)
+        return cls(config, dataset, plan, anchors, samples, anchor_plan, expected, probes, central, experiences)
+
+    def _task(self, round_number: int) -> dict[str, Any]:
+        values = self.config.to_mapping()
+        task = {key: values[key] for key in protocol.TASK_KEYS} | self.anchor_plan.task()
+        similarities = list(self.expected.similarities)
+        return task | {"round": round_number, "similarities": similarities, "send-absolute": self.expected.absolute}
 
     def round_messages(self, nodes: Sequence[int], round_number: int) -> list[Message]:
-        """One ``train`` message per node: the client's task and the samples to project."""
-        values = self.config.to_mapping()
-        task = {key: values[key] for key in protocol.TASK_KEYS}
-        task |= {"round": round_number, "similarities": list(self.expected.similarities), "send-absolute": self.expected.absolute}
+        """One ``train`` message per node: the client's task, anchors and the samples to project."""
+        inputs = self.anchor_plan.inputs()
+        if self.config.anchors_mode not in TWO_PHASE_MODES:
+            inputs[protocol.SAMPLES] = Array(np.ascontiguousarray(self.samples))
+        task = self._task(round_number)
         return [
             Message(
-                RecordDict({protocol.TASK: ConfigRecord(task), protocol.INPUTS: self.inputs}),
+                RecordDict({protocol.TASK: ConfigRecord(task), protocol.INPUTS: ArrayRecord(inputs)}),
                 dst_node_id=node,
                 message_type=protocol.TRAIN,
                 group_id=str(round_number),
@@ -162,17 +181,49 @@ class Federation:
             for node in nodes
         ]
 
+    def query_messages(self, paired: dict[int, tuple[dict, dict]], nodes: dict[int, int], round_number: int) -> list[Message]:
+        """Second phase: one ``query`` message per paired partition (``nodes``: partition -> node)."""
+        task, samples = self._task(round_number), {protocol.SAMPLES: Array(np.ascontiguousarray(self.samples))}
+        return [
+            Message(
+                RecordDict(
+                    {
+                        protocol.TASK: ConfigRecord(task | extra_task),
+                        protocol.INPUTS: ArrayRecord(self.anchor_plan.inputs() | samples | extra_inputs),
+                    }
+                ),
+                dst_node_id=nodes[partition],
+                message_type=protocol.QUERY,
+                group_id=str(round_number),
+            )
+            for partition, (extra_task, extra_inputs) in paired.items()
+        ]
+
     def collect(self, grid: Grid, nodes: Sequence[int], round_number: int) -> tuple[list[ClientReply], list[dict]]:
         """Send the round's messages and keep the valid replies; the rest become failures.
 
-        The centralised reference trains while the clients do.
+        The centralised reference trains while the clients do. Two-phase anchor
+        modes pair the first replies' anchors, then ask the same clients to project.
         """
         timeout = self.config.round_timeout
         train_central = (lambda: self.central.train_round(round_number)) if self.central is not None else None
         answers, silent = exchange(grid, self.round_messages(nodes, round_number), timeout, train_central)
-        replies, failures = validate(answers, self.expected, round_number)
-        reason = f"no reply within round-timeout {timeout:g} s"
-        return replies, failures + [{"node": node, "round": round_number, "reason": reason} for node in silent]
+        failures = _silent(silent, timeout, round_number)
+        if self.config.anchors_mode not in TWO_PHASE_MODES:
+            replies, invalid = validate(answers, self.expected, round_number, parse_reply)
+            return replies, invalid + failures
+        anchorings, invalid = validate(answers, self.expected, round_number, parse_anchoring)
+        failures += invalid
+        if len(anchorings) < self.config.min_clients:
+            return [], failures
+        try:
+            paired = pair_anchors(self.config.anchors_mode, anchorings, self.config.seed_anchors, self.config.anchors)
+        except ValueError as err:
+            raise FederationError(f"round {round_number}: cannot pair the clients' anchors: {err}") from err
+        owners = {a.partition_id: a.node_id for a in anchorings}
+        answers, silent = exchange(grid, self.query_messages(paired, owners, round_number), timeout)
+        replies, invalid = validate(answers, self.expected, round_number, parse_reply)
+        return replies, failures + invalid + _silent(silent, timeout, round_number)
 
     def evaluate(self, replies: Sequence[ClientReply], round_number: int) -> RoundOutcome:
         """Merge the replies and score the merged space against the references."""

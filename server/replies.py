@@ -14,6 +14,7 @@ from flwr.app import Message
 from torch import Tensor
 
 from clients import protocol
+from clients.anchoring import CANDIDATES_PER_ANCHOR
 
 ALLOWED_DTYPES = (np.float32, np.float16, np.float64)
 
@@ -45,6 +46,17 @@ class Expected:
     num_anchors: int
     num_partitions: int
     absolute: bool
+    anchors_mode: str = "shared"
+    num_seeds: int = 0  # public seeds of the two-phase anchor modes
+
+
+@dataclass(frozen=True)
+class AnchoringReply:
+    """A validated first-phase reply of a two-phase anchor mode (``clients/anchoring.py``)."""
+
+    node_id: int
+    partition_id: int
+    arrays: dict[str, Tensor]
 
 
 def error_reason(message: Message) -> str:
@@ -97,13 +109,49 @@ def parse_reply(message: Message, expected: Expected) -> ClientReply:
         absolute = torch.from_numpy(embeddings.astype(np.float32))
     metrics = {key: float(value) for key, value in content[protocol.METRICS].items() if isinstance(value, (int, float))}
     lists = {key: [float(v) for v in value] for key, value in content[protocol.METRICS].items() if _finite_list(value)}
-    partition = metrics.get("partition-id", -1.0)
-    if not (partition.is_integer() and 0 <= partition < expected.num_partitions):
-        raise ReplyError(f"partition-id {partition} is not one of the run's {expected.num_partitions} clients")
+    partition = _partition(metrics, expected)
     num_examples = metrics.get("num-examples", 0.0)
     if not (num_examples.is_integer() and num_examples >= 1):
         raise ReplyError(f"num-examples must be a positive integer; got {num_examples}")
-    return ClientReply(message.metadata.src_node_id, int(partition), spaces, absolute, int(num_examples), metrics, payload, lists)
+    return ClientReply(message.metadata.src_node_id, partition, spaces, absolute, int(num_examples), metrics, payload, lists)
+
+
+def _partition(metrics: dict[str, float], expected: Expected) -> int:
+    partition = metrics.get("partition-id", -1.0)
+    if not (partition.is_integer() and 0 <= partition < expected.num_partitions):
+        raise ReplyError(f"partition-id {partition} is not one of the run's {expected.num_partitions} clients")
+    return int(partition)
+
+
+def parse_anchoring(message: Message, expected: Expected) -> AnchoringReply:
+    """Check a first-phase reply: a bootstrapping pool's cosine Gram matrix, or a
+    translating client's seed and anchor embeddings; raise ``ReplyError`` if invalid."""
+    if message.has_error():
+        raise ReplyError(error_reason(message))
+    content = message.content
+    for name in (protocol.ANCHORING, protocol.METRICS):
+        if name not in content:
+            raise ReplyError(f"reply lacks record {name!r}; has {sorted(content.keys())}")
+    metrics = {key: float(value) for key, value in content[protocol.METRICS].items() if isinstance(value, (int, float))}
+    partition, record = _partition(metrics, expected), content[protocol.ANCHORING]
+    if expected.anchors_mode == "bootstrapped":
+        gram = _array(record, protocol.GRAM, protocol.ANCHORING)
+        largest = expected.num_seeds + CANDIDATES_PER_ANCHOR * expected.num_anchors
+        if gram.ndim != 2 or gram.shape[0] != gram.shape[1] or not expected.num_anchors <= len(gram) <= largest:
+            raise ReplyError(f"gram has shape {gram.shape}; expected a square pool of {expected.num_anchors} to {largest} rows")
+        if np.abs(gram).max() > 1.0 + 1e-3:
+            raise ReplyError("gram holds values outside [-1, 1]; expected cosine similarities")
+        arrays = {protocol.GRAM: gram}
+    else:
+        seeds = _array(record, protocol.SEEDS, protocol.ANCHORING)
+        anchors = _array(record, protocol.ANCHORS, protocol.ANCHORING)
+        if seeds.ndim != 2 or seeds.shape[0] != expected.num_seeds or anchors.shape != (expected.num_anchors, seeds.shape[1]):
+            raise ReplyError(
+                f"seeds {seeds.shape}, anchors {anchors.shape}; expected ({expected.num_seeds}, d), ({expected.num_anchors}, d)"
+            )
+        arrays = {protocol.SEEDS: seeds, protocol.ANCHORS: anchors}
+    tensors = {name: torch.from_numpy(array.astype(np.float32)) for name, array in arrays.items()}
+    return AnchoringReply(message.metadata.src_node_id, partition, tensors)
 
 
 def _finite_list(value: object) -> bool:

@@ -1,7 +1,8 @@
 """A real ClientApp that misbehaves on purpose, by partition, for fault tests.
 
 Partition 1 raises, 2 sends NaN, 3 sends the wrong shape; the others answer
-like relatlas's own client.
+like relatlas's own client. In two-phase anchor modes, partition 2's NaN is in
+its first (anchoring) reply and partition 3's wrong shape in its second.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from flwr.app import Array, ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
 
 from clients import protocol
+from clients.client_app import query as honest_query
 from clients.client_app import train as honest_train
 
 app = ClientApp()
@@ -22,6 +24,20 @@ def train(msg: Message, context: Context) -> Message:
     if partition == 1:
         raise RuntimeError("simulated crash on partition 1")
     reply = honest_train(msg, context)
+    if protocol.ANCHORING in reply.content:
+        if partition == 2:
+            nan = {k: Array(np.full_like(v.numpy(), np.nan)) for k, v in reply.content[protocol.ANCHORING].items()}
+            reply.content[protocol.ANCHORING] = ArrayRecord(nan)
+        return reply
+    return _garbled(reply, partition)
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    return _garbled(honest_query(msg, context), int(context.node_config["partition-id"]))
+
+
+def _garbled(reply: Message, partition: int) -> Message:
     cosine = reply.content[protocol.RELATIVE]["cosine"].numpy()
     if partition == 2:
         reply.content[protocol.RELATIVE] = ArrayRecord({"cosine": Array(np.full_like(cosine, np.nan))})

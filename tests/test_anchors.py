@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from aggregation.anchors import select_anchors
+from aggregation.anchors import class_matched_anchors, select_anchors
 
 LABELS = np.repeat(np.arange(5), [40, 30, 20, 10, 5])
 
@@ -33,3 +33,17 @@ def test_errors_are_clear():
         select_anchors(LABELS, 0)
     with pytest.raises(ValueError, match="unknown anchor sampling"):
         select_anchors(LABELS, 3, sampling="greedy")
+
+
+def test_class_matched_anchor_i_has_class_i_on_every_client():
+    classes = [2, 0, 2, 4, 0, 2]
+    other_client = np.random.default_rng(9).permutation(LABELS)
+    for labels, seed in ((LABELS, 0), (other_client, 1)):
+        chosen = class_matched_anchors(labels, classes, seed=seed)
+        assert list(labels[chosen]) == classes and len(set(chosen)) == len(classes)
+    np.testing.assert_array_equal(class_matched_anchors(LABELS, classes, seed=5), class_matched_anchors(LABELS, classes, seed=5))
+
+
+def test_class_matched_anchors_need_enough_local_samples():
+    with pytest.raises(ValueError, match="need 6 samples of class 4; only 5 are here"):
+        class_matched_anchors(LABELS, [4] * 6)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from aggregation.bootstrap import bootstrap_anchors, match
+from aggregation.bootstrap import bootstrap_anchors, cosine_gram, match
 from tests.conftest import random_orthogonal
 
 
@@ -17,19 +17,42 @@ def test_matching_finds_a_permutation_of_identical_vectors():
     assert np.array_equal(perm[cols], rows) and np.allclose(scores, 1.0)
 
 
-def test_bootstrapping_recovers_a_hidden_permutation_from_a_few_seeds():
-    gen = torch.Generator().manual_seed(1)
+def _clustered(seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
     centres = torch.randn(6, 16, generator=gen, dtype=torch.float64) * 5
-    space_a = centres.repeat_interleave(40, dim=0) + torch.randn(240, 16, generator=gen, dtype=torch.float64)
-    hidden = np.random.default_rng(2).permutation(240)  # b's row hidden[i] is a's row i
-    space_b = torch.empty_like(space_a)
-    space_b[torch.as_tensor(hidden)] = 3.0 * space_a @ random_orthogonal(16, seed=3)
-    seeds_a = np.arange(0, 240, 40)[:6] + 1  # one seed pair per cluster
-    anchors_a, anchors_b = bootstrap_anchors(space_a, space_b, (seeds_a, hidden[seeds_a]), target=48)
+    return centres.repeat_interleave(40, dim=0) + torch.randn(240, 16, generator=gen, dtype=torch.float64)
+
+
+def _hidden_copy(space: torch.Tensor, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """A rotated, rescaled copy whose row hidden[i] is row i of ``space``."""
+    hidden = np.random.default_rng(seed).permutation(len(space))
+    copy = torch.empty_like(space)
+    copy[torch.as_tensor(hidden)] = 3.0 * space @ random_orthogonal(space.shape[1], seed=seed + 1)
+    return copy, hidden
+
+
+SEEDS = np.arange(0, 240, 40) + 1  # one seed pair per cluster
+
+
+def test_bootstrapping_recovers_a_hidden_permutation_from_a_few_seeds():
+    space_a = _clustered(1)
+    space_b, hidden = _hidden_copy(space_a, 2)
+    anchors_a, anchors_b = bootstrap_anchors([cosine_gram(space_a), cosine_gram(space_b)], [SEEDS, hidden[SEEDS]], target=48)
     assert len(anchors_a) == len(anchors_b) == 48 and len(set(anchors_a)) == 48
     assert np.mean(hidden[anchors_a] == anchors_b) > 0.9
 
 
-def test_bootstrapping_refuses_unpaired_seeds():
+def test_bootstrapping_keeps_every_side_parallel_to_the_reference():
+    space_a = _clustered(3)
+    (space_b, hidden_b), (space_c, hidden_c) = _hidden_copy(space_a, 4), _hidden_copy(space_a, 6)
+    grams = [cosine_gram(s) for s in (space_a, space_b, space_c)]
+    anchors_a, anchors_b, anchors_c = bootstrap_anchors(grams, [SEEDS, hidden_b[SEEDS], hidden_c[SEEDS]], target=40)
+    assert np.mean(hidden_b[anchors_a] == anchors_b) > 0.9 and np.mean(hidden_c[anchors_a] == anchors_c) > 0.9
+
+
+def test_bootstrapping_refuses_unpaired_seeds_and_impossible_targets():
+    grams = [cosine_gram(torch.rand(10, 3)), cosine_gram(torch.rand(8, 3))]
     with pytest.raises(ValueError, match="equally many"):
-        bootstrap_anchors(torch.rand(10, 3), torch.rand(10, 3), (np.arange(3), np.arange(2)), target=5)
+        bootstrap_anchors(grams, [np.arange(3), np.arange(2)], target=5)
+    with pytest.raises(ValueError, match="smallest side has 8 samples"):
+        bootstrap_anchors(grams, [np.arange(3), np.arange(3)], target=9)

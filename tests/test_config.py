@@ -35,6 +35,11 @@ def test_cli_options_mirror_the_config():
         ({"min-clients": 5}, "cannot exceed num-clients"),
         ({"colour": "red"}, "unknown run-config keys"),
         ({"simulation-baselines": "maybe"}, "must be bool"),
+        ({"anchors-mode": "random"}, "anchors-mode must be one of shared, class-matched"),
+        ({"anchors-mode": "class-matched", "split": "disjoint-classes"}, "disjoint-classes split has none"),
+        ({"anchors-mode": "bootstrapped", "seed-anchors": 65}, r"seed-anchors \(65\) cannot exceed anchors \(64\)"),
+        ({"anchors-mode": "bootstrapped", "min-clients": 1}, "set min-clients >= 2"),
+        ({"anchors-mode": "translated", "translation": "inversion"}, "needs seed-anchors >= embedding-dim; got 8 < 64"),
     ],
 )
 def test_bad_values_fail_in_one_line(values, message):

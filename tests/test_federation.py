@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -86,6 +87,35 @@ def test_failing_and_garbage_clients_are_dropped_and_the_round_completes(tmp_pat
     assert len(results["failures"]) == 3 and {f["round"] for f in results["failures"]} == {1}
     assert "client failed: RuntimeError: simulated crash on partition 1" in reasons
     assert "NaN or infinite" in reasons and "has shape (539, 63); expected (539, 64)" in reasons
+
+
+def test_class_matched_anchors_federation_runs_end_to_end(tmp_path):
+    config = _config(tmp_path, **{"anchors-mode": "class-matched"})
+    run_simulation(config)
+    results = _results(config)
+    assert results["status"] == "completed" and results["failures"] == []
+    assert 0.5 < results["merged_accuracy"] <= 1.0 and 0.5 < results["cka_merged_centralized"] <= 1.0
+    assert results["payload_bytes_per_client"] == 539 * 64 * 4  # m own anchors, as many as shared ones
+
+
+@pytest.mark.parametrize(("mode", "extra"), [("bootstrapped", {}), ("translated", {"translation": "procrustes"})])
+def test_two_phase_anchor_modes_run_end_to_end(tmp_path, mode, extra):
+    config = _config(tmp_path, **{"anchors-mode": mode, "seed-anchors": 8} | extra)
+    run_simulation(config)
+    results = _results(config)
+    assert results["status"] == "completed" and results["failures"] == []
+    assert 0.5 < results["merged_accuracy"] <= 1.0 and results["client_partitions"] == [0, 1, 2]
+
+
+def test_two_phase_rounds_drop_clients_that_fail_in_either_phase(tmp_path):
+    config = _config(tmp_path, **{"num-clients": 5, "shared-classes": 2, "simulation-baselines": False})
+    config = dataclasses.replace(config, anchors_mode="bootstrapped", seed_anchors=4)
+    run_simulation(config, client_app=faulty_clients.app)
+    results = _results(config)
+    assert results["status"] == "completed" and results["client_partitions"] == [0, 4]
+    reasons = " | ".join(sorted(f["reason"] for f in results["failures"]))
+    assert "simulated crash on partition 1" in reasons
+    assert "anchoring['gram'] holds NaN" in reasons and "has shape (539, 63); expected (539, 64)" in reasons
 
 
 def test_too_few_clients_stops_with_a_clear_error_and_keeps_the_record(tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from aggregation.measures import linear_cka, matched_cosine, mean_reciprocal_rank, topk_jaccard
+from aggregation.measures import linear_cka, matched_cosine, mean_reciprocal_rank, retrieval_top1, topk_jaccard
 from tests.conftest import random_orthogonal
 
 
@@ -25,6 +25,14 @@ def test_neighbour_measures_are_perfect_for_identical_spaces_and_drop_when_shuff
     assert matched_cosine(points, points) == pytest.approx(1.0)
     assert topk_jaccard(points, shuffled) < 0.5
     assert mean_reciprocal_rank(points, shuffled) < 0.5
+    assert retrieval_top1(points, points) == 1.0 and retrieval_top1(points, shuffled) < 0.2
+
+
+def test_retrieval_counts_samples_whose_counterpart_ranks_first():
+    x = torch.eye(4)
+    y = torch.eye(4)[[0, 1, 3, 2]]  # rows 2 and 3 retrieve each other's counterpart
+    assert retrieval_top1(x, y) == 0.5
+    assert mean_reciprocal_rank(x, y) == pytest.approx((1 + 1 + 0.5 + 0.5) / 4)
 
 
 def test_measures_reject_mismatched_spaces():

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
@@ -5,7 +7,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from clients import protocol
 from server.federation import validate
-from server.replies import Expected, ReplyError, parse_reply
+from server.replies import Expected, ReplyError, parse_anchoring, parse_reply
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +72,41 @@ def test_validate_keeps_good_replies_and_lists_failures():
     duplicate = _reply()
     broken = _reply(relative=np.full((6, 4), np.inf, np.float32))
     other = _reply(metrics={"partition-id": 0, "num-examples": 9})
-    replies, failures = validate([_reply(), duplicate, broken, other], EXPECTED, round_number=2)
+    replies, failures = validate([_reply(), duplicate, broken, other], EXPECTED, 2, parse_reply)
     assert [r.partition_id for r in replies] == [0, 1]
     assert [f["round"] for f in failures] == [2, 2]
     assert "already answered" in failures[0]["reason"] and "NaN or infinite" in failures[1]["reason"]
+
+
+BOOTSTRAPPED = dataclasses.replace(EXPECTED, anchors_mode="bootstrapped", num_seeds=2)
+TRANSLATED = dataclasses.replace(EXPECTED, anchors_mode="translated", num_seeds=2)
+
+
+def _anchoring(arrays: dict[str, np.ndarray]) -> Message:
+    metrics = MetricRecord({"partition-id": 2, "num-examples": 50})
+    anchoring = ArrayRecord({name: Array(a) for name, a in arrays.items()})
+    return Message(RecordDict({protocol.METRICS: metrics, protocol.ANCHORING: anchoring}), reply_to=_request())
+
+
+def test_valid_anchoring_replies_are_converted():
+    gram = parse_anchoring(_anchoring({protocol.GRAM: np.eye(10, dtype=np.float32)}), BOOTSTRAPPED)
+    assert gram.partition_id == 2 and gram.arrays[protocol.GRAM].shape == (10, 10)
+    seeds, anchors = np.zeros((2, 5), np.float32), np.zeros((4, 5), np.float32)
+    embedded = parse_anchoring(_anchoring({protocol.SEEDS: seeds, protocol.ANCHORS: anchors}), TRANSLATED)
+    assert embedded.arrays[protocol.ANCHORS].shape == (4, 5)
+
+
+@pytest.mark.parametrize(
+    ("expected", "arrays", "reason"),
+    [
+        (BOOTSTRAPPED, {protocol.GRAM: np.eye(3, 4, dtype=np.float32)}, "expected a square pool of 4 to 18 rows"),
+        (BOOTSTRAPPED, {protocol.GRAM: np.eye(19, dtype=np.float32)}, "expected a square pool of 4 to 18 rows"),
+        (BOOTSTRAPPED, {protocol.GRAM: 2 * np.eye(5, dtype=np.float32)}, r"outside \[-1, 1\]"),
+        (BOOTSTRAPPED, {"other": np.eye(5, dtype=np.float32)}, "lacks array 'gram'"),
+        (TRANSLATED, {protocol.SEEDS: np.zeros((3, 5), np.float32), protocol.ANCHORS: np.zeros((4, 5), np.float32)}, "seeds"),
+        (TRANSLATED, {protocol.SEEDS: np.zeros((2, 5), np.float32), protocol.ANCHORS: np.zeros((4, 6), np.float32)}, "anchors"),
+    ],
+)
+def test_invalid_anchoring_replies_are_refused_with_a_reason(expected, arrays, reason):
+    with pytest.raises(ReplyError, match=reason):
+        parse_anchoring(_anchoring(arrays), expected)
