@@ -12,19 +12,18 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 
 from benchmarks.continual_metrics import summarize
 from benchmarks.mlflow_logger import MLflowLogger
 from benchmarks.splits import plan_for_task
 from benchmarks.streams import DatasetRef, class_schedule, client_stream
+from benchmarks.suite import grouped_table, log_records, save_records, suite_run
 from clients.continual import ContinualConfig, build_strategy, train_experience
 from clients.models import build_classifier
 from clients.training import derive_seed
@@ -128,29 +127,10 @@ def run_federated(config: RunConfig, parent_run_id: str) -> dict[str, Any]:
     }
 
 
-def _mean_std(values: Sequence[float | None]) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
-
-
 def suite_table(records: Sequence[dict[str, Any]]) -> str:
-    """Markdown: one row per (setting, strategy, regularizer, buffer), mean ± std over seeds."""
-    groups: dict[tuple, list[dict]] = {}
-    for record in records:
-        groups.setdefault((record["setting"], record["strategy"], record["buffer"], record["regularizer"]), []).append(record)
-    lines = [
-        "| setting | strategy | buffer | regularizer | average accuracy | forgetting | train s | seeds |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for (setting, strategy, buffer, regularizer), group in groups.items():
-        lines.append(
-            f"| {setting} | {strategy} | {buffer} | {regularizer} | {_mean_std([g['average_accuracy'] for g in group])} "
-            f"| {_mean_std([g['forgetting'] for g in group])} | {_mean_std([g['train_seconds'] for g in group])} | {len(group)} |"
-        )
-    return "\n".join(lines)
+    """Markdown: one row per (setting, strategy, buffer, regularizer), mean ± std over seeds."""
+    columns = {"average accuracy": "average_accuracy", "forgetting": "forgetting", "train s": "train_seconds"}
+    return grouped_table(records, ("setting", "strategy", "buffer", "regularizer"), columns)
 
 
 def run_suite(suite: SuiteConfig) -> list[dict[str, Any]]:
@@ -158,24 +138,17 @@ def run_suite(suite: SuiteConfig) -> list[dict[str, Any]]:
     so an interrupted suite keeps what finished."""
     runs = suite.run_configs()
     out_dir = Path(suite.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(suite.tracking_uri)
-    mlflow.set_experiment(suite.experiment)
     records: list[dict[str, Any]] = []
-    with mlflow.start_run(run_name=f"bench-continual-{suite.dataset}") as parent:
-        mlflow.log_params({key: str(value) for key, value in dataclasses.asdict(suite).items()})
+    with suite_run(f"bench-continual-{suite.dataset}", dataclasses.asdict(suite), suite.tracking_uri, suite.experiment) as parent:
         for number, (setting, config) in enumerate(runs, 1):
             print(f"[{number}/{len(runs)}] {Path(config.out_dir).name}", flush=True)
             runner = run_centralised if setting == "centralised" else run_federated
-            summary = runner(config, parent.info.run_id)
+            summary = runner(config, parent)
             records.append(
                 {"setting": setting, "strategy": config.strategy, "regularizer": config.regularizer,
                  "buffer": config.buffer, "seed": config.seed} | summary
             )  # fmt: skip
-            table = suite_table(records)
-            (out_dir / "suite.json").write_text(json.dumps(records, indent=2))
-            (out_dir / "table.md").write_text(table + "\n")
-        mlflow.log_artifact(str(out_dir / "table.md"))
-        mlflow.log_artifact(str(out_dir / "suite.json"))
-    print(table)
+            save_records(out_dir, records, suite_table(records))
+        log_records(out_dir)
+    print(suite_table(records))
     return records

@@ -23,11 +23,18 @@ from torch import Tensor
 
 from aggregation.anchors import select_anchors
 from aggregation.translation import ProcrustesTranslation, translate_by_inversion
+from clients.training import derive_seed
 
 ANCHOR_MODES = ("shared", "class-matched", "bootstrapped", "translated")
 TWO_PHASE_MODES = ("bootstrapped", "translated")
 TRANSLATIONS = ("procrustes", "inversion")
 CANDIDATES_PER_ANCHOR = 4  # a bootstrapping pool holds this many local candidates per anchor wanted
+ANCHOR_STREAM = 20_000  # seed stream of a client's own anchor draws, apart from its rounds
+
+
+def anchor_seed(run_seed: int, partition: int) -> int:
+    """Seed of a client's own anchor draws: the same every round."""
+    return derive_seed(run_seed, partition, ANCHOR_STREAM)
 
 
 def bootstrap_candidates(labels: np.ndarray, num_anchors: int, anchor_classes: Sequence[int], seed: int) -> np.ndarray:

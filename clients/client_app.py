@@ -26,13 +26,12 @@ from benchmarks.rehearsal import restore_buffer, save_buffer
 from benchmarks.splits import plan_for_task
 from benchmarks.streams import DatasetRef, class_schedule, client_stream
 from clients import protocol
-from clients.anchoring import TWO_PHASE_MODES, bootstrap_candidates, translate
+from clients.anchoring import TWO_PHASE_MODES, anchor_seed, bootstrap_candidates, translate
 from clients.continual import ContinualConfig, build_strategy, train_experience
 from clients.models import Classifier, build_classifier
 from clients.training import TrainConfig, derive_seed, fit, predict
 
 MODEL_STATE, BUFFER_STATE, METRICS_STATE = "model", "replay-buffer", "train-metrics"
-ANCHOR_STREAM = 20_000  # seed stream of a client's own anchor draws, apart from its rounds
 
 app = ClientApp()
 
@@ -124,19 +123,17 @@ def _model(dataset: Dataset, task: ConfigRecord, partition: int, context: Contex
     return model
 
 
-def _anchor_seed(task: ConfigRecord, partition: int) -> int:
-    return derive_seed(int(task["seed"]), partition, ANCHOR_STREAM)
-
-
 def _own_anchors(dataset: Dataset, local: np.ndarray, task: ConfigRecord, partition: int) -> np.ndarray:
     """Positions in ``local`` of this client's class-matched anchors (the same every round)."""
-    return class_matched_anchors(dataset.y_train[local], list(task["anchor-classes"]), seed=_anchor_seed(task, partition))
+    return class_matched_anchors(
+        dataset.y_train[local], list(task["anchor-classes"]), seed=anchor_seed(int(task["seed"]), partition)
+    )
 
 
 def _bootstrap_pool(seeds: np.ndarray, dataset: Dataset, local: np.ndarray, task: ConfigRecord, partition: int) -> np.ndarray:
     """Raw inputs of the bootstrapping pool: the public seeds, then local candidates."""
     rows = bootstrap_candidates(
-        dataset.y_train[local], int(task["anchors"]), list(task["anchor-classes"]), _anchor_seed(task, partition)
+        dataset.y_train[local], int(task["anchors"]), list(task["anchor-classes"]), anchor_seed(int(task["seed"]), partition)
     )
     return np.concatenate([seeds, dataset.x_train[local[rows]]])
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from benchmarks.anchors_suite import AnchorSuiteConfig, run_anchor_suite
 from benchmarks.continual_suite import SuiteConfig, run_suite
 from benchmarks.datasets import DatasetError, load_dataset
 from benchmarks.splits import SplitError, plan_for_task
@@ -111,6 +112,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_anchors(args: argparse.Namespace) -> int:
+    suite = AnchorSuiteConfig(
+        dataset=args.dataset, data_root=args.data_root, seed_counts=tuple(args.seed_anchors),
+        translation_counts=tuple(args.translation_seed_anchors), seeds=tuple(args.seeds), modes=tuple(args.modes),
+        num_clients=args.clients,
+        epochs=args.epochs, out_dir=args.out, tracking_uri=args.tracking_uri,
+    )  # fmt: skip
+    runs = suite.run_configs()  # validates every config before the first run
+    _refuse_bad_data(runs[0][2])
+    print(f"relatlas bench anchors: {len(runs)} federations, results in {suite.out_dir}/table.md", flush=True)
+    run_anchor_suite(suite)
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     suite = SuiteConfig(
         dataset=args.dataset, data_root=args.data_root, experiences=args.experiences, strategies=tuple(args.strategies),
@@ -146,6 +161,22 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
     continual.add_argument("--out", default=defaults.out_dir)
     continual.add_argument("--tracking-uri", default=defaults.tracking_uri)
     continual.set_defaults(handler=_bench)
+
+    anchors = suites.add_parser("anchors", help="disjoint anchor modes against shared anchors; translation quality")
+    defaults = AnchorSuiteConfig()
+    anchors.add_argument("--dataset", default=defaults.dataset)
+    anchors.add_argument("--data-root", default=defaults.data_root)
+    anchors.add_argument("--seed-anchors", nargs="+", type=int, default=list(defaults.seed_counts), help="K of the federations")
+    anchors.add_argument(
+        "--translation-seed-anchors", nargs="+", type=int, default=list(defaults.translation_counts), help="K of the translations"
+    )
+    anchors.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
+    anchors.add_argument("--modes", nargs="+", default=list(defaults.modes), help="federations to run (default: all)")
+    anchors.add_argument("--clients", type=int, default=defaults.num_clients)
+    anchors.add_argument("--epochs", type=int, default=defaults.epochs)
+    anchors.add_argument("--out", default=defaults.out_dir)
+    anchors.add_argument("--tracking-uri", default=defaults.tracking_uri)
+    anchors.set_defaults(handler=_bench_anchors)
 
 
 def build_parser() -> argparse.ArgumentParser:

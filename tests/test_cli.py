@@ -16,6 +16,7 @@ from server.cli import results_table
         (["--aggregation", "median"], "aggregation must be one of mean, product, concat"),
         (["--scenario", "continual", "--experiences", "11"], "has 1 to 10 experiences, got 11"),
         (["--strategy", "naive", "--regularizer", "casper"], "strategy naive has none"),
+        (["--anchors-mode", "translated", "--translation", "inversion"], "needs seed-anchors >= embedding-dim"),
     ],
 )
 def test_bad_input_exits_with_one_line_before_anything_starts(tmp_path, args, message):

@@ -1,0 +1,61 @@
+"""What every benchmark suite shares: one MLflow parent run with each trial
+nested under it, and records plus a markdown table rewritten after every trial,
+so an interrupted suite keeps what finished."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+
+
+def mean_std(values: Sequence[float | None]) -> str:
+    """``mean ± std`` of the values that exist, ``-`` if none does."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+
+def grouped_table(records: Sequence[Mapping[str, Any]], keys: Sequence[str], columns: Mapping[str, str]) -> str:
+    """Markdown: one row per distinct ``keys`` (in order of first appearance), each
+    of ``columns`` (label -> record key) as mean ± std over the group, then the group's size."""
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(tuple(record[k] for k in keys), []).append(record)
+    header = [*keys, *columns, "seeds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key, group in groups.items():
+        cells = [str("-" if k is None else k) for k in key]
+        cells += [mean_std([g[column] for g in group]) for column in columns.values()]
+        lines.append("| " + " | ".join([*cells, str(len(group))]) + " |")
+    return "\n".join(lines)
+
+
+@contextmanager
+def suite_run(name: str, params: Mapping[str, Any], tracking_uri: str, experiment: str) -> Iterator[str]:
+    """The suite's MLflow parent run; yields its id for trials to nest under."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=name) as parent:
+        mlflow.log_params({key: str(value) for key, value in params.items()})
+        yield parent.info.run_id
+
+
+def save_records(out_dir: Path, records: Sequence[Mapping[str, Any]], tables: str) -> None:
+    """Rewrite ``suite.json`` and ``table.md`` (call after every trial)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "suite.json").write_text(json.dumps(list(records), indent=2))
+    (out_dir / "table.md").write_text(tables + "\n")
+
+
+def log_records(out_dir: Path) -> None:
+    """Attach the final ``table.md`` and ``suite.json`` to the active suite run."""
+    for name in ("table.md", "suite.json"):
+        mlflow.log_artifact(str(out_dir / name))
