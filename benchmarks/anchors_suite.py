@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,10 @@ from aggregation.bootstrap import bootstrap_anchors, cosine_gram
 from aggregation.measures import matched_cosine, retrieval_top1
 from benchmarks.datasets import Dataset, load_dataset
 from benchmarks.splits import FederationPlan, plan_for_task
-from benchmarks.suite import grouped_table, log_records, save_records, suite_run
+from benchmarks.suite import grouped_table, run_sweep
+from benchmarks.sweep import SweepResources, Trial
 from clients.anchoring import anchor_seed, bootstrap_candidates, translate
-from clients.models import build_classifier
-from clients.training import TrainConfig, derive_seed, fit, predict
+from clients.training import predict, train_like_client
 from server.config import ConfigError, RunConfig
 
 MODES = ("shared", "class-matched", "bootstrapped", "translated-procrustes", "translated-inversion")
@@ -69,6 +69,19 @@ class AnchorSuiteConfig:
         )  # fmt: skip
         return RunConfig(**(values | overrides))
 
+    def trials(self) -> list[Trial]:
+        """A translation trial per seed, then every federation; configs validated first."""
+        params = dataclasses.asdict(self)
+        trials = [
+            Trial(f"translation-seed{seed}", "benchmarks.anchors_suite:translation_trial", params | {"seed": seed},
+                  {"kind": "translation", "seed": seed})
+            for seed in self.seeds
+        ]  # fmt: skip
+        for mode, k, config in self.run_configs():
+            labels = {"kind": "federation", "mode": mode, "K": k, "seed": config.seed}
+            trials.append(Trial(Path(config.out_dir).name, "benchmarks.sweep:federation_trial", config.to_mapping(), labels))
+        return trials
+
     def run_configs(self) -> list[tuple[str, int | None, RunConfig]]:
         """(mode, K, config) of every federation, validated before anything starts.
         Inversion needs K >= the embedding width, so smaller K have no inversion run."""
@@ -93,32 +106,17 @@ class AnchorSuiteConfig:
         return runs
 
 
-def run_federation_trial(config: RunConfig, parent_run_id: str) -> dict[str, Any]:
-    from server.simulation import run_simulation
-
-    run_simulation(dataclasses.replace(config, parent_run=parent_run_id), client_cpus=1.0, client_gpus=0.0)
-    results = json.loads((Path(config.out_dir) / "results.json").read_text())
-    return {key: results[key] for key in ("merged_accuracy", "cka_merged_centralized", "centralized_accuracy", "wall_seconds")}
-
-
-def _client_encoder(config: RunConfig, data: Dataset, local: np.ndarray, partition: int) -> torch.nn.Module:
-    """Client ``partition``'s encoder after round 1, as ``clients/client_app.py`` trains it."""
-    model = build_classifier(
-        data.input_shape, data.num_classes, embedding_dim=config.embedding_dim, encoder=config.encoder,
-        seed=derive_seed(config.seed, partition),
-    )  # fmt: skip
-    train = TrainConfig(config.epochs, config.batch_size, config.learning_rate, derive_seed(config.seed, partition, 1))
-    fit(model, data.x_train[local], data.y_train[local], train)
-    return model.embedder
-
-
-def translation_trial(suite: AnchorSuiteConfig, seed: int) -> list[dict[str, Any]]:
-    """Translate client 1's embeddings of held-out test samples into client 0's
-    space through the first K of the public anchors (shared classes), for each K."""
+def translation_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus: float) -> dict[str, Any]:
+    """A sweep Runner: translate client 1's embeddings of held-out test samples into
+    client 0's space through the first K public anchors (shared classes), for each K.
+    ``params``: the suite's fields and ``seed``."""
+    seed = params["seed"]
+    fields = {f.name for f in dataclasses.fields(AnchorSuiteConfig)}
+    suite = AnchorSuiteConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items() if k in fields})
     config = suite.base(seed, anchors=max(suite.translation_counts))
     data = load_dataset(config.dataset, config.data_root or None, seed)
     plan = plan_for_task(data.y_train, config.to_mapping())
-    encoders = [_client_encoder(config, data, plan.client_indices[p], p) for p in (0, 1)]
+    encoders = [train_like_client(config.to_mapping(), data, plan.client_indices[p], p).embedder for p in (0, 1)]
     rng = np.random.default_rng(seed)
     public = rng.permutation(plan.anchor_indices)  # seeds: its first K, so smaller K are subsets of larger
     held = rng.choice(len(data.x_test), size=min(suite.held_out, len(data.x_test)), replace=False)
@@ -130,24 +128,21 @@ def translation_trial(suite: AnchorSuiteConfig, seed: int) -> list[dict[str, Any
         _quality("constant (target mean)", None, floor, target, seed),
     ]
     for k in suite.translation_counts:
-        records.append(
-            _quality("procrustes", k, translate(source, seeds_source[:k], seeds_target[:k], "procrustes"), target, seed)
-        )
-        if k >= target.shape[1]:
-            records.append(
-                _quality("inversion", k, translate(source, seeds_source[:k], seeds_target[:k], "inversion"), target, seed)
-            )
+        for method in ("procrustes", "inversion") if k >= target.shape[1] else ("procrustes",):  # inversion needs K >= d
+            records.append(_quality(method, k, translate(source, seeds_source[:k], seeds_target[:k], method), target, seed))
         if k < suite.anchors:
             pairs = _bootstrapped_pairs(data, plan, encoders, public[:k], suite.anchors, config.seed)
             moved = translate(source, pairs[1], pairs[0], "procrustes")
             records.append(_quality(f"bootstrapped to {suite.anchors} + procrustes", k, moved, target, seed))
-    with mlflow.start_run(run_name=f"translation-seed{seed}", nested=True):
+    mlflow.set_tracking_uri(suite.tracking_uri)
+    mlflow.set_experiment(suite.experiment)
+    with mlflow.start_run(run_name=f"translation-seed{seed}", parent_run_id=parent_run_id):
         mlflow.log_params({"seed": seed, "held_out": len(held), "dataset": suite.dataset})
         for r in records:
             name = f"{re.sub(r'[^a-z0-9]+', '_', r['method']).strip('_')}_k{r['K'] or 0}"
             metrics = {"cosine": r["mean_cosine"], "centred_cosine": r["centred_cosine"], "top1": r["retrieval_top1"]}
             mlflow.log_metrics({f"{name}_{key}": value for key, value in metrics.items()})
-    return records
+    return {"rows": records}
 
 
 def _quality(method: str, k: int | None, translated: Tensor, target: Tensor, seed: int) -> dict[str, Any]:
@@ -176,9 +171,10 @@ def _bootstrapped_pairs(
     return [pool[rows] for pool, rows in zip(pools, picked)]
 
 
-def suite_tables(records: list[dict[str, Any]]) -> str:
+def suite_tables(records: Sequence[dict[str, Any]]) -> str:
+    """Markdown: the federations by mode and K, then the translations by method and K."""
     federations = [r for r in records if r["kind"] == "federation"]
-    translations = [r for r in records if r["kind"] == "translation"]
+    translations = [row for r in records if r["kind"] == "translation" for row in r["rows"]]
     parts = []
     if federations:
         columns = {"merged accuracy": "merged_accuracy", "CKA(merged, centralised)": "cka_merged_centralized"}
@@ -189,21 +185,8 @@ def suite_tables(records: list[dict[str, Any]]) -> str:
     return "\n\n".join(parts)
 
 
-def run_anchor_suite(suite: AnchorSuiteConfig) -> list[dict[str, Any]]:
-    """Translation measurements first (seconds), then the federations (minutes each)."""
-    runs = suite.run_configs()
-    out_dir = Path(suite.out_dir)
-    records: list[dict[str, Any]] = []
-    with suite_run(f"bench-anchors-{suite.dataset}", dataclasses.asdict(suite), suite.tracking_uri, suite.experiment) as parent:
-        for seed in suite.seeds:
-            print(f"translation quality, seed {seed}", flush=True)
-            records += [{"kind": "translation"} | r for r in translation_trial(suite, seed)]
-            save_records(out_dir, records, suite_tables(records))
-        for number, (label, k, config) in enumerate(runs, 1):
-            print(f"[{number}/{len(runs)}] {Path(config.out_dir).name}", flush=True)
-            summary = run_federation_trial(config, parent)
-            records.append({"kind": "federation", "mode": label, "K": k, "seed": config.seed} | summary)
-            save_records(out_dir, records, suite_tables(records))
-        log_records(out_dir)
-    print(suite_tables(records))
-    return records
+def run_anchor_suite(suite: AnchorSuiteConfig, resources: SweepResources) -> list[dict[str, Any]]:
+    return run_sweep(
+        f"bench-anchors-{suite.dataset}", dataclasses.asdict(suite), suite.trials(), resources,
+        out_dir=Path(suite.out_dir), tracking_uri=suite.tracking_uri, experiment=suite.experiment, table=suite_tables,
+    )  # fmt: skip

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,8 @@ from benchmarks.continual_metrics import summarize
 from benchmarks.mlflow_logger import MLflowLogger
 from benchmarks.splits import plan_for_task
 from benchmarks.streams import DatasetRef, class_schedule, client_stream
-from benchmarks.suite import grouped_table, log_records, save_records, suite_run
+from benchmarks.suite import grouped_table, run_sweep
+from benchmarks.sweep import SweepResources, Trial
 from clients.continual import ContinualConfig, build_strategy, train_experience
 from clients.models import build_classifier
 from clients.training import derive_seed
@@ -57,8 +57,27 @@ class SuiteConfig:
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "relatlas-bench"
 
+    def trials(self) -> list[Trial]:
+        """Every run as a sweep trial, each config validated before anything starts."""
+        runner = {"centralised": "benchmarks.continual_suite:centralised_trial", "federated": "benchmarks.sweep:federation_trial"}
+        return [
+            Trial(
+                Path(config.out_dir).name,
+                runner[setting],
+                config.to_mapping(),
+                {
+                    "setting": setting,
+                    "strategy": config.strategy,
+                    "buffer": config.buffer,
+                    "regularizer": config.regularizer,
+                    "seed": config.seed,
+                },
+            )  # fmt: skip
+            for setting, config in self.run_configs()
+        ]
+
     def run_configs(self) -> list[tuple[str, RunConfig]]:
-        """(setting, config) of every run, validated before anything starts."""
+        """(setting, config) of every run."""
         unknown = sorted(set(self.settings) - set(SETTINGS))
         if unknown:
             raise ConfigError(f"unknown settings {unknown}; choose from {', '.join(SETTINGS)}")
@@ -109,22 +128,9 @@ def run_centralised(config: RunConfig, parent_run_id: str) -> dict[str, Any]:
     return summary
 
 
-def run_federated(config: RunConfig, parent_run_id: str) -> dict[str, Any]:
-    """A continual federation on Flower's simulation engine; training time is the
-    slowest client's per round, summed."""
-    from server.simulation import run_simulation
-
-    run_simulation(dataclasses.replace(config, parent_run=parent_run_id), client_cpus=1.0, client_gpus=0.0)
-    results = json.loads((Path(config.out_dir) / "results.json").read_text())
-    seconds = sum(max(r["client_train_seconds"]) for r in results["rounds"])
-    heads = [a for a in results["client_average_accuracy"] if a is not None]
-    return {
-        "accuracy_matrix": results["accuracy_matrix"],
-        "average_accuracy": results["average_accuracy"],
-        "forgetting": results["forgetting"],
-        "train_seconds": seconds,
-        "client_head_average_accuracy": float(np.mean(heads)) if heads else None,
-    }
+def centralised_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus: float) -> dict[str, Any]:
+    """A sweep Runner for ``run_centralised``."""
+    return run_centralised(RunConfig.from_mapping(params), parent_run_id)
 
 
 def suite_table(records: Sequence[dict[str, Any]]) -> str:
@@ -133,22 +139,10 @@ def suite_table(records: Sequence[dict[str, Any]]) -> str:
     return grouped_table(records, ("setting", "strategy", "buffer", "regularizer"), columns)
 
 
-def run_suite(suite: SuiteConfig) -> list[dict[str, Any]]:
-    """Run the grid; ``suite.json`` and ``table.md`` are rewritten after every run,
-    so an interrupted suite keeps what finished."""
-    runs = suite.run_configs()
-    out_dir = Path(suite.out_dir)
-    records: list[dict[str, Any]] = []
-    with suite_run(f"bench-continual-{suite.dataset}", dataclasses.asdict(suite), suite.tracking_uri, suite.experiment) as parent:
-        for number, (setting, config) in enumerate(runs, 1):
-            print(f"[{number}/{len(runs)}] {Path(config.out_dir).name}", flush=True)
-            runner = run_centralised if setting == "centralised" else run_federated
-            summary = runner(config, parent)
-            records.append(
-                {"setting": setting, "strategy": config.strategy, "regularizer": config.regularizer,
-                 "buffer": config.buffer, "seed": config.seed} | summary
-            )  # fmt: skip
-            save_records(out_dir, records, suite_table(records))
-        log_records(out_dir)
-    print(suite_table(records))
-    return records
+def run_suite(suite: SuiteConfig, resources: SweepResources) -> list[dict[str, Any]]:
+    """Run the grid as parallel trials; ``suite.json`` and ``table.md`` are
+    rewritten as trials finish, so an interrupted suite keeps what finished."""
+    return run_sweep(
+        f"bench-continual-{suite.dataset}", dataclasses.asdict(suite), suite.trials(), resources,
+        out_dir=Path(suite.out_dir), tracking_uri=suite.tracking_uri, experiment=suite.experiment, table=suite_table,
+    )  # fmt: skip

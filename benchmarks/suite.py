@@ -1,17 +1,20 @@
 """What every benchmark suite shares: one MLflow parent run with each trial
-nested under it, and records plus a markdown table rewritten after every trial,
-so an interrupted suite keeps what finished."""
+nested under it, trials run in parallel by ``benchmarks/sweep.py``, and records
+plus a markdown table rewritten after every trial, so an interrupted suite
+keeps what finished."""
 
 from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import mlflow
+
+from benchmarks.sweep import SweepResources, Trial, run_trials
 
 
 def mean_std(values: Sequence[float | None]) -> str:
@@ -59,3 +62,39 @@ def log_records(out_dir: Path) -> None:
     """Attach the final ``table.md`` and ``suite.json`` to the active suite run."""
     for name in ("table.md", "suite.json"):
         mlflow.log_artifact(str(out_dir / name))
+
+
+def failures_note(records: Sequence[Mapping[str, Any]]) -> str:
+    failed = [r for r in records if r["status"] == "failed"]
+    return "\n".join(f"- failed: {r['trial']}: {r['error']}" for r in failed)
+
+
+def run_sweep(
+    name: str,
+    params: Mapping[str, Any],
+    trials: Sequence[Trial],
+    resources: SweepResources,
+    *,
+    out_dir: Path,
+    tracking_uri: str,
+    experiment: str,
+    table: Callable[[Sequence[Mapping[str, Any]]], str],
+) -> list[dict[str, Any]]:
+    """Run ``trials`` in parallel under one MLflow suite run ``name``; ``table``
+    renders the completed records. Failed trials are listed under the table."""
+    arrived: list[dict[str, Any]] = []
+
+    def render(records: Sequence[Mapping[str, Any]]) -> str:
+        completed = [r for r in records if r["status"] == "completed"]
+        return "\n\n".join(part for part in (table(completed) if completed else "", failures_note(records)) if part)
+
+    def keep(record: dict[str, Any]) -> None:
+        arrived.append(record)
+        save_records(out_dir, arrived, render(arrived))
+
+    with suite_run(name, params, tracking_uri, experiment) as parent:
+        records = run_trials(trials, parent, resources, keep)
+        save_records(out_dir, records, render(records))
+        log_records(out_dir)
+    print(render(records))
+    return records

@@ -22,13 +22,11 @@ from aggregation.anchors import class_matched_anchors
 from aggregation.bootstrap import cosine_gram
 from aggregation.projection import relative_subspaces
 from benchmarks.datasets import Dataset, load_dataset
-from benchmarks.rehearsal import restore_buffer, save_buffer
 from benchmarks.splits import plan_for_task
-from benchmarks.streams import DatasetRef, class_schedule, client_stream
 from clients import protocol
 from clients.anchoring import TWO_PHASE_MODES, anchor_seed, bootstrap_candidates, translate
-from clients.continual import ContinualConfig, build_strategy, train_experience
 from clients.models import Classifier, build_classifier
+from clients.payload import PayloadFormat, encode
 from clients.training import TrainConfig, derive_seed, fit, predict
 
 MODEL_STATE, BUFFER_STATE, METRICS_STATE = "model", "replay-buffer", "train-metrics"
@@ -141,12 +139,14 @@ def _bootstrap_pool(seeds: np.ndarray, dataset: Dataset, local: np.ndarray, task
 def _projection_reply(
     msg: Message, task: ConfigRecord, samples: Tensor, absolute: Tensor, anchors: Tensor, metrics: MetricRecord
 ) -> Message:
-    """The final reply: relative subspaces of ``samples`` on ``anchors`` (and, if
-    asked, ``absolute``, the client's own embeddings of the samples)."""
+    """The final reply: relative subspaces of ``samples`` on ``anchors``, packed as
+    the run's ``payload`` says (and, if asked, ``absolute``, the client's own
+    embeddings of the samples)."""
     spaces = relative_subspaces(samples, anchors, tuple(task["similarities"]))
+    arrays = encode(spaces, PayloadFormat.parse(str(task["payload"])))
     content = RecordDict(
         {
-            protocol.RELATIVE: ArrayRecord({name: Array(space.numpy()) for name, space in spaces.items()}),
+            protocol.RELATIVE: ArrayRecord({name: Array(np.ascontiguousarray(a)) for name, a in arrays.items()}),
             protocol.METRICS: metrics,
         }
     )
@@ -173,6 +173,11 @@ def _train_static(model: Classifier, task: ConfigRecord, x: np.ndarray, y: np.nd
 def _train_continual(model: Classifier, task: ConfigRecord, local: np.ndarray, context: Context, seed: int) -> dict:
     """Round r trains on experience r - 1 of this client's stream with the Avalanche
     strategy, its replay buffer carried over in ``context.state``."""
+    # Avalanche takes seconds to import, in every client process; static runs never need it
+    from benchmarks.rehearsal import restore_buffer, save_buffer
+    from benchmarks.streams import DatasetRef, class_schedule, client_stream
+    from clients.continual import ContinualConfig, build_strategy, train_experience
+
     config = ContinualConfig.from_mapping(task)
     stream = str(task["stream"])
     ref = DatasetRef(str(task["dataset"]), str(task["data-root"]), int(task["seed"]))

@@ -9,7 +9,10 @@ Server -> client, message type ``train``:
         ``anchors``: the public anchors [m, ...] (``shared``), the K public seeds
         (``bootstrapped``, ``translated``), none (``class-matched``).
 Client -> server, the final reply of a round:
-    ``relative`` (ArrayRecord): one [N, m] float array per requested similarity;
+    ``relative`` (ArrayRecord): one [N, m] float array per requested similarity
+        (float32 or, with payload fp16, float16); with payload ``topk:K``, two
+        [N, K] arrays per similarity instead, ``<name>.values`` (float) and
+        ``<name>.indices`` (integer columns), see ``clients/payload.py``;
     ``absolute`` (ArrayRecord, only if asked): ``samples`` [N, d], the raw embeddings,
         for simulation-only baselines;
     ``metrics`` (MetricRecord): ``partition-id``, ``num-examples``, ``train-seconds``;
@@ -38,7 +41,7 @@ HEAD_ACCURACY, AVALANCHE_PREFIX = "head-accuracy", "avalanche/"
 # The run-config keys a client needs to rebuild its data, train and anchor.
 TASK_KEYS = (
     "dataset", "data-root", "split", "num-clients", "shared-classes", "novel-classes", "alpha",
-    "anchors", "anchor-sampling", "anchors-mode", "seed-anchors", "translation",
+    "anchors", "anchor-sampling", "anchors-mode", "seed-anchors", "translation", "payload",
     "seed", "epochs", "batch-size", "learning-rate", "embedding-dim", "encoder",
     "scenario", "experiences", "stream", "strategy", "regularizer", "buffer",
     "casper-rho", "casper-classes", "casper-per-class", "casper-k",

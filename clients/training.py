@@ -3,11 +3,16 @@ reference and the server's probes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from benchmarks.datasets import Dataset
+from clients.models import Classifier, build_classifier
 
 
 @dataclass(frozen=True)
@@ -63,3 +68,19 @@ def predict(model: nn.Module, x: np.ndarray | Tensor, batch_size: int = 1024) ->
     model.to(device).eval()
     inputs = torch.as_tensor(x, dtype=torch.float32)
     return torch.cat([model(chunk.to(device)).float().cpu() for chunk in inputs.split(batch_size)])
+
+
+def train_like_client(config: Mapping[str, Any], data: Dataset, local: np.ndarray, partition: int) -> Classifier:
+    """Client ``partition``'s model after its first static round, with the seeds
+    the ClientApp uses (``config``: a run config, hyphenated keys): the offline
+    stand-in that benchmarks compare the federation with."""
+    seed = int(config["seed"])
+    model = build_classifier(
+        data.input_shape, data.num_classes, embedding_dim=int(config["embedding-dim"]), encoder=str(config["encoder"]),
+        seed=derive_seed(seed, partition),
+    )  # fmt: skip
+    train = TrainConfig(
+        int(config["epochs"]), int(config["batch-size"]), float(config["learning-rate"]), derive_seed(seed, partition, 1)
+    )
+    fit(model, data.x_train[local], data.y_train[local], train)
+    return model

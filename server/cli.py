@@ -16,13 +16,19 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from benchmarks.anchors_suite import AnchorSuiteConfig, run_anchor_suite
+from benchmarks.atlas_suite import AtlasSuiteConfig, run_atlas_suite
 from benchmarks.continual_suite import SuiteConfig, run_suite
 from benchmarks.datasets import DatasetError, load_dataset
+from benchmarks.perf import SECTIONS, PerfConfig, run_perf
 from benchmarks.splits import SplitError, plan_for_task
 from benchmarks.streams import class_schedule
+from benchmarks.sweep import SweepResources
 from server.config import ConfigError, RunConfig
 
-ALIASES = {"num-clients": ["--clients"], "out-dir": ["--out"], "learning-rate": ["--lr"]}
+ALIASES = {
+    "num-clients": ["--clients"], "out-dir": ["--out"], "learning-rate": ["--lr"],
+    "num-cpus": ["--client-cpus"], "num-gpus": ["--client-gpus"],
+}  # fmt: skip
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +106,9 @@ def _run(args: argparse.Namespace) -> int:
     _refuse_bad_data(config)
     console = Console()
     try:
-        run_simulation(config, client_cpus=args.client_cpus, client_gpus=args.client_gpus)
+        run_simulation(config)
+    except ConfigError:
+        raise  # resources no Ray node has: one line, exit 2, like any bad config
     except Exception as err:  # noqa: BLE001 - reported in one line; results.json keeps finished rounds
         cause = err.__cause__ or err
         console.print(f"[red]relatlas: run failed: {type(cause).__name__}: {cause}[/red]")
@@ -112,71 +120,131 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_anchors(args: argparse.Namespace) -> int:
-    suite = AnchorSuiteConfig(
-        dataset=args.dataset, data_root=args.data_root, seed_counts=tuple(args.seed_anchors),
-        translation_counts=tuple(args.translation_seed_anchors), seeds=tuple(args.seeds), modes=tuple(args.modes),
-        num_clients=args.clients,
-        epochs=args.epochs, out_dir=args.out, tracking_uri=args.tracking_uri,
+def _resources(args: argparse.Namespace) -> SweepResources:
+    return SweepResources(args.ray_address, args.cpus_per_trial, args.gpus_per_trial)
+
+
+def _announce(suite: str, configs: Sequence[RunConfig], trials: int, out_dir: str) -> None:
+    """Refuse bad data for every config before Ray starts, then say what will run."""
+    for config in configs:
+        _refuse_bad_data(config)
+    print(f"relatlas bench {suite}: {trials} trials, results in {out_dir}/table.md", flush=True)
+
+
+def _bench_atlas(args: argparse.Namespace) -> int:
+    suite = AtlasSuiteConfig(
+        datasets=tuple(args.datasets), splits=tuple(args.splits), aggregations=tuple(args.aggregations),
+        anchor_counts=tuple(args.anchors), seeds=tuple(args.seeds), num_clients=args.clients, epochs=args.epochs,
+        data_root=args.data_root, out_dir=args.out, tracking_uri=args.tracking_uri,
     )  # fmt: skip
-    runs = suite.run_configs()  # validates every config before the first run
-    _refuse_bad_data(runs[0][2])
-    print(f"relatlas bench anchors: {len(runs)} federations, results in {suite.out_dir}/table.md", flush=True)
-    run_anchor_suite(suite)
+    resources, trials = _resources(args), suite.trials()  # every config validated before the first trial
+    _announce("atlas", [RunConfig.from_mapping(t.params) for t in trials], len(trials), suite.out_dir)
+    run_atlas_suite(suite, resources)
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
+def _bench_continual(args: argparse.Namespace) -> int:
     suite = SuiteConfig(
         dataset=args.dataset, data_root=args.data_root, experiences=args.experiences, strategies=tuple(args.strategies),
         buffers=tuple(args.buffers), seeds=tuple(args.seeds), settings=tuple(args.settings), num_clients=args.clients,
         epochs=args.epochs, out_dir=args.out, tracking_uri=args.tracking_uri, casper_rho=args.casper_rho,
         casper_classes=args.casper_classes, casper_per_class=args.casper_per_class, casper_k=args.casper_k,
     )  # fmt: skip
-    runs = suite.run_configs()  # validates every config before the first run
-    _refuse_bad_data(runs[0][1])
-    print(f"relatlas bench continual: {len(runs)} runs, results in {suite.out_dir}/table.md", flush=True)
-    run_suite(suite)
+    resources, trials = _resources(args), suite.trials()
+    _announce("continual", [config for _, config in suite.run_configs()], len(trials), suite.out_dir)
+    run_suite(suite, resources)
     return 0
 
 
+def _bench_anchors(args: argparse.Namespace) -> int:
+    suite = AnchorSuiteConfig(
+        dataset=args.dataset, data_root=args.data_root, seed_counts=tuple(args.seed_anchors),
+        translation_counts=tuple(args.translation_seed_anchors), seeds=tuple(args.seeds), modes=tuple(args.modes),
+        num_clients=args.clients, epochs=args.epochs, out_dir=args.out, tracking_uri=args.tracking_uri,
+    )  # fmt: skip
+    resources, trials = _resources(args), suite.trials()
+    _announce("anchors", [config for _, _, config in suite.run_configs()], len(trials), suite.out_dir)
+    run_anchor_suite(suite, resources)
+    return 0
+
+
+def _bench_perf(args: argparse.Namespace) -> int:
+    config = PerfConfig(
+        dataset=args.dataset, data_root=args.data_root, sections=tuple(args.sections), scale_clients=tuple(args.scale_clients),
+        payloads=tuple(args.payloads), out_dir=args.out, tracking_uri=args.tracking_uri,
+    )  # fmt: skip
+    unknown = sorted(set(config.sections) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown perf sections {unknown}; choose from {', '.join(SECTIONS)}")
+    for payload in config.payloads:
+        config.run_config("check", payload=payload)  # refuses a bad payload before anything runs
+    _refuse_bad_data(config.run_config("check"))
+    print(f"relatlas bench perf: {', '.join(config.sections)}; results in {config.out_dir}/perf.json", flush=True)
+    run_perf(config)
+    return 0
+
+
+def _add_sweep_options(parser: argparse.ArgumentParser, defaults: Any) -> None:
+    """Options every suite has: seeds, where and how wide trials run, where results go."""
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
+    parser.add_argument("--ray-address", default="", help="join this Ray cluster (default: RAY_ADDRESS, else a local instance)")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs each parallel trial holds (default: 1)")
+    parser.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs each parallel trial holds (default: 0)")
+    parser.add_argument("--clients", type=int, default=defaults.num_clients)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--data-root", default=defaults.data_root)
+    parser.add_argument("--out", default=defaults.out_dir)
+    parser.add_argument("--tracking-uri", default=defaults.tracking_uri)
+
+
 def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
-    bench = commands.add_parser("bench", help="run an MLflow-tracked benchmark suite")
+    bench = commands.add_parser("bench", help="run an MLflow-tracked benchmark suite, its trials in parallel on Ray")
     suites = bench.add_subparsers(dest="suite", required=True)
+
+    atlas = suites.add_parser("atlas", help="static federations: datasets x splits x aggregations x anchor counts x seeds")
+    defaults = AtlasSuiteConfig()
+    atlas.add_argument("--datasets", nargs="+", default=list(defaults.datasets))
+    atlas.add_argument("--splits", nargs="+", default=list(defaults.splits))
+    atlas.add_argument("--aggregations", nargs="+", default=list(defaults.aggregations))
+    atlas.add_argument("--anchors", nargs="+", type=int, default=list(defaults.anchor_counts))
+    _add_sweep_options(atlas, defaults)
+    atlas.set_defaults(handler=_bench_atlas)
+
     continual = suites.add_parser("continual", help="Replay / ER-ACE with and without CaSpeR, centralised and federated")
     defaults = SuiteConfig()
     continual.add_argument("--dataset", default=defaults.dataset)
-    continual.add_argument("--data-root", default=defaults.data_root)
     continual.add_argument("--experiences", type=int, default=defaults.experiences)
     continual.add_argument("--strategies", nargs="+", default=list(defaults.strategies))
     continual.add_argument("--buffers", nargs="+", type=int, default=list(defaults.buffers))
-    continual.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
     continual.add_argument("--settings", nargs="+", default=list(defaults.settings))
-    continual.add_argument("--clients", type=int, default=defaults.num_clients)
-    continual.add_argument("--epochs", type=int, default=defaults.epochs)
     continual.add_argument("--casper-rho", type=float, default=defaults.casper_rho)
     continual.add_argument("--casper-classes", type=int, default=defaults.casper_classes)
     continual.add_argument("--casper-per-class", type=int, default=defaults.casper_per_class)
     continual.add_argument("--casper-k", type=int, default=defaults.casper_k)
-    continual.add_argument("--out", default=defaults.out_dir)
-    continual.add_argument("--tracking-uri", default=defaults.tracking_uri)
-    continual.set_defaults(handler=_bench)
+    _add_sweep_options(continual, defaults)
+    continual.set_defaults(handler=_bench_continual)
 
     anchors = suites.add_parser("anchors", help="disjoint anchor modes against shared anchors; translation quality")
     defaults = AnchorSuiteConfig()
     anchors.add_argument("--dataset", default=defaults.dataset)
-    anchors.add_argument("--data-root", default=defaults.data_root)
     anchors.add_argument("--seed-anchors", nargs="+", type=int, default=list(defaults.seed_counts), help="K of the federations")
     anchors.add_argument(
         "--translation-seed-anchors", nargs="+", type=int, default=list(defaults.translation_counts), help="K of the translations"
     )
-    anchors.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
     anchors.add_argument("--modes", nargs="+", default=list(defaults.modes), help="federations to run (default: all)")
-    anchors.add_argument("--clients", type=int, default=defaults.num_clients)
-    anchors.add_argument("--epochs", type=int, default=defaults.epochs)
-    anchors.add_argument("--out", default=defaults.out_dir)
-    anchors.add_argument("--tracking-uri", default=defaults.tracking_uri)
+    _add_sweep_options(anchors, defaults)
     anchors.set_defaults(handler=_bench_anchors)
+
+    perf = suites.add_parser("perf", help="kernel speed, Flower overhead, scale and payload sizes; perf.json and a table")
+    defaults = PerfConfig()
+    perf.add_argument("--dataset", default=defaults.dataset)
+    perf.add_argument("--data-root", default=defaults.data_root)
+    perf.add_argument("--sections", nargs="+", default=list(defaults.sections), help=f"of {', '.join(SECTIONS)}")
+    perf.add_argument("--scale-clients", nargs="+", type=int, default=list(defaults.scale_clients))
+    perf.add_argument("--payloads", nargs="+", default=list(defaults.payloads))
+    perf.add_argument("--out", default=defaults.out_dir)
+    perf.add_argument("--tracking-uri", default=defaults.tracking_uri)
+    perf.set_defaults(handler=_bench_perf)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,8 +252,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a federation on Flower's simulation engine")
     _add_config_options(run)
-    run.add_argument("--client-cpus", type=float, default=1.0, help="CPUs per simulated client (default: 1)")
-    run.add_argument("--client-gpus", type=float, default=0.0, help="GPUs per simulated client (default: 0)")
     run.set_defaults(handler=_run)
     _add_bench_parser(commands)
     return parser

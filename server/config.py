@@ -15,6 +15,7 @@ from benchmarks.splits import SPLITS
 from benchmarks.streams import STREAMS
 from clients.anchoring import ANCHOR_MODES, TRANSLATIONS, TWO_PHASE_MODES
 from clients.continual import REGULARIZERS, STRATEGIES, ContinualConfig
+from clients.payload import PayloadFormat
 
 
 class ConfigError(ValueError):
@@ -38,6 +39,7 @@ class RunConfig:
     seed_anchors: int = 8  # K public seed pairs of the bootstrapped and translated modes
     translation: str = "procrustes"
     aggregation: str = "mean"
+    payload: str = "fp32"  # how clients pack relative spaces: fp32, fp16, topk:K[:P]
     merge_weights: str = "uniform"
     rounds: int = 1
     epochs: int = 3
@@ -49,7 +51,12 @@ class RunConfig:
     min_clients: int = 2
     node_timeout: float = 120.0
     round_timeout: float = 900.0
+    num_cpus: float = 1.0  # per simulated client (a Ray actor)
+    num_gpus: float = 0.0  # per simulated client; fractions share a GPU
+    ray_address: str = ""  # join this Ray cluster ("auto": the local one); empty: RAY_ADDRESS, else a new local instance
     probe_epochs: int = 30
+    eval_samples: int = 0  # a seeded stratified subset of the test set to project and score; 0: all of it
+    client_scores: bool = True  # static: also score each client's space, stitching and the concatenation
     scenario: str = "static"
     experiences: int = 5
     stream: str = "class-incremental"
@@ -84,17 +91,25 @@ class RunConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{_key(name)} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         positive = ("num_clients", "anchors", "rounds", "epochs", "batch_size", "embedding_dim", "min_clients",
-                    "probe_epochs", "learning_rate", "seed_anchors", "node_timeout", "round_timeout", "alpha", "experiences",
-                    "buffer", "casper_classes", "casper_per_class", "casper_k")  # fmt: skip
+                    "probe_epochs", "learning_rate", "seed_anchors", "num_cpus", "node_timeout", "round_timeout", "alpha",
+                    "experiences", "buffer", "casper_classes", "casper_per_class", "casper_k")  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_key(name)} must be positive; got {getattr(self, name)}")
-        for name in ("shared_classes", "novel_classes", "seed", "casper_rho"):
+        for name in ("shared_classes", "novel_classes", "seed", "casper_rho", "num_gpus", "eval_samples"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{_key(name)} must be zero or more; got {getattr(self, name)}")
         if self.min_clients > self.num_clients:
             raise ConfigError(f"min-clients ({self.min_clients}) cannot exceed num-clients ({self.num_clients})")
         self._check_anchors_mode()
+        try:
+            payload = PayloadFormat.parse(self.payload)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if payload.kind == "topk" and (self.aggregation == "product" or payload.k > self.anchors):
+            raise ConfigError(
+                f"payload {self.payload} keeps each row's largest cosines: it needs aggregation mean or concat and K <= anchors"
+            )
         if self.scenario == "continual" and self.rounds not in (1, self.experiences):
             raise ConfigError(
                 f"in the continual scenario each round is one experience: leave rounds at 1 or set it to {self.experiences}"

@@ -9,6 +9,7 @@ i.e. ``replies.parse_reply``) -> ``Federation.evaluate``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -126,7 +127,8 @@ class Federation:
     dataset: Dataset
     plan: FederationPlan
     anchors: np.ndarray
-    samples: np.ndarray
+    samples: np.ndarray  # the evaluation samples every client projects
+    labels: np.ndarray  # theirs, for scoring only; never sent
     anchor_plan: AnchorPlan
     expected: Expected
     probes: ProbeSplit
@@ -137,7 +139,10 @@ class Federation:
     def prepare(cls, config: RunConfig) -> Federation:
         dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
         plan = plan_for_task(dataset.y_train, config.to_mapping())
-        anchors, samples = dataset.x_train[plan.anchor_indices], dataset.x_test
+        anchors, samples, labels = dataset.x_train[plan.anchor_indices], dataset.x_test, dataset.y_test
+        if 0 < config.eval_samples < len(labels):
+            _, subset = stratified_split(labels, config.eval_samples / len(labels), config.seed)
+            samples, labels = samples[subset], labels[subset]
         anchor_plan = AnchorPlan.build(config, dataset, plan)
         static = config.scenario == "static"
         baselines = config.simulation_baselines and static  # the continual baseline is `relatlas bench continual`
@@ -145,8 +150,8 @@ class Federation:
             required_similarities(config.aggregation), len(samples), len(anchors), config.num_clients, baselines,
             config.anchors_mode, config.seed_anchors,
         )  # fmt: skip
-        train_part, test_part = stratified_split(dataset.y_test, PROBE_TEST_FRACTION, config.seed)
-        probes = ProbeSplit(train_part, test_part, dataset.y_test, dataset.num_classes, config.probe_epochs, config.seed)
+        train_part, test_part = stratified_split(labels, PROBE_TEST_FRACTION, config.seed)
+        probes = ProbeSplit(train_part, test_part, labels, dataset.num_classes, config.probe_epochs, config.seed)
         experiences = None
         if not static:
             schedule = class_schedule(dataset.num_classes, config.experiences, config.stream, config.seed)
@@ -157,7 +162,7 @@ class Federation:
                 epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed
             )
             central = CentralizedReference(dataset, plan, embedding_dim=config.embedding_dim, encoder=config.encoder, train=train)
-        return cls(config, dataset, plan, anchors, samples, anchor_plan, expected, probes, central, experiences)
+        return cls(config, dataset, plan, anchors, samples, labels, anchor_plan, expected, probes, central, experiences)
 
     def _task(self, round_number: int) -> dict[str, Any]:
         values = self.config.to_mapping()
@@ -212,18 +217,34 @@ class Federation:
         if self.config.anchors_mode not in TWO_PHASE_MODES:
             replies, invalid = validate(answers, self.expected, round_number, parse_reply)
             return replies, invalid + failures
+        return self._pair_and_project(grid, answers, failures, round_number)
+
+    def _pair_and_project(
+        self, grid: Grid, answers: list[Message], failures: list[dict], round_number: int
+    ) -> tuple[list[ClientReply], list[dict]]:
+        """Second half of a two-phase round: pair the first replies' anchors, send
+        the ``query`` messages, keep the projections of the clients paired."""
         anchorings, invalid = validate(answers, self.expected, round_number, parse_anchoring)
-        failures += invalid
+        failures = failures + invalid
         if len(anchorings) < self.config.min_clients:
             return [], failures
         try:
             paired = pair_anchors(self.config.anchors_mode, anchorings, self.config.seed_anchors, self.config.anchors)
         except ValueError as err:
             raise FederationError(f"round {round_number}: cannot pair the clients' anchors: {err}") from err
+        first = {a.node_id: a for a in anchorings}
         owners = {a.partition_id: a.node_id for a in anchorings}
-        answers, silent = exchange(grid, self.query_messages(paired, owners, round_number), timeout)
-        replies, invalid = validate(answers, self.expected, round_number, parse_reply)
-        return replies, failures + invalid + _silent(silent, timeout, round_number)
+        answers, silent = exchange(grid, self.query_messages(paired, owners, round_number), self.config.round_timeout)
+        projected, invalid = validate(answers, self.expected, round_number, parse_reply)
+        failures += invalid + _silent(silent, self.config.round_timeout, round_number)
+        replies = []
+        for reply in projected:  # the payload counts both phases; a node keeps its first partition
+            if first[reply.node_id].partition_id != reply.partition_id:
+                reason = f"answered the query as partition {reply.partition_id}, first as {first[reply.node_id].partition_id}"
+                failures.append({"node": reply.node_id, "round": round_number, "reason": reason})
+                continue
+            replies.append(dataclasses.replace(reply, payload_bytes=reply.payload_bytes + first[reply.node_id].payload_bytes))
+        return replies, failures
 
     def evaluate(self, replies: Sequence[ClientReply], round_number: int) -> RoundOutcome:
         """Merge the replies and score the merged space against the references."""
@@ -247,6 +268,7 @@ class Federation:
             weights=weights,
             absolute=[r.absolute for r in replies] if self.expected.absolute else None,
             centralized=centralized,
+            client_scores=self.config.client_scores,
         )
         return RoundOutcome(metrics | self._round_facts(replies, round_number), merged, central)
 
@@ -283,6 +305,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
             log.info("%d clients connected; %d round(s) of %d epochs", len(nodes), config.num_rounds, config.epochs)
             for round_number in range(1, config.num_rounds + 1):
                 log.info("round %d/%d: training on %d clients", round_number, config.num_rounds, len(nodes))
+                round_started = time.perf_counter()
                 replies, failures = federation.collect(grid, nodes, round_number)
                 results["failures"] += failures
                 for failure in failures:
@@ -295,11 +318,12 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
                     client_runs.log_round(replies, round_number)
                 outcome = federation.evaluate(replies, round_number)
                 outcome.metrics["clients_failed"] = len(failures)
+                outcome.metrics["round_seconds"] = time.perf_counter() - round_started
                 results["rounds"].append(outcome.metrics)
                 mlflow.log_metrics(scalar_metrics(outcome.metrics), step=round_number)
                 log.info("round %d: merged accuracy %.3f", round_number, outcome.metrics["merged_accuracy"])
             if outcome.merged is not None:
-                _log_figures(out_dir, outcome, federation.dataset.y_test)
+                _log_figures(out_dir, outcome, federation.labels)
             results["status"] = "completed"
         except Exception as err:
             results |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}

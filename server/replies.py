@@ -13,8 +13,10 @@ import torch
 from flwr.app import Message
 from torch import Tensor
 
+from aggregation.sparse import densify
 from clients import protocol
 from clients.anchoring import CANDIDATES_PER_ANCHOR
+from clients.payload import INDICES, VALUES
 
 ALLOWED_DTYPES = (np.float32, np.float16, np.float64)
 
@@ -57,6 +59,7 @@ class AnchoringReply:
     node_id: int
     partition_id: int
     arrays: dict[str, Tensor]
+    payload_bytes: int
 
 
 def error_reason(message: Message) -> str:
@@ -92,13 +95,8 @@ def parse_reply(message: Message, expected: Expected) -> ClientReply:
             raise ReplyError(f"reply lacks record {name!r}; has {sorted(content.keys())}")
     spaces, payload = {}, 0
     for similarity in expected.similarities:
-        array = _array(content[protocol.RELATIVE], similarity, protocol.RELATIVE)
-        if array.shape != (expected.num_samples, expected.num_anchors):
-            raise ReplyError(
-                f"relative[{similarity!r}] has shape {array.shape}; expected {(expected.num_samples, expected.num_anchors)}"
-            )
-        spaces[similarity] = torch.from_numpy(array.astype(np.float32))
-        payload += array.nbytes
+        spaces[similarity], size = _relative_space(content[protocol.RELATIVE], similarity, expected)
+        payload += size
     absolute = None
     if expected.absolute:
         if protocol.ABSOLUTE not in content:
@@ -114,6 +112,30 @@ def parse_reply(message: Message, expected: Expected) -> ClientReply:
     if not (num_examples.is_integer() and num_examples >= 1):
         raise ReplyError(f"num-examples must be a positive integer; got {num_examples}")
     return ClientReply(message.metadata.src_node_id, partition, spaces, absolute, int(num_examples), metrics, payload, lists)
+
+
+def _relative_space(record, similarity: str, expected: Expected) -> tuple[Tensor, int]:
+    """One subspace as a dense [N, m] float32 tensor, and the bytes it took on the wire;
+    dense, or top-k sparse (``clients/payload.py``)."""
+    shape = (expected.num_samples, expected.num_anchors)
+    if similarity + VALUES not in record:
+        array = _array(record, similarity, protocol.RELATIVE)
+        if array.shape != shape:
+            raise ReplyError(f"relative[{similarity!r}] has shape {array.shape}; expected {shape}")
+        return torch.from_numpy(array.astype(np.float32)), array.nbytes
+    values = _array(record, similarity + VALUES, protocol.RELATIVE)
+    key = similarity + INDICES
+    indices = record[key].numpy() if key in record else None
+    if indices is None or indices.dtype not in (np.int16, np.int32, np.int64):
+        raise ReplyError(f"relative[{key!r}] must be an integer array beside relative[{similarity + VALUES!r}]")
+    rows, k = values.shape if values.ndim == 2 else (-1, -1)
+    if rows != expected.num_samples or not 1 <= k <= expected.num_anchors or indices.shape != values.shape:
+        raise ReplyError(f"sparse relative[{similarity!r}] has shapes {values.shape}, {indices.shape}; expected ({shape[0]}, k)")
+    ordered = np.sort(indices, axis=1)
+    if ordered[:, 0].min() < 0 or ordered[:, -1].max() >= expected.num_anchors or (np.diff(ordered, axis=1) == 0).any():
+        raise ReplyError(f"relative[{key!r}] must hold distinct column indices in [0, {expected.num_anchors})")
+    dense = densify(torch.from_numpy(values.astype(np.float32)), torch.from_numpy(indices.astype(np.int64)), shape[1])
+    return dense, values.nbytes + indices.nbytes
 
 
 def _partition(metrics: dict[str, float], expected: Expected) -> int:
@@ -151,7 +173,7 @@ def parse_anchoring(message: Message, expected: Expected) -> AnchoringReply:
             )
         arrays = {protocol.SEEDS: seeds, protocol.ANCHORS: anchors}
     tensors = {name: torch.from_numpy(array.astype(np.float32)) for name, array in arrays.items()}
-    return AnchoringReply(message.metadata.src_node_id, partition, tensors)
+    return AnchoringReply(message.metadata.src_node_id, partition, tensors, sum(a.nbytes for a in arrays.values()))
 
 
 def _finite_list(value: object) -> bool:

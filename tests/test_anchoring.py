@@ -48,7 +48,7 @@ def test_pairing_bootstrapped_pools_matches_each_client_to_the_reference(cluster
     hidden = np.concatenate([np.arange(6), 6 + np.random.default_rng(0).permutation(294)])  # seeds stay first
     copy = torch.empty_like(points)
     copy[torch.as_tensor(hidden)] = 2.0 * points @ random_orthogonal(16, seed=1).float()
-    replies = [AnchoringReply(100 + p, p, {protocol.GRAM: cosine_gram(space)}) for p, space in enumerate((points, copy))]
+    replies = [AnchoringReply(100 + p, p, {protocol.GRAM: cosine_gram(space)}, 0) for p, space in enumerate((points, copy))]
     paired = pair_anchors("bootstrapped", replies, num_seeds=6, num_anchors=30)
     rows_0, rows_1 = (np.asarray(paired[p][0]["anchor-indices"]) for p in (0, 1))
     assert len(rows_0) == 30 and list(rows_0[:6]) == list(range(6))
@@ -57,7 +57,7 @@ def test_pairing_bootstrapped_pools_matches_each_client_to_the_reference(cluster
 
 def test_pairing_for_translation_sends_the_lowest_partitions_embeddings():
     arrays = {p: {protocol.SEEDS: torch.full((4, 3), float(p)), protocol.ANCHORS: torch.full((10, 3), float(p))} for p in (1, 2)}
-    replies = [AnchoringReply(100 + p, p, arrays[p]) for p in (2, 1)]  # partition 0 did not answer
+    replies = [AnchoringReply(100 + p, p, arrays[p], 0) for p in (2, 1)]  # partition 0 did not answer
     paired = pair_anchors("translated", replies, num_seeds=4, num_anchors=10)
     assert set(paired) == {1, 2}
     task, inputs = paired[2]

@@ -9,6 +9,7 @@ import mlflow
 import pytest
 
 from benchmarks.anchors_suite import AnchorSuiteConfig, run_anchor_suite
+from benchmarks.sweep import SweepResources
 from server.config import ConfigError
 
 
@@ -18,11 +19,12 @@ def test_suite_writes_both_tables_and_nests_its_runs(tmp_path, monkeypatch):
         dataset="digits", seed_counts=(4,), translation_counts=(4, 64), seeds=(0,), modes=("bootstrapped",), epochs=2,
         probe_epochs=10, out_dir=str(tmp_path / "bench"), tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
     )  # fmt: skip
-    records = run_anchor_suite(suite)
+    records = run_anchor_suite(suite, SweepResources(cpus_per_trial=1))
     federation = [r for r in records if r["kind"] == "federation"]
     assert [(r["mode"], r["K"]) for r in federation] == [("bootstrapped", 4)]
     assert 0.5 < federation[0]["merged_accuracy"] <= 1.0 and federation[0]["cka_merged_centralized"] is not None
-    translations = {(r["method"], r["K"]): r for r in records if r["kind"] == "translation"}
+    assert all(r["status"] == "completed" for r in records)
+    translations = {(r["method"], r["K"]): r for t in records if t["kind"] == "translation" for r in t["rows"]}
     assert ("inversion", 64) in translations and ("inversion", 4) not in translations  # inversion needs K >= 64
     assert translations[("procrustes", 64)]["centred_cosine"] > translations[("none (raw embeddings)", None)]["centred_cosine"]
     assert translations[("constant (target mean)", None)]["retrieval_top1"] < 0.01

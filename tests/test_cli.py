@@ -17,6 +17,7 @@ from server.cli import results_table
         (["--scenario", "continual", "--experiences", "11"], "has 1 to 10 experiences, got 11"),
         (["--strategy", "naive", "--regularizer", "casper"], "strategy naive has none"),
         (["--anchors-mode", "translated", "--translation", "inversion"], "needs seed-anchors >= embedding-dim"),
+        (["--client-gpus", "0.5"], "num-gpus 0.5 per client, but no node of the Ray cluster has a GPU"),
     ],
 )
 def test_bad_input_exits_with_one_line_before_anything_starts(tmp_path, args, message):

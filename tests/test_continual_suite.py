@@ -9,6 +9,7 @@ import mlflow
 import pytest
 
 from benchmarks.continual_suite import SuiteConfig, run_suite
+from benchmarks.sweep import SweepResources
 from server.config import ConfigError
 
 
@@ -18,7 +19,8 @@ def test_centralised_suite_logs_nested_runs_and_a_table(tmp_path, monkeypatch):
         dataset="digits", experiences=2, strategies=("replay",), buffers=(50,), seeds=(0,), settings=("centralised",),
         epochs=2, out_dir=str(tmp_path / "bench"), tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
     )  # fmt: skip
-    records = run_suite(suite)
+    records = run_suite(suite, SweepResources(cpus_per_trial=1))
+    assert all(r["status"] == "completed" for r in records)
     assert [(r["regularizer"], len(r["accuracy_matrix"])) for r in records] == [("none", 2), ("casper", 2)]
     assert all(0.0 <= r["average_accuracy"] <= 1.0 and r["forgetting"] is not None for r in records)
     table = (tmp_path / "bench" / "table.md").read_text()

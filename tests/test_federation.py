@@ -17,7 +17,7 @@ from tests import faulty_clients
 
 cloudpickle.register_pickle_by_value(faulty_clients)  # Ray workers need not import tests/
 
-TIMINGS = {"wall_seconds", "client_train_seconds", "mlflow_run_id"}
+TIMINGS = {"wall_seconds", "client_train_seconds", "round_seconds", "mlflow_run_id"}
 
 
 def _config(tmp_path: Path, **overrides) -> RunConfig:
@@ -105,6 +105,16 @@ def test_two_phase_anchor_modes_run_end_to_end(tmp_path, mode, extra):
     results = _results(config)
     assert results["status"] == "completed" and results["failures"] == []
     assert 0.5 < results["merged_accuracy"] <= 1.0 and results["client_partitions"] == [0, 1, 2]
+    assert results["payload_bytes_per_client"] > 539 * 64 * 4  # the first phase's Gram matrix or embeddings count too
+
+
+@pytest.mark.parametrize(("payload", "nbytes"), [("fp16", 539 * 64 * 2), ("topk:8", 539 * 8 * (4 + 2))])
+def test_compact_payloads_shrink_what_clients_send(tmp_path, payload, nbytes):
+    config = _config(tmp_path, payload=payload, **{"simulation-baselines": False, "eval-samples": 0})
+    run_simulation(config)
+    results = _results(config)
+    assert results["status"] == "completed" and results["failures"] == []
+    assert results["payload_bytes_per_client"] == nbytes and 0.5 < results["merged_accuracy"] <= 1.0
 
 
 def test_two_phase_rounds_drop_clients_that_fail_in_either_phase(tmp_path):

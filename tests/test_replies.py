@@ -90,7 +90,7 @@ def _anchoring(arrays: dict[str, np.ndarray]) -> Message:
 
 def test_valid_anchoring_replies_are_converted():
     gram = parse_anchoring(_anchoring({protocol.GRAM: np.eye(10, dtype=np.float32)}), BOOTSTRAPPED)
-    assert gram.partition_id == 2 and gram.arrays[protocol.GRAM].shape == (10, 10)
+    assert gram.partition_id == 2 and gram.arrays[protocol.GRAM].shape == (10, 10) and gram.payload_bytes == 400
     seeds, anchors = np.zeros((2, 5), np.float32), np.zeros((4, 5), np.float32)
     embedded = parse_anchoring(_anchoring({protocol.SEEDS: seeds, protocol.ANCHORS: anchors}), TRANSLATED)
     assert embedded.arrays[protocol.ANCHORS].shape == (4, 5)
@@ -110,3 +110,31 @@ def test_valid_anchoring_replies_are_converted():
 def test_invalid_anchoring_replies_are_refused_with_a_reason(expected, arrays, reason):
     with pytest.raises(ReplyError, match=reason):
         parse_anchoring(_anchoring(arrays), expected)
+
+
+def _sparse_reply(values: np.ndarray, indices: np.ndarray) -> Message:
+    relative = ArrayRecord({"cosine.values": Array(values), "cosine.indices": Array(indices)})
+    metrics = MetricRecord({"partition-id": 1, "num-examples": 50})
+    return Message(RecordDict({protocol.RELATIVE: relative, protocol.METRICS: metrics}), reply_to=_request())
+
+
+def test_sparse_payload_is_densified_and_counted_as_sent():
+    values = np.full((6, 2), 0.5, np.float32)
+    indices = np.tile(np.array([3, 0], np.int16), (6, 1))
+    reply = parse_reply(_sparse_reply(values, indices), dataclasses.replace(EXPECTED, absolute=False))
+    assert reply.spaces["cosine"][:, [0, 3]].eq(0.5).all() and reply.spaces["cosine"][:, [1, 2]].eq(0).all()
+    assert reply.payload_bytes == 6 * 2 * 4 + 6 * 2 * 2
+
+
+@pytest.mark.parametrize(
+    ("indices", "reason"),
+    [
+        (np.tile(np.array([4, 0], np.int16), (6, 1)), "distinct column indices in"),
+        (np.tile(np.array([1, 1], np.int16), (6, 1)), "distinct column indices in"),
+        (np.zeros((6, 2), np.float32), "must be an integer array"),
+        (np.zeros((6, 3), np.int32), "has shapes"),
+    ],
+)
+def test_bad_sparse_payloads_are_refused(indices, reason):
+    with pytest.raises(ReplyError, match=reason):
+        parse_reply(_sparse_reply(np.ones((6, 2), np.float32), indices), dataclasses.replace(EXPECTED, absolute=False))

@@ -1,0 +1,244 @@
+"""``relatlas bench perf``: what relatlas costs on top of the learning itself.
+
+Every figure is a ratio or a size measured in one run, written to ``perf.json``
+and a markdown table:
+
+- ``projection_vs_gemm``: throughput of the cosine relative projection over a
+  plain matrix product of the same shape;
+- ``l1_vs_cdist``, ``linf_vs_cdist``: the blocked L1 / L-infinity projections
+  against one ``torch.cdist`` call on the same inputs (results must be equal),
+  with the peak memory each adds;
+- ``overhead_ratio``: wall time of a federation on Flower's simulation engine
+  over the same training, projection, merge and scoring in one process;
+- ``scale``: round seconds and the server's peak memory at growing client counts;
+- ``payload``: bytes per client and merged accuracy for each payload format,
+  next to the bytes of the embedder's weights.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+
+from aggregation.aggregators import required_similarities
+from aggregation.projection import relative_projection, relative_subspaces
+from benchmarks.datasets import load_dataset, stratified_split
+from benchmarks.splits import plan_for_task
+from clients.models import build_classifier
+from clients.training import predict, train_like_client
+from server.config import RunConfig
+
+SECTIONS = ("kernels", "overhead", "scale", "payload")
+
+
+@dataclass(frozen=True)
+class PerfConfig:
+    dataset: str = "fashion-mnist"
+    data_root: str = ""
+    gemm_shape: tuple[int, int, int] = (20_000, 256, 1024)  # N samples, d dimensions, m anchors
+    distance_shape: tuple[int, int, int] = (20_000, 64, 256)
+    repeats: int = 5
+    scale_clients: tuple[int, ...] = (10, 100, 1000)
+    scale_eval_samples: int = 1000
+    payloads: tuple[str, ...] = ("fp32", "fp16", "topk:16", "topk:4")
+    sections: tuple[str, ...] = SECTIONS
+    out_dir: str = "runs/bench-perf"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "relatlas-bench"
+
+    def run_config(self, name: str, **overrides: Any) -> RunConfig:
+        """The federation every section runs: 3 MLP clients, 3 epochs, baselines off."""
+        values = dict(
+            dataset=self.dataset, data_root=self.data_root, encoder="mlp", simulation_baselines=False,
+            tracking_uri=self.tracking_uri, experiment=self.experiment, out_dir=str(Path(self.out_dir) / name),
+        )  # fmt: skip
+        return RunConfig(**(values | overrides))
+
+
+def best_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """Fastest of ``repeats`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def peak_memory_added(fn: Callable[[], object]) -> int:
+    """Bytes the process's peak resident memory rose while ``fn`` ran (Linux, glibc)."""
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed memory back, so reuse shows as growth
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current size
+    before = _rss_kib("VmRSS")
+    fn()
+    return max(0, _rss_kib("VmHWM") - before) * 1024
+
+
+def kernel_figures(config: PerfConfig) -> dict[str, Any]:
+    gen = torch.Generator().manual_seed(0)
+    n, d, m = config.gemm_shape
+    x, anchors = torch.randn(n, d, generator=gen), torch.randn(m, d, generator=gen)
+    gemm = best_seconds(lambda: x @ anchors.T, config.repeats)
+    projection = best_seconds(lambda: relative_projection(x, anchors, "cosine"), config.repeats)
+    figures: dict[str, Any] = {"projection_vs_gemm": gemm / projection, "gemm_shape": list(config.gemm_shape)}
+    n, d, m = config.distance_shape
+    x, anchors = torch.randn(n, d, generator=gen), torch.randn(m, d, generator=gen)
+    block = 1024 * m  # rows of 1024: the blocked path is taken even at this size
+    for name, p in (("l1", 1.0), ("linf", float("inf"))):
+        blocked, whole = _distance_kernels(x, anchors, name, p, block)
+        if not torch.allclose(blocked(), whole(), rtol=1e-5, atol=1e-5):
+            raise AssertionError(f"blocked {name} differs from torch.cdist")
+        figures[f"{name}_vs_cdist"] = best_seconds(whole, config.repeats) / best_seconds(blocked, config.repeats)
+        figures[f"{name}_peak_bytes"] = peak_memory_added(blocked)
+        figures[f"{name}_cdist_peak_bytes"] = peak_memory_added(whole)
+    figures["distance_shape"] = list(config.distance_shape)
+    figures["output_bytes"] = n * m * 4
+    return figures
+
+
+def _distance_kernels(
+    x: torch.Tensor, anchors: torch.Tensor, name: str, p: float, block: int
+) -> tuple[Callable[[], torch.Tensor], Callable[[], torch.Tensor]]:
+    """(relatlas's blocked projection, one torch.cdist call) for a distance."""
+    return (lambda: relative_projection(x, anchors, name, block_elements=block)), (lambda: torch.cdist(x, anchors, p=p))
+
+
+def in_process_seconds(config: RunConfig) -> float:
+    """The work of one static round of ``config`` without Flower or Ray: each client
+    trains (one after another), projects, then the server merges and scores."""
+    from server.evaluation import ProbeSplit, evaluate_round
+    from server.federation import PROBE_TEST_FRACTION
+
+    load_dataset.cache_clear()  # loading the data is part of the work
+    started = time.perf_counter()
+    data = load_dataset(config.dataset, config.data_root or None, config.seed)
+    plan = plan_for_task(data.y_train, config.to_mapping())
+    anchors, similarities = data.x_train[plan.anchor_indices], required_similarities(config.aggregation)
+    spaces = []
+    for partition, local in enumerate(plan.client_indices):
+        model = train_like_client(config.to_mapping(), data, local, partition)
+        spaces.append(relative_subspaces(predict(model.embedder, data.x_test), predict(model.embedder, anchors), similarities))
+    fit_part, score_part = stratified_split(data.y_test, PROBE_TEST_FRACTION, config.seed)
+    probes = ProbeSplit(fit_part, score_part, data.y_test, data.num_classes, config.probe_epochs, config.seed)
+    evaluate_round(config.aggregation, spaces, list(range(len(spaces))), probes, plan)
+    return time.perf_counter() - started
+
+
+def _federation(config: RunConfig) -> tuple[dict[str, Any], float, int]:
+    """Run ``config`` on Flower's simulation engine: (results, wall seconds, peak memory added)."""
+    from server.simulation import run_simulation
+
+    active = mlflow.active_run()
+    config = dataclasses.replace(config, parent_run=active.info.run_id if active else "")
+    started = time.perf_counter()
+    peak = peak_memory_added(lambda: run_simulation(config))
+    results = json.loads((Path(config.out_dir) / "results.json").read_text())
+    return results, time.perf_counter() - started, peak
+
+
+def overhead_figures(config: PerfConfig) -> dict[str, Any]:
+    """Clients hold both CPUs (num-cpus 2), so Flower, like the single process,
+    trains one client at a time with the same threads."""
+    run = config.run_config("overhead", num_cpus=2.0)
+    _, flower, _ = _federation(run)
+    alone = in_process_seconds(run)
+    return {"overhead_ratio": flower / alone, "flower_seconds": flower, "in_process_seconds": alone}
+
+
+def scale_figures(config: PerfConfig) -> list[dict[str, Any]]:
+    rows = []
+    for clients in config.scale_clients:
+        run = config.run_config(
+            f"scale-{clients}", split="same-classes", num_clients=clients, min_clients=clients, epochs=1,
+            eval_samples=config.scale_eval_samples, client_scores=False,
+        )  # fmt: skip
+        results, wall, peak = _federation(run)
+        rows.append(
+            {"clients": clients, "round_seconds": results["rounds"][0]["round_seconds"], "wall_seconds": wall,
+             "server_peak_bytes": peak, "merged_accuracy": results["merged_accuracy"]}
+        )  # fmt: skip
+    return rows
+
+
+def payload_figures(config: PerfConfig) -> list[dict[str, Any]]:
+    rows = []
+    for payload in config.payloads:
+        run = config.run_config(f"payload-{payload.replace(':', '-')}", payload=payload)
+        results, _, _ = _federation(run)
+        rows.append({"payload": payload, "bytes_per_client": results["payload_bytes_per_client"],
+                     "merged_accuracy": results["merged_accuracy"]})  # fmt: skip
+    base = next((r["merged_accuracy"] for r in rows if r["payload"] == "fp32"), None)
+    for row in rows:
+        row["accuracy_change"] = None if base is None else row["merged_accuracy"] - base
+    data = load_dataset(config.dataset, config.data_root or None, 0)
+    embedder = build_classifier(data.input_shape, data.num_classes, encoder="mlp").embedder
+    weights = sum(p.numel() * p.element_size() for p in embedder.parameters())
+    rows.append(
+        {"payload": "embedder weights (fp32)", "bytes_per_client": weights, "merged_accuracy": None, "accuracy_change": None}
+    )
+    return rows
+
+
+def perf_table(perf: dict[str, Any]) -> str:
+    lines = ["| figure | value | target |", "|---|---|---|"]
+    kernels, overhead = perf.get("kernels", {}), perf.get("overhead", {})
+    for key, target in (("projection_vs_gemm", ">= 0.9"), ("l1_vs_cdist", ">= 1.0"), ("linf_vs_cdist", ">= 1.0")):
+        if key in kernels:
+            lines.append(f"| `{key}` | {kernels[key]:.2f} | {target} |")
+    if overhead:
+        lines.append(f"| `overhead_ratio` | {overhead['overhead_ratio']:.2f} | <= 1.3 |")
+    if "scale" in perf:
+        lines += ["", "| clients | round s | server peak MB | merged accuracy |", "|---|---|---|---|"]
+        for r in perf["scale"]:
+            lines.append(
+                f"| {r['clients']} | {r['round_seconds']:.1f} | {r['server_peak_bytes'] / 1e6:.0f} | {r['merged_accuracy']:.3f} |"
+            )
+    if "payload" in perf:
+        lines += ["", "| payload | bytes per client | merged accuracy | change |", "|---|---|---|---|"]
+        for r in perf["payload"]:
+            accuracy = "-" if r["merged_accuracy"] is None else f"{r['merged_accuracy']:.3f}"
+            change = "-" if r["accuracy_change"] is None else f"{r['accuracy_change']:+.3f}"
+            lines.append(f"| {r['payload']} | {r['bytes_per_client']:,.0f} | {accuracy} | {change} |")
+    return "\n".join(lines)
+
+
+def run_perf(config: PerfConfig) -> dict[str, Any]:
+    """Measure the chosen sections one after another (timings need the machine to
+    themselves); ``perf.json`` and ``table.md`` are rewritten after each."""
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections = {"kernels": kernel_figures, "overhead": overhead_figures, "scale": scale_figures, "payload": payload_figures}
+    perf: dict[str, Any] = {}
+    mlflow.set_tracking_uri(config.tracking_uri)
+    mlflow.set_experiment(config.experiment)
+    with mlflow.start_run(run_name="bench-perf") as parent:
+        mlflow.log_params({k: str(v) for k, v in dataclasses.asdict(config).items()})
+        for name in config.sections:
+            print(f"perf: {name}", flush=True)
+            perf[name] = sections[name](config)
+            (out_dir / "perf.json").write_text(json.dumps(perf, indent=2))
+            (out_dir / "table.md").write_text(perf_table(perf) + "\n")
+        scalars = {k: v for section in ("kernels", "overhead") for k, v in perf.get(section, {}).items() if isinstance(v, float)}
+        mlflow.log_metrics(scalars)
+        for name in ("perf.json", "table.md"):
+            mlflow.log_artifact(str(out_dir / name))
+        perf["mlflow_run_id"] = parent.info.run_id
+    print(perf_table(perf))
+    return perf

@@ -1,0 +1,19 @@
+"""The perf harness on tiny shapes: it checks the blocked kernels against torch.cdist
+and reports ratios; the figures themselves belong to `relatlas bench perf`."""
+
+from __future__ import annotations
+
+from benchmarks.perf import PerfConfig, kernel_figures, peak_memory_added, perf_table
+
+
+def test_kernel_figures_are_positive_ratios_of_equal_results():
+    figures = kernel_figures(PerfConfig(gemm_shape=(512, 16, 64), distance_shape=(3000, 8, 32), repeats=2))
+    for key in ("projection_vs_gemm", "l1_vs_cdist", "linf_vs_cdist"):
+        assert figures[key] > 0, key
+    assert figures["output_bytes"] == 3000 * 32 * 4
+    table = perf_table({"kernels": figures, "overhead": {"overhead_ratio": 1.1}})
+    assert "| `l1_vs_cdist` |" in table and "| `overhead_ratio` | 1.10 | <= 1.3 |" in table
+
+
+def test_peak_memory_sees_a_large_allocation():
+    assert peak_memory_added(lambda: bytearray(64 * 1024 * 1024)) >= 60 * 1024 * 1024
