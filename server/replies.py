@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from flwr.app import Message
+from flwr.app import Message, RecordDict
 from torch import Tensor
 
 from aggregation.sparse import densify
@@ -85,14 +85,19 @@ def _array(record, key: str, what: str) -> np.ndarray:
     return array
 
 
-def parse_reply(message: Message, expected: Expected) -> ClientReply:
-    """Check a reply against ``expected`` and convert it; raise ``ReplyError`` if invalid."""
+def _content(message: Message, records: tuple[str, ...]) -> RecordDict:
+    """The reply's records, if it is not an error and holds every one of ``records``."""
     if message.has_error():
         raise ReplyError(error_reason(message))
-    content = message.content
-    for name in (protocol.RELATIVE, protocol.METRICS):
-        if name not in content:
-            raise ReplyError(f"reply lacks record {name!r}; has {sorted(content.keys())}")
+    for name in records:
+        if name not in message.content:
+            raise ReplyError(f"reply lacks record {name!r}; has {sorted(message.content.keys())}")
+    return message.content
+
+
+def parse_reply(message: Message, expected: Expected) -> ClientReply:
+    """Check a reply against ``expected`` and convert it; raise ``ReplyError`` if invalid."""
+    content = _content(message, (protocol.RELATIVE, protocol.METRICS))
     spaces, payload = {}, 0
     for similarity in expected.similarities:
         spaces[similarity], size = _relative_space(content[protocol.RELATIVE], similarity, expected)
@@ -148,12 +153,7 @@ def _partition(metrics: dict[str, float], expected: Expected) -> int:
 def parse_anchoring(message: Message, expected: Expected) -> AnchoringReply:
     """Check a first-phase reply: a bootstrapping pool's cosine Gram matrix, or a
     translating client's seed and anchor embeddings; raise ``ReplyError`` if invalid."""
-    if message.has_error():
-        raise ReplyError(error_reason(message))
-    content = message.content
-    for name in (protocol.ANCHORING, protocol.METRICS):
-        if name not in content:
-            raise ReplyError(f"reply lacks record {name!r}; has {sorted(content.keys())}")
+    content = _content(message, (protocol.ANCHORING, protocol.METRICS))
     metrics = {key: float(value) for key, value in content[protocol.METRICS].items() if isinstance(value, (int, float))}
     partition, record = _partition(metrics, expected), content[protocol.ANCHORING]
     if expected.anchors_mode == "bootstrapped":
