@@ -57,6 +57,7 @@ class AnchorSuiteConfig:
     anchors: int = 64
     probe_epochs: int = 30
     held_out: int = 2000  # test samples translated and retrieved among
+    translation_pool: int = 128  # public anchors of the translation plan; seeds are its first K, whatever K are asked
     out_dir: str = "runs/bench-anchors"
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "relatlas-bench"
@@ -71,6 +72,8 @@ class AnchorSuiteConfig:
 
     def trials(self) -> list[Trial]:
         """A translation trial per seed, then every federation; configs validated first."""
+        if max(self.translation_counts) > self.translation_pool:
+            raise ConfigError(f"translation seed counts go up to translation-pool ({self.translation_pool})")
         params = dataclasses.asdict(self)
         trials = [
             Trial(f"translation-seed{seed}", "benchmarks.anchors_suite:translation_trial", params | {"seed": seed},
@@ -113,7 +116,7 @@ def translation_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpu
     seed = params["seed"]
     fields = {f.name for f in dataclasses.fields(AnchorSuiteConfig)}
     suite = AnchorSuiteConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items() if k in fields})
-    config = suite.base(seed, anchors=max(suite.translation_counts))
+    config = suite.base(seed, anchors=suite.translation_pool)
     data = load_dataset(config.dataset, config.data_root or None, seed)
     plan = plan_for_task(data.y_train, config.to_mapping())
     encoders = [train_like_client(config.to_mapping(), data, plan.client_indices[p], p).embedder for p in (0, 1)]

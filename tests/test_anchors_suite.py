@@ -40,6 +40,8 @@ def test_suite_writes_both_tables_and_nests_its_runs(tmp_path, monkeypatch):
     assert {"table.md", "suite.json"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
-def test_unknown_mode_is_refused_before_any_run():
+def test_unknown_mode_and_too_many_seeds_are_refused_before_any_run():
     with pytest.raises(ConfigError, match="unknown modes"):
         AnchorSuiteConfig(modes=("telepathy",)).run_configs()
+    with pytest.raises(ConfigError, match="go up to translation-pool"):
+        AnchorSuiteConfig(translation_counts=(4, 256)).trials()
