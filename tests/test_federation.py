@@ -77,6 +77,7 @@ def test_same_seed_gives_identical_numbers(tmp_path):
     assert one == two
 
 
+@pytest.mark.faults
 def test_failing_and_garbage_clients_are_dropped_and_the_round_completes(tmp_path):
     config = _config(tmp_path, **{"num-clients": 5, "shared-classes": 2, "simulation-baselines": False})
     run_simulation(config, client_app=faulty_clients.app)
@@ -117,6 +118,7 @@ def test_compact_payloads_shrink_what_clients_send(tmp_path, payload, nbytes):
     assert results["payload_bytes_per_client"] == nbytes and 0.5 < results["merged_accuracy"] <= 1.0
 
 
+@pytest.mark.faults
 def test_two_phase_rounds_drop_clients_that_fail_in_either_phase(tmp_path):
     config = _config(tmp_path, **{"num-clients": 5, "shared-classes": 2, "simulation-baselines": False})
     config = dataclasses.replace(config, anchors_mode="bootstrapped", seed_anchors=4)
@@ -128,6 +130,24 @@ def test_two_phase_rounds_drop_clients_that_fail_in_either_phase(tmp_path):
     assert "anchoring['gram'] holds NaN" in reasons and "has shape (539, 63); expected (539, 64)" in reasons
 
 
+@pytest.mark.faults
+def test_malformed_and_late_replies_are_dropped_with_their_reasons(tmp_path):
+    config = _config(
+        tmp_path, **{"num-clients": 10, "shared-classes": 0, "split": "same-classes", "simulation-baselines": False,
+                     "round-timeout": 40.0, "epochs": 1},
+    )  # fmt: skip
+    run_simulation(config, client_app=faulty_clients.app)
+    results = _results(config)
+    assert results["status"] == "completed" and results["client_partitions"] == [0, 4, 9]
+    reasons = {f["reason"] for f in results["failures"]}
+    assert any("lacks array 'cosine'; has ['cosinus']" in r for r in reasons)
+    assert any("dtype int64; expected a float array" in r for r in reasons)
+    assert any("has shape (2156, 256); expected (539, 64)" in r for r in reasons)
+    assert "no reply within round-timeout 40 s" in reasons
+    assert len(results["failures"]) == 7 and {f["round"] for f in results["failures"]} == {1}
+
+
+@pytest.mark.faults
 def test_too_few_clients_stops_with_a_clear_error_and_keeps_the_record(tmp_path):
     config = _config(tmp_path, **{"num-clients": 4, "shared-classes": 2, "min-clients": 3, "simulation-baselines": False})
     with pytest.raises(FederationError, match="round 1: 1 valid replies, min-clients is 3"):
