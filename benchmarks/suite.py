@@ -58,12 +58,6 @@ def save_records(out_dir: Path, records: Sequence[Mapping[str, Any]], tables: st
     (out_dir / "table.md").write_text(tables + "\n")
 
 
-def log_records(out_dir: Path) -> None:
-    """Attach the final ``table.md`` and ``suite.json`` to the active suite run."""
-    for name in ("table.md", "suite.json"):
-        mlflow.log_artifact(str(out_dir / name))
-
-
 def failures_note(records: Sequence[Mapping[str, Any]]) -> str:
     failed = [r for r in records if r["status"] == "failed"]
     return "\n".join(f"- failed: {r['trial']}: {r['error']}" for r in failed)
@@ -95,6 +89,7 @@ def run_sweep(
     with suite_run(name, params, tracking_uri, experiment) as parent:
         records = run_trials(trials, parent, resources, keep)
         save_records(out_dir, records, render(records))
-        log_records(out_dir)
+        for name in ("table.md", "suite.json"):
+            mlflow.log_artifact(str(out_dir / name))
     print(render(records))
     return records

@@ -58,14 +58,14 @@ def train(msg: Message, context: Context) -> Message:
             gram = cosine_gram(predict(model.embedder, _bootstrap_pool(seeds, dataset, local, task, partition)))
             anchoring = {protocol.GRAM: gram}
         else:
-            own = dataset.x_train[local[_own_anchors(dataset, local, task, partition)]]
+            own = _own_anchors(dataset, local, task, partition)
             anchoring = {protocol.SEEDS: predict(model.embedder, seeds), protocol.ANCHORS: predict(model.embedder, own)}
         record = ArrayRecord({name: Array(np.ascontiguousarray(a.numpy())) for name, a in anchoring.items()})
         return Message(RecordDict({protocol.METRICS: metrics, protocol.ANCHORING: record}), reply_to=msg)
     if mode == "shared":
         anchors = inputs[protocol.ANCHORS].numpy()
     else:  # class-matched
-        anchors = dataset.x_train[local[_own_anchors(dataset, local, task, partition)]]
+        anchors = _own_anchors(dataset, local, task, partition)
     samples = predict(model.embedder, inputs[protocol.SAMPLES].numpy())
     return _projection_reply(msg, task, samples, samples, predict(model.embedder, anchors), metrics)
 
@@ -122,10 +122,10 @@ def _model(dataset: Dataset, task: ConfigRecord, partition: int, context: Contex
 
 
 def _own_anchors(dataset: Dataset, local: np.ndarray, task: ConfigRecord, partition: int) -> np.ndarray:
-    """Positions in ``local`` of this client's class-matched anchors (the same every round)."""
-    return class_matched_anchors(
-        dataset.y_train[local], list(task["anchor-classes"]), seed=anchor_seed(int(task["seed"]), partition)
-    )
+    """Raw inputs of this client's class-matched anchors (the same every round)."""
+    seed = anchor_seed(int(task["seed"]), partition)
+    rows = class_matched_anchors(dataset.y_train[local], list(task["anchor-classes"]), seed=seed)
+    return dataset.x_train[local[rows]]
 
 
 def _bootstrap_pool(seeds: np.ndarray, dataset: Dataset, local: np.ndarray, task: ConfigRecord, partition: int) -> np.ndarray:

@@ -130,6 +130,7 @@ class Federation:
     samples: np.ndarray  # the evaluation samples every client projects
     labels: np.ndarray  # theirs, for scoring only; never sent
     anchor_plan: AnchorPlan
+    sent: dict[str, Array]  # raw inputs as sent: the plan's anchors (if any) and the samples, serialised once
     expected: Expected
     probes: ProbeSplit
     central: CentralizedReference | None
@@ -162,7 +163,8 @@ class Federation:
                 epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed
             )
             central = CentralizedReference(dataset, plan, embedding_dim=config.embedding_dim, encoder=config.encoder, train=train)
-        return cls(config, dataset, plan, anchors, samples, labels, anchor_plan, expected, probes, central, experiences)
+        sent = anchor_plan.inputs() | {protocol.SAMPLES: Array(np.ascontiguousarray(samples))}
+        return cls(config, dataset, plan, anchors, samples, labels, anchor_plan, sent, expected, probes, central, experiences)
 
     def _task(self, round_number: int) -> dict[str, Any]:
         values = self.config.to_mapping()
@@ -172,9 +174,8 @@ class Federation:
 
     def round_messages(self, nodes: Sequence[int], round_number: int) -> list[Message]:
         """One ``train`` message per node: the client's task, anchors and the samples to project."""
-        inputs = self.anchor_plan.inputs()
-        if self.config.anchors_mode not in TWO_PHASE_MODES:
-            inputs[protocol.SAMPLES] = Array(np.ascontiguousarray(self.samples))
+        two_phase = self.config.anchors_mode in TWO_PHASE_MODES  # samples come with the query
+        inputs = {name: array for name, array in self.sent.items() if not (two_phase and name == protocol.SAMPLES)}
         task = self._task(round_number)
         return [
             Message(
@@ -188,13 +189,13 @@ class Federation:
 
     def query_messages(self, paired: dict[int, tuple[dict, dict]], nodes: dict[int, int], round_number: int) -> list[Message]:
         """Second phase: one ``query`` message per paired partition (``nodes``: partition -> node)."""
-        task, samples = self._task(round_number), {protocol.SAMPLES: Array(np.ascontiguousarray(self.samples))}
+        task = self._task(round_number)
         return [
             Message(
                 RecordDict(
                     {
                         protocol.TASK: ConfigRecord(task | extra_task),
-                        protocol.INPUTS: ArrayRecord(self.anchor_plan.inputs() | samples | extra_inputs),
+                        protocol.INPUTS: ArrayRecord(self.sent | extra_inputs),
                     }
                 ),
                 dst_node_id=nodes[partition],
