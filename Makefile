@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint flwr-run clean
+.PHONY: demo test lint flwr-run deploy-up deploy-run deploy-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,8 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint docker/*.Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
 
 test: lint
 	$(BIN)/python -m pytest
@@ -30,6 +32,17 @@ flwr-run: $(STAMP)
 		--run-config 'out-dir="$(CURDIR)/runs/flwr" tracking-uri="sqlite:///$(CURDIR)/mlflow.db"'; status=$$?; \
 	for pid in $$(pgrep -f '[f]lower-superlink'); do case "$$before" in *" $$pid "*) ;; *) kill $$pid ;; esac; done; \
 	exit $$status
+
+# A deployed federation on this machine: SuperLink + 3 SuperNodes, TLS, node authentication (README).
+DEPLOY_DIR ?= .flwr/deployment
+deploy-up: $(STAMP)
+	$(BIN)/relatlas deploy up --dir $(DEPLOY_DIR)
+
+deploy-run: $(STAMP)
+	$(BIN)/relatlas deploy run --dir $(DEPLOY_DIR) --out runs/deployment $(RUN_ARGS)
+
+deploy-down:
+	$(BIN)/relatlas deploy down --dir $(DEPLOY_DIR)
 
 clean:
 	rm -rf runs mlruns mlflow.db .pytest_cache

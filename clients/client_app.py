@@ -11,6 +11,7 @@ anchors across clients, and a ``query`` message then asks for the projection
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,11 +26,13 @@ from benchmarks.datasets import Dataset, load_dataset
 from benchmarks.splits import plan_for_task
 from clients import protocol
 from clients.anchoring import TWO_PHASE_MODES, anchor_seed, bootstrap_candidates, translate
+from clients.checkpoint import client_state_dir, load_client_state, save_client_state
 from clients.models import Classifier, build_classifier
-from clients.payload import PayloadFormat, encode
+from clients.payload import PayloadFormat, add_gaussian_noise, encode
 from clients.training import TrainConfig, derive_seed, fit, predict
 
 MODEL_STATE, BUFFER_STATE, METRICS_STATE = "model", "replay-buffer", "train-metrics"
+NOISE_STREAM = 20_000  # seed stream of the payload noise, apart from training's
 
 app = ClientApp()
 
@@ -39,7 +42,9 @@ def train(msg: Message, context: Context) -> Message:
     """Train (``epochs`` more epochs, or the round's experience), then project the
     server's samples, or send what pairs anchors across clients (two-phase modes)."""
     task: ConfigRecord = msg.content[protocol.TASK]
+    _use_cpus(task)
     dataset, partition, local = _local_data(task, context)
+    _restore_if_resumed(task, context, partition)
     model = _model(dataset, task, partition, context)
     seed = derive_seed(int(task["seed"]), partition, int(task["round"]))
     if task["scenario"] == "continual":
@@ -47,6 +52,9 @@ def train(msg: Message, context: Context) -> Message:
     else:
         metrics = _train_static(model, task, dataset.x_train[local], dataset.y_train[local], seed)
     context.state[MODEL_STATE] = ArrayRecord(model.state_dict())
+    if bool(task["keep-state"]):
+        buffer = bytes(context.state[BUFFER_STATE]["buffer"]) if BUFFER_STATE in context.state else None
+        save_client_state(_state_dir(task, context, partition), int(task["round"]), model.state_dict(), buffer)
     metrics = MetricRecord({"partition-id": partition} | metrics)
 
     inputs: ArrayRecord = msg.content[protocol.INPUTS]
@@ -77,6 +85,7 @@ def query(msg: Message, context: Context) -> Message:
     task: ConfigRecord = msg.content[protocol.TASK]
     if MODEL_STATE not in context.state or METRICS_STATE not in context.state:
         raise RuntimeError("query before train: this client has no model trained in this run")
+    _use_cpus(task)
     dataset, partition, local = _local_data(task, context)
     model = _model(dataset, task, partition, context)
     inputs: ArrayRecord = msg.content[protocol.INPUTS]
@@ -95,6 +104,28 @@ def query(msg: Message, context: Context) -> Message:
         translated = translate(samples, predict(model.embedder, seeds), reference_seeds, str(task["translation"]))
     reference_anchors = torch.as_tensor(inputs[protocol.REFERENCE_ANCHORS].numpy(), dtype=torch.float32)
     return _projection_reply(msg, task, translated, samples, reference_anchors, context.state[METRICS_STATE])
+
+
+def _use_cpus(task: ConfigRecord) -> None:
+    """Torch threads = ``num-cpus``, on either engine: the thread count changes float
+    sums, so a deployed client then computes what a simulated one does."""
+    torch.set_num_threads(max(1, int(float(task["num-cpus"]))))
+
+
+def _state_dir(task: ConfigRecord, context: Context, partition: int) -> Path:
+    return client_state_dir(context.node_config, str(task["run-key"]), partition)
+
+
+def _restore_if_resumed(task: ConfigRecord, context: Context, partition: int) -> None:
+    """A round after the first with nothing in ``context.state`` belongs to a
+    resumed run: load the state this client saved after the previous round."""
+    round_number = int(task["round"])
+    if round_number == 1 or MODEL_STATE in context.state:
+        return
+    model, buffer = load_client_state(_state_dir(task, context, partition), round_number - 1)
+    context.state[MODEL_STATE] = ArrayRecord(model)
+    if buffer is not None:
+        context.state[BUFFER_STATE] = ConfigRecord({"buffer": buffer})
 
 
 def _local_data(task: ConfigRecord, context: Context) -> tuple[Dataset, int, np.ndarray]:
@@ -143,6 +174,10 @@ def _projection_reply(
     the run's ``payload`` says (and, if asked, ``absolute``, the client's own
     embeddings of the samples)."""
     spaces = relative_subspaces(samples, anchors, tuple(task["similarities"]))
+    sigma = float(task["payload-noise"])
+    if sigma > 0:
+        noise_seed = derive_seed(int(task["seed"]), int(metrics["partition-id"]), int(task["round"]), NOISE_STREAM)
+        spaces = add_gaussian_noise(spaces, sigma, noise_seed)
     arrays = encode(spaces, PayloadFormat.parse(str(task["payload"])))
     content = RecordDict(
         {

@@ -3,8 +3,11 @@ config values only, never pickles.
 
 Server -> client, message type ``train``:
     ``task`` (ConfigRecord): the run-config keys in ``TASK_KEYS`` plus ``round``,
-        ``similarities`` (list of str), ``send-absolute`` (bool) and, unless the
-        anchors are shared, ``anchor-classes`` (list of int: the class of anchor i);
+        ``similarities`` (list of str), ``send-absolute`` (bool), ``run-key`` (the
+        config hash, naming the client's saved state) and ``keep-state`` (bool:
+        save it, a later round may resume from it; ``clients/checkpoint.py``)
+        and, unless the anchors are shared, ``anchor-classes`` (list of int: the
+        class of anchor i);
     ``inputs`` (ArrayRecord), raw inputs: ``samples`` [N, ...] to project and
         ``anchors``: the public anchors [m, ...] (``shared``), the K public seeds
         (``bootstrapped``, ``translated``), none (``class-matched``).
@@ -41,8 +44,8 @@ HEAD_ACCURACY, AVALANCHE_PREFIX = "head-accuracy", "avalanche/"
 # The run-config keys a client needs to rebuild its data, train and anchor.
 TASK_KEYS = (
     "dataset", "data-root", "split", "num-clients", "shared-classes", "novel-classes", "alpha",
-    "anchors", "anchor-sampling", "anchors-mode", "seed-anchors", "translation", "payload",
+    "anchors", "anchor-sampling", "anchors-mode", "seed-anchors", "translation", "payload", "payload-noise",
     "seed", "epochs", "batch-size", "learning-rate", "embedding-dim", "encoder",
     "scenario", "experiences", "stream", "strategy", "regularizer", "buffer",
-    "casper-rho", "casper-classes", "casper-per-class", "casper-k",
+    "casper-rho", "casper-classes", "casper-per-class", "casper-k", "num-cpus",
 )  # fmt: skip

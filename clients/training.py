@@ -66,6 +66,8 @@ def predict(model: nn.Module, x: np.ndarray | Tensor, batch_size: int = 1024) ->
     """Apply ``model`` in evaluation mode, in batches; returns CPU float32 outputs."""
     device = device_for_worker()
     model.to(device).eval()
+    if isinstance(x, np.ndarray) and not x.flags.writeable:
+        x = x.copy()  # arrays decoded from a Flower message are read-only, which torch warns about
     inputs = torch.as_tensor(x, dtype=torch.float32)
     return torch.cat([model(chunk.to(device)).float().cpu() for chunk in inputs.split(batch_size)])
 

@@ -23,8 +23,13 @@ from benchmarks.perf import SECTIONS, PerfConfig, run_perf
 from benchmarks.splits import SplitError, plan_for_task
 from benchmarks.streams import class_schedule
 from benchmarks.sweep import SweepResources
+from server.checkpoint import resume_config
 from server.config import ConfigError, RunConfig
+from server.credentials import DEFAULT_HOSTS, generate_credentials
+from server.deployment import DeploymentError, LocalDeployment
+from server.tracking import absolute_tracking_uri
 
+DEPLOY_DIR = ".flwr/deployment"
 ALIASES = {
     "num-clients": ["--clients"], "out-dir": ["--out"], "learning-rate": ["--lr"],
     "num-cpus": ["--client-cpus"], "num-gpus": ["--client-gpus"],
@@ -48,8 +53,12 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The options given; with ``--resume DIR``, on top of that run's checkpointed config."""
     given = {f.name.replace("_", "-"): getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
-    return RunConfig.from_mapping({key: value for key, value in given.items() if value is not None})
+    given = {key: value for key, value in given.items() if value is not None}
+    if given.get("resume"):
+        return resume_config(Path(given.pop("resume")), given)
+    return RunConfig.from_mapping(given)
 
 
 def _fmt(value: Any) -> str:
@@ -104,19 +113,62 @@ def _run(args: argparse.Namespace) -> int:
 
     config = _config_from_args(args)
     _refuse_bad_data(config)
-    console = Console()
     try:
         run_simulation(config)
     except ConfigError:
         raise  # resources no Ray node has: one line, exit 2, like any bad config
     except Exception as err:  # noqa: BLE001 - reported in one line; results.json keeps finished rounds
         cause = err.__cause__ or err
-        console.print(f"[red]relatlas: run failed: {type(cause).__name__}: {cause}[/red]")
+        Console().print(f"[red]relatlas: run failed: {type(cause).__name__}: {cause}[/red]")
         return 1
-    results = json.loads((Path(config.out_dir) / "results.json").read_text())
+    return _report(Path(config.out_dir), config.tracking_uri)
+
+
+def _report(out_dir: Path, tracking_uri: str) -> int:
+    """Print a finished run's table; exit status 1 unless it completed."""
+    results = json.loads((out_dir / "results.json").read_text())
+    console = Console()
     console.print(results_table(results))
-    console.print(f"results: {Path(config.out_dir) / 'results.json'}")
-    console.print(f"MLflow run id: {results['mlflow_run_id']} ({config.tracking_uri})")
+    console.print(f"results: {out_dir / 'results.json'}")
+    console.print(f"MLflow run id: {results['mlflow_run_id']} ({tracking_uri})")
+    return 0 if results["status"] == "completed" else 1
+
+
+def _deployment(args: argparse.Namespace) -> LocalDeployment:
+    return LocalDeployment(Path(args.dir).resolve(), args.supernodes, args.port, args.supernode_port)
+
+
+def _deploy_credentials(args: argparse.Namespace) -> int:
+    print(f"credentials in {generate_credentials(Path(args.dir), args.supernodes, tuple(args.hosts))}")
+    return 0
+
+
+def _deploy_up(args: argparse.Namespace) -> int:
+    deployment = _deployment(args)
+    deployment.directory.mkdir(parents=True, exist_ok=True)
+    pids = deployment.up()
+    print(f"SuperLink on {deployment.address} (TLS, SuperNode authentication) and {args.supernodes} SuperNodes; pids {pids}")
+    print(f"logs and state in {deployment.directory}; stop with `relatlas deploy down --dir {deployment.directory}`")
+    return 0
+
+
+def _deploy_run(args: argparse.Namespace) -> int:
+    """Submit a run to the local federation; paths are resolved here, not where the SuperLink runs."""
+    deployment = _deployment(args)
+    config = _config_from_args(args)
+    recorded = deployment.recorded()
+    if config.num_clients != recorded["supernodes"]:
+        raise ConfigError(f"num-clients is {config.num_clients}, but the federation has {recorded['supernodes']} SuperNodes")
+    _refuse_bad_data(config)
+    paths = {"out-dir": str(Path(config.out_dir).resolve()), "tracking-uri": absolute_tracking_uri(config.tracking_uri)}
+    deployment.run(Path(__file__).resolve().parent.parent, config.to_mapping() | paths)
+    if not (Path(paths["out-dir"]) / "results.json").exists():
+        raise DeploymentError(f"the run wrote no results; see {deployment.directory}/superlink.log")
+    return _report(Path(paths["out-dir"]), paths["tracking-uri"])
+
+
+def _deploy_down(args: argparse.Namespace) -> int:
+    print(f"stopped {_deployment(args).down() or 'nothing'}")
     return 0
 
 
@@ -247,6 +299,25 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
     perf.set_defaults(handler=_bench_perf)
 
 
+def _add_deploy_parser(commands: argparse._SubParsersAction) -> None:
+    deploy = commands.add_parser("deploy", help="separate Flower processes on this machine: TLS, node authentication")
+    actions = deploy.add_subparsers(dest="action", required=True)
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--dir", default=DEPLOY_DIR, help=f"credentials, logs and process ids (default: {DEPLOY_DIR})")
+    where.add_argument("--supernodes", type=int, default=3)
+    where.add_argument("--port", type=int, default=LocalDeployment.port, help="the SuperLink's HTTPS port")
+    where.add_argument("--supernode-port", type=int, default=LocalDeployment.supernode_port, help="SuperNode i's: this + i")
+
+    credentials = actions.add_parser("credentials", parents=[where], help="a CA, the SuperLink's certificate, SuperNode keys")
+    credentials.add_argument("--hosts", nargs="+", default=list(DEFAULT_HOSTS), help="names the certificate is valid for")
+    credentials.set_defaults(handler=_deploy_credentials)
+    actions.add_parser("up", parents=[where], help="start the SuperLink and the SuperNodes").set_defaults(handler=_deploy_up)
+    run = actions.add_parser("run", parents=[where], help="submit a run with `flwr run` and wait for it")
+    _add_config_options(run)
+    run.set_defaults(handler=_deploy_run)
+    actions.add_parser("down", parents=[where], help="stop what `up` started").set_defaults(handler=_deploy_down)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relatlas", description="Federated aggregation of relative latent spaces.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -254,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(run)
     run.set_defaults(handler=_run)
     _add_bench_parser(commands)
+    _add_deploy_parser(commands)
     return parser
 
 
@@ -266,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, DatasetError, SplitError) as err:
+    except (ConfigError, DatasetError, SplitError, DeploymentError) as err:
         print(f"relatlas: {err}", file=sys.stderr)
         return 2
 

@@ -40,6 +40,7 @@ class RunConfig:
     translation: str = "procrustes"
     aggregation: str = "mean"
     payload: str = "fp32"  # how clients pack relative spaces: fp32, fp16, topk:K[:P]
+    payload_noise: float = 0.0  # sigma of the Gaussian noise clients add to their relative spaces
     merge_weights: str = "uniform"
     rounds: int = 1
     epochs: int = 3
@@ -72,6 +73,7 @@ class RunConfig:
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "relatlas"
     parent_run: str = ""  # MLflow run id to nest this run under (benchmark suites)
+    resume: str = ""  # the out-dir of a killed run to continue from its checkpoint (server/checkpoint.py)
 
     def __post_init__(self) -> None:
         choices = {
@@ -96,7 +98,7 @@ class RunConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_key(name)} must be positive; got {getattr(self, name)}")
-        for name in ("shared_classes", "novel_classes", "seed", "casper_rho", "num_gpus", "eval_samples"):
+        for name in ("shared_classes", "novel_classes", "seed", "casper_rho", "num_gpus", "eval_samples", "payload_noise"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{_key(name)} must be zero or more; got {getattr(self, name)}")
         if self.min_clients > self.num_clients:

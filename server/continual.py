@@ -96,9 +96,10 @@ def continual_summary(rounds: Sequence[dict], num_clients: int, experiences: int
 class ClientRuns:
     """One nested MLflow run per client, holding the Avalanche metrics it reports."""
 
-    def __init__(self, parent_run_id: str) -> None:
+    def __init__(self, parent_run_id: str, run_ids: dict[int, str] | None = None) -> None:
+        """``run_ids``: partition -> nested run id of the clients' runs so far (a resumed run)."""
         self.parent_run_id = parent_run_id
-        self.loggers: dict[int, MLflowLogger] = {}
+        self.loggers: dict[int, MLflowLogger] = {p: MLflowLogger(run_id) for p, run_id in (run_ids or {}).items()}
 
     def log_round(self, replies: Sequence[ClientReply], round_number: int) -> None:
         for reply in replies:

@@ -32,6 +32,7 @@ from clients.anchoring import TWO_PHASE_MODES
 from clients.training import TrainConfig
 from server.anchoring import AnchorPlan, pair_anchors
 from server.centralized import CentralizedReference
+from server.checkpoint import Checkpoint, check_resumable, config_hash, restore_rng_states, rng_states
 from server.config import RunConfig
 from server.continual import ClientRuns, ExperienceProbes, continual_summary, evaluate_experience, head_accuracy
 from server.evaluation import ProbeSplit, evaluate_round
@@ -149,7 +150,7 @@ class Federation:
         baselines = config.simulation_baselines and static  # the continual baseline is `relatlas bench continual`
         expected = Expected(
             required_similarities(config.aggregation), len(samples), len(anchors), config.num_clients, baselines,
-            config.anchors_mode, config.seed_anchors,
+            config.anchors_mode, config.seed_anchors, config.embedding_dim,
         )  # fmt: skip
         train_part, test_part = stratified_split(labels, PROBE_TEST_FRACTION, config.seed)
         probes = ProbeSplit(train_part, test_part, labels, dataset.num_classes, config.probe_epochs, config.seed)
@@ -170,7 +171,13 @@ class Federation:
         values = self.config.to_mapping()
         task = {key: values[key] for key in protocol.TASK_KEYS} | self.anchor_plan.task()
         similarities = list(self.expected.similarities)
-        return task | {"round": round_number, "similarities": similarities, "send-absolute": self.expected.absolute}
+        return task | {
+            "round": round_number,
+            "similarities": similarities,
+            "send-absolute": self.expected.absolute,
+            "run-key": config_hash(self.config),
+            "keep-state": round_number < self.config.num_rounds,  # a resumed run may need it
+        }
 
     def round_messages(self, nodes: Sequence[int], round_number: int) -> list[Message]:
         """One ``train`` message per node: the client's task, anchors and the samples to project."""
@@ -273,6 +280,36 @@ class Federation:
         )
         return RoundOutcome(metrics | self._round_facts(replies, round_number), merged, central)
 
+    def checkpoint(
+        self, round_number: int, results: dict, run_id: str, client_runs: ClientRuns | None, outcome: RoundOutcome
+    ) -> Checkpoint:
+        """What ``restore`` and ``last_outcome`` need to go on after ``round_number``."""
+        rng, tensors = rng_states()
+        if self.central is not None:
+            tensors |= {"central/" + name: value for name, value in self.central.model.state_dict().items()}
+        for name in ("merged", "central"):
+            if getattr(outcome, name) is not None:
+                tensors[f"outcome/{name}"] = getattr(outcome, name)
+        return Checkpoint(
+            round_number, self.config.to_mapping(), config_hash(self.config), run_id, results["rounds"], results["failures"],
+            {str(p): logger.run_id for p, logger in client_runs.loggers.items()} if client_runs else {}, rng, tensors,
+        )  # fmt: skip
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """The centralised reference's weights and the RNG states after the checkpoint's round."""
+        if self.central is not None:
+            prefix = "central/"
+            state = {name.removeprefix(prefix): t for name, t in checkpoint.tensors.items() if name.startswith(prefix)}
+            self.central.model.load_state_dict(state)
+        restore_rng_states(checkpoint.rng, checkpoint.tensors)
+
+    def last_outcome(self, checkpoint: Checkpoint | None) -> RoundOutcome | None:
+        """The checkpointed round's outcome, for the figures if no round is left to run."""
+        if checkpoint is None or not checkpoint.rounds:
+            return None
+        tensors = checkpoint.tensors
+        return RoundOutcome(checkpoint.rounds[-1], tensors.get("outcome/merged"), tensors.get("outcome/central"))
+
     @staticmethod
     def _round_facts(replies: Sequence[ClientReply], round_number: int) -> dict[str, Any]:
         return {
@@ -284,46 +321,43 @@ class Federation:
 
 
 def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
-    """Run every round of ``config`` on ``grid``; write and return the results.
+    """Run every round of ``config`` on ``grid`` (after the checkpoint's, with
+    ``config.resume``); checkpoint after each; write and return the results.
 
-    ``results.json`` is written even when a round fails, with the rounds finished so far.
+    ``results.json`` is rewritten after every round and when a round fails, so
+    finished rounds are never lost.
     """
     started = time.perf_counter()
     out_dir = Path(config.out_dir)
     federation = Federation.prepare(config)
+    resumed = Checkpoint.load(Path(config.resume)) if config.resume else None
+    if resumed is not None:
+        check_resumable(config, resumed)
+        federation.restore(resumed)
     results: dict[str, Any] = {
         "status": "running",
         "config": config.to_mapping(),
-        "rounds": [],
-        "failures": [],
+        "rounds": resumed.rounds if resumed else [],
+        "failures": resumed.failures if resumed else [],
         "note": PAPER_PROTOCOL_NOTE,
     }
-    with mlflow_run(config) as run_id:
+    outcome = federation.last_outcome(resumed)
+    with mlflow_run(config, resumed.mlflow_run_id if resumed else None) as run_id:
         results["mlflow_run_id"] = run_id
-        client_runs = ClientRuns(run_id) if config.scenario == "continual" else None
+        client_runs = None
+        if config.scenario == "continual":
+            client_runs = ClientRuns(run_id, {int(p): r for p, r in resumed.client_runs.items()} if resumed else None)
         try:
-            nodes = wait_for_nodes(grid, config.num_clients, config.min_clients, config.node_timeout)
-            log.info("%d clients connected; %d round(s) of %d epochs", len(nodes), config.num_rounds, config.epochs)
-            for round_number in range(1, config.num_rounds + 1):
-                log.info("round %d/%d: training on %d clients", round_number, config.num_rounds, len(nodes))
-                round_started = time.perf_counter()
-                replies, failures = federation.collect(grid, nodes, round_number)
-                results["failures"] += failures
-                for failure in failures:
-                    log.warning("round %d: dropped node %s: %s", round_number, failure["node"], failure["reason"])
-                if len(replies) < config.min_clients:
-                    raise FederationError(
-                        f"round {round_number}: {len(replies)} valid replies, min-clients is {config.min_clients}"
-                    )
-                if client_runs is not None:
-                    client_runs.log_round(replies, round_number)
-                outcome = federation.evaluate(replies, round_number)
-                outcome.metrics["clients_failed"] = len(failures)
-                outcome.metrics["round_seconds"] = time.perf_counter() - round_started
-                results["rounds"].append(outcome.metrics)
-                mlflow.log_metrics(scalar_metrics(outcome.metrics), step=round_number)
-                log.info("round %d: merged accuracy %.3f", round_number, outcome.metrics["merged_accuracy"])
-            if outcome.merged is not None:
+            first = len(results["rounds"]) + 1  # after a checkpoint's rounds
+            nodes = []
+            if first <= config.num_rounds:
+                nodes = wait_for_nodes(grid, config.num_clients, config.min_clients, config.node_timeout)
+                log.info("%d clients; rounds %d-%d, %d epochs each", len(nodes), first, config.num_rounds, config.epochs)
+            for round_number in range(first, config.num_rounds + 1):
+                outcome = _run_round(grid, federation, nodes, round_number, results, client_runs)
+                federation.checkpoint(round_number, results, run_id, client_runs, outcome).save(out_dir)
+                write_results(out_dir, results)
+            if outcome is not None and outcome.merged is not None:
                 _log_figures(out_dir, outcome, federation.labels)
             results["status"] = "completed"
         except Exception as err:
@@ -338,6 +372,30 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
             mlflow.log_artifact(str(write_results(out_dir, results)))
     log.info("results in %s, MLflow run %s", out_dir / "results.json", run_id)
     return results
+
+
+def _run_round(
+    grid: Grid, federation: Federation, nodes: Sequence[int], round_number: int, results: dict, client_runs: ClientRuns | None
+) -> RoundOutcome:
+    """One round: collect, drop what failed, merge and evaluate, log to MLflow."""
+    config = federation.config
+    log.info("round %d/%d: training on %d clients", round_number, config.num_rounds, len(nodes))
+    round_started = time.perf_counter()
+    replies, failures = federation.collect(grid, nodes, round_number)
+    results["failures"] += failures
+    for failure in failures:
+        log.warning("round %d: dropped node %s: %s", round_number, failure["node"], failure["reason"])
+    if len(replies) < config.min_clients:
+        raise FederationError(f"round {round_number}: {len(replies)} valid replies, min-clients is {config.min_clients}")
+    if client_runs is not None:
+        client_runs.log_round(replies, round_number)
+    outcome = federation.evaluate(replies, round_number)
+    outcome.metrics["clients_failed"] = len(failures)
+    outcome.metrics["round_seconds"] = time.perf_counter() - round_started
+    results["rounds"].append(outcome.metrics)
+    mlflow.log_metrics(scalar_metrics(outcome.metrics), step=round_number)
+    log.info("round %d: merged accuracy %.3f", round_number, outcome.metrics["merged_accuracy"])
+    return outcome
 
 
 def _finish_continual(results: dict[str, Any], config: RunConfig, client_runs: ClientRuns, out_dir: Path) -> None:

@@ -19,6 +19,7 @@ from clients.anchoring import CANDIDATES_PER_ANCHOR
 from clients.payload import INDICES, VALUES
 
 ALLOWED_DTYPES = (np.float32, np.float16, np.float64)
+HEADER_SLACK = 4096  # bytes of array headers on the wire, beyond the values
 
 
 class ReplyError(ValueError):
@@ -50,6 +51,20 @@ class Expected:
     absolute: bool
     anchors_mode: str = "shared"
     num_seeds: int = 0  # public seeds of the two-phase anchor modes
+    embedding_dim: int = 0
+
+    @property
+    def max_projection_bytes(self) -> int:
+        """The most array bytes a final reply may hold: float64 values and int64
+        indices for every anchor of every similarity, absolute embeddings in float64."""
+        relative = self.num_samples * self.num_anchors * 16 * len(self.similarities)
+        return relative + (self.num_samples * self.embedding_dim * 8 if self.absolute else 0) + HEADER_SLACK
+
+    @property
+    def max_anchoring_bytes(self) -> int:
+        """The most array bytes a first-phase reply may hold, in float64."""
+        pool = self.num_seeds + CANDIDATES_PER_ANCHOR * self.num_anchors
+        return 8 * max(pool * pool, (self.num_seeds + self.num_anchors) * self.embedding_dim) + HEADER_SLACK
 
 
 @dataclass(frozen=True)
@@ -85,19 +100,23 @@ def _array(record, key: str, what: str) -> np.ndarray:
     return array
 
 
-def _content(message: Message, records: tuple[str, ...]) -> RecordDict:
-    """The reply's records, if it is not an error and holds every one of ``records``."""
+def _content(message: Message, records: tuple[str, ...], max_bytes: int) -> RecordDict:
+    """The reply's records, if it is not an error, holds every one of ``records``
+    and no more than ``max_bytes`` of arrays (checked before anything is decoded)."""
     if message.has_error():
         raise ReplyError(error_reason(message))
     for name in records:
         if name not in message.content:
             raise ReplyError(f"reply lacks record {name!r}; has {sorted(message.content.keys())}")
+    size = sum(len(array.data) for record in message.content.array_records.values() for array in record.values())
+    if size > max_bytes:
+        raise ReplyError(f"reply holds {size:,} bytes of arrays; this round's limit is {max_bytes:,}")
     return message.content
 
 
 def parse_reply(message: Message, expected: Expected) -> ClientReply:
     """Check a reply against ``expected`` and convert it; raise ``ReplyError`` if invalid."""
-    content = _content(message, (protocol.RELATIVE, protocol.METRICS))
+    content = _content(message, (protocol.RELATIVE, protocol.METRICS), expected.max_projection_bytes)
     spaces, payload = {}, 0
     for similarity in expected.similarities:
         spaces[similarity], size = _relative_space(content[protocol.RELATIVE], similarity, expected)
@@ -153,7 +172,7 @@ def _partition(metrics: dict[str, float], expected: Expected) -> int:
 def parse_anchoring(message: Message, expected: Expected) -> AnchoringReply:
     """Check a first-phase reply: a bootstrapping pool's cosine Gram matrix, or a
     translating client's seed and anchor embeddings; raise ``ReplyError`` if invalid."""
-    content = _content(message, (protocol.ANCHORING, protocol.METRICS))
+    content = _content(message, (protocol.ANCHORING, protocol.METRICS), expected.max_anchoring_bytes)
     metrics = {key: float(value) for key, value in content[protocol.METRICS].items() if isinstance(value, (int, float))}
     partition, record = _partition(metrics, expected), content[protocol.ANCHORING]
     if expected.anchors_mode == "bootstrapped":

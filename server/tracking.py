@@ -15,17 +15,31 @@ from server.config import RunConfig
 
 
 @contextmanager
-def mlflow_run(config: RunConfig) -> Iterator[str]:
-    """Start an MLflow run with the config as params; yields its id. The run ends
-    FAILED if the body raises, FINISHED otherwise."""
+def mlflow_run(config: RunConfig, run_id: str | None = None) -> Iterator[str]:
+    """Start an MLflow run with the config as params, or continue run ``run_id`` (a
+    resumed run); yields its id. The run ends FAILED if the body raises, FINISHED otherwise."""
     mlflow.set_tracking_uri(config.tracking_uri)
     mlflow.set_experiment(config.experiment)
+    if run_id is not None:
+        with mlflow.start_run(run_id=run_id) as run:
+            mlflow.set_tag("resumed_from", config.resume)
+            yield run.info.run_id
+        return
     name = f"{config.dataset}-{config.split}-{config.aggregation}-seed{config.seed}"
     if config.scenario == "continual":
         name = f"{config.dataset}-continual-{config.strategy}-{config.regularizer}-b{config.buffer}-seed{config.seed}"
     with mlflow.start_run(run_name=name, parent_run_id=config.parent_run or None) as run:
         mlflow.log_params(config.to_mapping())
         yield run.info.run_id
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """A relative ``sqlite:///`` store resolved against this directory (for a
+    server that runs elsewhere); any other URI as given."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
 
 
 def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -18,6 +18,8 @@ from server.cli import results_table
         (["--strategy", "naive", "--regularizer", "casper"], "strategy naive has none"),
         (["--anchors-mode", "translated", "--translation", "inversion"], "needs seed-anchors >= embedding-dim"),
         (["--client-gpus", "0.5"], "num-gpus 0.5 per client, but no node of the Ray cluster has a GPU"),
+        (["--payload-noise", "-0.1"], "payload-noise must be zero or more"),
+        (["--resume", "nowhere"], "resume: nowhere holds no checkpoint"),
     ],
 )
 def test_bad_input_exits_with_one_line_before_anything_starts(tmp_path, args, message):
@@ -34,3 +36,15 @@ def test_results_table_marks_the_owner_protocol_as_leaking_labels():
     results |= {"merged_accuracy": 0.8, "client_accuracy": [0.7, None], "owner_accuracy": 0.9}
     rows = results_table(results).columns[0]._cells
     assert "merged (mean, label-free)" in rows and "owner protocol (paper; leaks labels)" in rows
+
+
+def _deploy(action: str, directory) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "server.cli", "deploy", action, "--dir", str(directory)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_deploy_run_refuses_a_federation_that_is_not_up_in_one_line(tmp_path):
+    done = _deploy("run", tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"relatlas: no federation runs from {tmp_path}: `relatlas deploy up` first"
+    assert _deploy("down", tmp_path).stdout.strip() == "stopped nothing"

@@ -142,7 +142,7 @@ def test_malformed_and_late_replies_are_dropped_with_their_reasons(tmp_path):
     reasons = {f["reason"] for f in results["failures"]}
     assert any("lacks array 'cosine'; has ['cosinus']" in r for r in reasons)
     assert any("dtype int64; expected a float array" in r for r in reasons)
-    assert any("has shape (2156, 256); expected (539, 64)" in r for r in reasons)
+    assert any("bytes of arrays; this round's limit is" in r for r in reasons)  # checked before decoding
     assert "no reply within round-timeout 40 s" in reasons
     assert len(results["failures"]) == 7 and {f["round"] for f in results["failures"]} == {1}
 

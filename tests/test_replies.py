@@ -16,7 +16,7 @@ def task_identity():
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
 
 
-EXPECTED = Expected(similarities=("cosine",), num_samples=6, num_anchors=4, num_partitions=3, absolute=True)
+EXPECTED = Expected(similarities=("cosine",), num_samples=6, num_anchors=4, num_partitions=3, absolute=True, embedding_dim=8)
 
 
 def _request() -> Message:
@@ -50,6 +50,7 @@ def test_half_precision_payload_counts_half_the_bytes():
         ({"relative": np.zeros((6, 3), np.float32)}, r"shape \(6, 3\); expected \(6, 4\)"),
         ({"relative": np.full((6, 4), np.nan, np.float32)}, "NaN or infinite"),
         ({"relative": np.zeros((6, 4), np.int64)}, "dtype int64"),
+        ({"relative": np.zeros((200, 40), np.float32)}, "holds 32,448 bytes of arrays; this round's limit is 4,864"),
         ({"absolute": np.zeros((5, 8), np.float32)}, "absolute embeddings have shape"),
         ({"drop": (protocol.ABSOLUTE,)}, "lacks the absolute embeddings"),
         ({"metrics": {"partition-id": 3, "num-examples": 5}}, "partition-id 3.0 is not one of"),

@@ -1,0 +1,142 @@
+"""Flower's deployment engine on loopback: a SuperLink and 3 SuperNodes as
+separate processes, TLS with the project's certificates, SuperNode
+authentication, the app submitted with ``flwr run``."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+import mlflow
+import psutil
+import pytest
+
+from server.config import RunConfig
+from server.credentials import CA_CERT, generate_supernode_keys
+from server.deployment import DeploymentError, LocalDeployment, port_in_use, stop_processes, write_run_config
+from server.simulation import run_simulation
+from tests.test_federation import _without_timings
+
+pytestmark = pytest.mark.deployment
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = {"epochs": 2, "probe-epochs": 10}
+
+
+def _free_port_block(count: int) -> int:
+    for base in range(21000, 40000, 50):
+        if not any(port_in_use(port) for port in range(base, base + count)):
+            return base
+    raise RuntimeError("no free ports")
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory):
+    base = _free_port_block(4)
+    deployment = LocalDeployment(tmp_path_factory.mktemp("deployment"), supernodes=3, port=base, supernode_port=base + 1)
+    pids = deployment.up()
+    try:
+        yield deployment
+    finally:
+        stopped = deployment.down()
+    assert stopped == pids
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
+
+
+def _overrides(tmp_path: Path, name: str, **values) -> dict:
+    return SMALL | values | {"out-dir": str(tmp_path / name), "tracking-uri": f"sqlite:///{tmp_path}/mlflow.db"}
+
+
+def _results(tmp_path: Path, name: str) -> dict:
+    return json.loads((tmp_path / name / "results.json").read_text())
+
+
+def test_the_superlink_speaks_tls_with_the_project_certificate_only(federation):
+    trusted = ssl.create_default_context(cafile=str(federation.certificates / CA_CERT))
+    with socket.create_connection(("127.0.0.1", federation.port)) as raw:
+        with trusted.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        with socket.create_connection(("127.0.0.1", federation.port)) as raw:
+            ssl.create_default_context().wrap_socket(raw, server_hostname="localhost")
+
+
+def test_a_deployed_run_equals_the_simulation_with_the_same_seed(federation, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    federation.run(ROOT, _overrides(tmp_path, "deployed"))
+    deployed = _results(tmp_path, "deployed")
+    assert deployed["status"] == "completed" and deployed["client_partitions"] == [0, 1, 2]
+    run = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(deployed["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+
+    run_simulation(RunConfig.from_mapping(_overrides(tmp_path, "simulated")))
+    one, two = _without_timings(deployed), _without_timings(_results(tmp_path, "simulated"))
+    for results in (one, two):
+        results["config"].pop("out-dir")
+    assert one == two
+
+
+def test_an_unregistered_supernode_cannot_join(federation, tmp_path):
+    generate_supernode_keys(tmp_path, 1)  # a valid key pair the SuperLink never registered
+    rogue = subprocess.Popen(
+        [
+            federation.executable("flower-supernode"), "--superlink", federation.address,
+            "--root-certificates", str(federation.certificates / CA_CERT), "--auth-supernode-private-key",
+            str(tmp_path / "supernode-0"), "--node-config", "partition-id=0 num-partitions=3",
+            "--port", str(_free_port_block(1)),
+        ],
+        env=federation.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        time.sleep(10)
+        assert rogue.poll() is None or rogue.returncode != 0
+        assert federation.online_nodes() == 3
+    finally:
+        stop_processes([rogue.pid])
+
+
+def test_running_on_a_stopped_federation_is_refused_in_one_line(tmp_path):
+    with pytest.raises(DeploymentError, match="no federation runs from .*: `relatlas deploy up` first"):
+        LocalDeployment(tmp_path).run(ROOT, {})
+
+
+def _is_running_clientapp(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE and "flwr-clientapp" in " ".join(process.cmdline())
+    except psutil.Error:  # it ended meanwhile
+        return False
+
+
+@pytest.mark.faults
+def test_a_client_killed_mid_round_is_dropped_and_the_round_completes(federation, tmp_path):
+    """Last in this module: it kills SuperNode 2."""
+    victim = psutil.Process(federation.recorded()["pids"][3])
+    overrides = _overrides(tmp_path, "killed", **{"round-timeout": 30.0, "simulation-baselines": False, "epochs": 3})
+    run = threading.Thread(target=federation.run, args=(ROOT, overrides))
+    run.start()
+    deadline = time.monotonic() + 120
+    while not any(_is_running_clientapp(child) for child in victim.children(recursive=True)):
+        assert time.monotonic() < deadline, "SuperNode 2 never started its ClientApp"
+        time.sleep(0.2)
+    time.sleep(1.0)  # the ClientApp is loading its data or training
+    for process in [victim, *victim.children(recursive=True)]:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    run.join(timeout=300)
+    results = _results(tmp_path, "killed")
+    assert results["status"] == "completed" and results["client_partitions"] == [0, 1]
+    assert len(results["failures"]) == 1 and results["failures"][0]["round"] == 1
+    assert results["failures"][0]["reason"]
+
+
+def test_run_config_overrides_are_written_as_toml(tmp_path):
+    values = {"dataset": 'npz:/data/a "b".npz', "epochs": 2, "learning-rate": 0.5, "client-scores": False}
+    assert tomllib.loads(write_run_config(tmp_path / "c.toml", values).read_text()) == values

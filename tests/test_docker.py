@@ -1,0 +1,51 @@
+"""The Docker files agree with each other and with the deployment they describe
+(hadolint and the compose schema run in `make lint`)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+DOCKER = Path(__file__).resolve().parent.parent / "docker"
+COMPOSE = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def _flags(service: dict) -> dict[str, str]:
+    return dict(item.removeprefix("--").partition("=")[::2] for item in service.get("command", []) if item.startswith("--"))
+
+
+@pytest.mark.parametrize("dockerfile", sorted(DOCKER.glob("*.Dockerfile")), ids=lambda p: p.name)
+def test_every_image_runs_as_a_numeric_non_root_user(dockerfile):
+    users = re.findall(r"^USER\s+(\S+)", dockerfile.read_text(), flags=re.MULTILINE)
+    assert users and re.fullmatch(r"[1-9]\d*:[1-9]\d*", users[-1])
+
+
+def test_every_built_service_has_its_dockerfile():
+    built = [service["build"]["dockerfile"] for service in SERVICES.values() if "build" in service]
+    assert built and all((DOCKER.parent / path).is_file() for path in built)
+
+
+def test_the_superlink_requires_tls_and_registered_supernodes():
+    superlink = _flags(SERVICES["superlink"])
+    assert {"ssl-ca-certfile", "ssl-certfile", "ssl-keyfile", "enable-supernode-auth"} <= set(superlink)
+    assert superlink["isolation"] == "process"  # the ServerApp runs in the serverapp service
+    assert not any("insecure" in " ".join(s.get("command", [])) for s in SERVICES.values())
+
+
+def test_three_supernodes_each_with_its_partition_and_key():
+    superlink_port = _flags(SERVICES["superlink"])["port"]
+    nodes = [_flags(SERVICES[f"supernode-{i}"]) for i in range(3)]
+    for index, node in enumerate(nodes):
+        assert node["superlink"] == f"superlink:{superlink_port}"
+        assert node["auth-supernode-private-key"] == f"/certificates/supernode-{index}"
+        assert f"partition-id={index} num-partitions=3" in node["node-config"]
+    assert _flags(SERVICES["serverapp"])["runtime-api-address"] == f"superlink:{superlink_port}"
+
+
+def test_credentials_never_enter_an_image():
+    ignored = (DOCKER.parent / ".dockerignore").read_text().splitlines()
+    assert ignored[1] == "*" and "!docker/" not in ignored

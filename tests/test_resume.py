@@ -1,0 +1,105 @@
+"""Checkpoints and ``relatlas run --resume``: a run killed after round 2 of 4
+and resumed ends with the results of a run never killed, in the same MLflow run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from server.checkpoint import CHECKPOINT_DIR, STATE_FILE, Checkpoint
+from server.cli import main
+from server.config import RunConfig
+from server.simulation import run_simulation
+from tests.test_federation import _without_timings
+
+OPTIONS = {"rounds": 4, "epochs": 1, "probe-epochs": 5, "eval-samples": 200}
+
+
+def _args(options: dict) -> list[str]:
+    return [text for key, value in options.items() for text in (f"--{key}", str(value))]
+
+
+def _kill_after_round(options: dict, out_dir: Path, round_number: int) -> int:
+    """Start ``relatlas run`` in its own process group; SIGKILL the group once the
+    checkpoint of ``round_number`` is written. Returns the round checkpointed."""
+    state = out_dir / CHECKPOINT_DIR / STATE_FILE
+    command = [sys.executable, "-m", "server.cli", "run", *_args(options)]
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (state.exists() and json.loads(state.read_text())["round"] >= round_number):
+        assert run.poll() is None and time.monotonic() < deadline, "the run ended before its checkpoint"
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    return json.loads(state.read_text())["round"]
+
+
+def _comparable(out_dir: Path) -> dict:
+    """A final ``results.json`` without timings and the paths that differ by design."""
+    results = _without_timings(json.loads((out_dir / "results.json").read_text()))
+    for key in ("out-dir", "tracking-uri", "resume"):
+        results["config"].pop(key)
+    return results
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def test_a_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    whole = RunConfig.from_mapping(OPTIONS | {"out-dir": str(tmp_path / "whole"), "tracking-uri": f"sqlite:///{tmp_path}/a.db"})
+    run_simulation(whole)
+
+    killed = OPTIONS | {"out-dir": str(tmp_path / "killed"), "tracking-uri": f"sqlite:///{tmp_path}/b.db"}
+    checkpointed = _kill_after_round(killed, tmp_path / "killed", 2)
+    assert checkpointed < 4
+    partial = json.loads((tmp_path / "killed" / "results.json").read_text())
+    assert partial["status"] == "running" and len(partial["rounds"]) == checkpointed  # finished rounds are kept
+
+    assert main(["run", "--resume", str(tmp_path / "killed")]) == 0
+    assert _comparable(tmp_path / "whole") == _comparable(tmp_path / "killed")
+
+    client = mlflow.MlflowClient(killed["tracking-uri"])
+    runs = client.search_runs([client.get_experiment_by_name("relatlas").experiment_id])
+    assert [run.info.run_id for run in runs] == [Checkpoint.load(tmp_path / "killed").mlflow_run_id]
+    assert runs[0].info.status == "FINISHED" and runs[0].data.tags["resumed_from"] == str(tmp_path / "killed")
+    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "merged_accuracy")] == [1, 2, 3, 4]
+
+
+def test_resuming_with_a_changed_config_is_refused_in_one_line(tmp_path, capsys):
+    config = RunConfig.from_mapping(
+        OPTIONS | {"rounds": 2, "out-dir": str(tmp_path / "run"), "tracking-uri": f"sqlite:///{tmp_path}/m.db"}
+    )
+    run_simulation(config)
+    assert main(["run", "--resume", str(tmp_path / "run"), "--epochs", "3"]) == 2
+    assert "resume refused: the config differs from the checkpointed run's (epochs 1 -> 3)" in capsys.readouterr().err
+    assert main(["run", "--resume", str(tmp_path / "nowhere")]) == 2
+    assert "holds no checkpoint" in capsys.readouterr().err
+
+
+def test_a_resumed_continual_run_keeps_its_client_runs_and_replay_buffers(tmp_path):
+    options = {
+        "scenario": "continual", "experiences": 3, "split": "same-classes", "strategy": "replay", "buffer": 60,
+        "epochs": 1, "probe-epochs": 5, "eval-samples": 200,
+    }  # fmt: skip
+    whole = options | {"out-dir": str(tmp_path / "whole"), "tracking-uri": f"sqlite:///{tmp_path}/a.db"}
+    run_simulation(RunConfig.from_mapping(whole))
+    killed = options | {"out-dir": str(tmp_path / "killed"), "tracking-uri": f"sqlite:///{tmp_path}/b.db"}
+    assert _kill_after_round(killed, tmp_path / "killed", 1) < 3
+
+    assert main(["run", "--resume", str(tmp_path / "killed")]) == 0
+    assert _comparable(tmp_path / "whole") == _comparable(tmp_path / "killed")
+    client = mlflow.MlflowClient(killed["tracking-uri"])
+    runs = client.search_runs([client.get_experiment_by_name("relatlas").experiment_id])
+    nested = sorted(run.info.run_name for run in runs if "mlflow.parentRunId" in run.data.tags)
+    assert nested == ["client-0", "client-1", "client-2"]
+    assert len(runs) == 4 and all(run.info.status == "FINISHED" for run in runs)
