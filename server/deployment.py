@@ -177,10 +177,11 @@ class LocalDeployment:
         )
 
     def _spawn(self, command: list[str], log_name: str) -> int:
-        log = (self.directory / f"{log_name}.log").open("ab")
-        process = subprocess.Popen(
-            command, env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.directory, start_new_session=True
-        )
+        """Start a daemon in its own session, its output appended to ``DIR/<log_name>.log``."""
+        with (self.directory / f"{log_name}.log").open("ab") as log:  # the child keeps its own handle
+            process = subprocess.Popen(
+                command, env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.directory, start_new_session=True
+            )
         return process.pid
 
     def _start_superlink(self) -> int:

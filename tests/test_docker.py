@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from flwr.common.config import parse_config_args
 
 DOCKER = Path(__file__).resolve().parent.parent / "docker"
 COMPOSE = yaml.safe_load((DOCKER / "compose.yaml").read_text())
@@ -42,7 +43,8 @@ def test_three_supernodes_each_with_its_partition_and_key():
     for index, node in enumerate(nodes):
         assert node["superlink"] == f"superlink:{superlink_port}"
         assert node["auth-supernode-private-key"] == f"/certificates/supernode-{index}"
-        assert f"partition-id={index} num-partitions=3" in node["node-config"]
+        node_config = parse_config_args([node["node-config"]])  # as flower-supernode reads it
+        assert node_config == {"partition-id": index, "num-partitions": 3, "state-dir": "/home/app/client-state"}
     assert _flags(SERVICES["serverapp"])["runtime-api-address"] == f"superlink:{superlink_port}"
 
 
