@@ -161,6 +161,8 @@ def _deploy_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"num-clients is {config.num_clients}, but the federation has {recorded['supernodes']} SuperNodes")
     _refuse_bad_data(config)
     paths = {"out-dir": str(Path(config.out_dir).resolve()), "tracking-uri": absolute_tracking_uri(config.tracking_uri)}
+    if config.resume:
+        paths["resume"] = str(Path(config.resume).resolve())
     deployment.run(Path(__file__).resolve().parent.parent, config.to_mapping() | paths)
     if not (Path(paths["out-dir"]) / "results.json").exists():
         raise DeploymentError(f"the run wrote no results; see {deployment.directory}/superlink.log")

@@ -17,6 +17,7 @@ import mlflow
 import psutil
 import pytest
 
+from server.checkpoint import resume_config
 from server.config import RunConfig
 from server.credentials import CA_CERT, generate_supernode_keys
 from server.deployment import DeploymentError, LocalDeployment, port_in_use, stop_processes, write_run_config
@@ -106,10 +107,50 @@ def test_running_on_a_stopped_federation_is_refused_in_one_line(tmp_path):
         LocalDeployment(tmp_path).run(ROOT, {})
 
 
-def _is_running_clientapp(process: psutil.Process) -> bool:
+def test_a_deployed_run_whose_serverapp_is_killed_resumes_to_the_simulated_numbers(federation, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    options = {"rounds": 3, "epochs": 1, "probe-epochs": 5, "eval-samples": 200}
+    overrides = _overrides(tmp_path, "resumed", **options)
+    ended: list[str] = []  # how `flwr run` ended once its ServerApp died: it may report the failure
+    run = threading.Thread(target=_submit, args=(federation, overrides, ended))
+    run.start()
+    state = tmp_path / "resumed" / "checkpoint" / "state.json"
+    deadline = time.monotonic() + 180
+    while not (state.exists() and json.loads(state.read_text())["round"] >= 1):
+        assert run.is_alive() and time.monotonic() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.05)
+    superlink = psutil.Process(federation.recorded()["pids"][0])
+    for process in superlink.children(recursive=True):
+        if _is_process(process, "flwr-serverapp"):
+            process.kill()
+    run.join(timeout=300)  # `flwr run` ends once the SuperLink notices, about a minute later
+    assert ended and json.loads(state.read_text())["round"] < 3
+
+    federation.run(ROOT, resume_config(tmp_path / "resumed", {}).to_mapping())
+    run_simulation(RunConfig.from_mapping(_overrides(tmp_path, "simulated", **options)))
+    one, two = _without_timings(_results(tmp_path, "resumed")), _without_timings(_results(tmp_path, "simulated"))
+    for results in (one, two):
+        for key in ("out-dir", "resume"):
+            results["config"].pop(key)
+    assert one == two and [r["round"] for r in one["rounds"]] == [1, 2, 3]
+    tracking = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    resumed = tracking.get_run(_results(tmp_path, "resumed")["mlflow_run_id"])
+    assert resumed.info.status == "FINISHED" and resumed.data.tags["resumed_from"] == str(tmp_path / "resumed")
+
+
+def _submit(federation: LocalDeployment, overrides: dict, ended: list[str]) -> None:
     try:
-        return process.status() != psutil.STATUS_ZOMBIE and "flwr-clientapp" in " ".join(process.cmdline())
-    except psutil.Error:  # it ended meanwhile
+        federation.run(ROOT, overrides)
+        ended.append("completed")
+    except DeploymentError as err:
+        ended.append(str(err))
+
+
+def _is_process(process: psutil.Process, name: str) -> bool:
+    """Whether ``process`` is a live ``name`` (it may end while we look)."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE and name in " ".join(process.cmdline())
+    except psutil.Error:
         return False
 
 
@@ -121,7 +162,7 @@ def test_a_client_killed_mid_round_is_dropped_and_the_round_completes(federation
     run = threading.Thread(target=federation.run, args=(ROOT, overrides))
     run.start()
     deadline = time.monotonic() + 120
-    while not any(_is_running_clientapp(child) for child in victim.children(recursive=True)):
+    while not any(_is_process(child, "flwr-clientapp") for child in victim.children(recursive=True)):
         assert time.monotonic() < deadline, "SuperNode 2 never started its ClientApp"
         time.sleep(0.2)
     time.sleep(1.0)  # the ClientApp is loading its data or training
