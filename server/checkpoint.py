@@ -87,9 +87,12 @@ class Checkpoint:
         if not (directory / STATE_FILE).exists():
             where = f"{CHECKPOINT_DIR}/{STATE_FILE}"
             raise ConfigError(f"resume: {out_dir} holds no checkpoint ({where}); was it a relatlas run's out-dir?")
-        state = json.loads((directory / STATE_FILE).read_text())
-        tensors = torch.load(directory / state.pop("tensors_file"), weights_only=True)
-        return cls(**state, tensors=tensors)
+        try:
+            state = json.loads((directory / STATE_FILE).read_text())
+            tensors = torch.load(directory / state.pop("tensors_file"), weights_only=True)
+            return cls(**state, tensors=tensors)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+            raise ConfigError(f"resume: the checkpoint in {directory} cannot be read ({type(err).__name__}: {err})") from None
 
 
 def resume_config(out_dir: Path, given: dict[str, Any]) -> RunConfig:

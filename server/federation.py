@@ -10,6 +10,7 @@ i.e. ``replies.parse_reply``) -> ``Federation.evaluate``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -167,6 +168,11 @@ class Federation:
         sent = anchor_plan.inputs() | {protocol.SAMPLES: Array(np.ascontiguousarray(samples))}
         return cls(config, dataset, plan, anchors, samples, labels, anchor_plan, sent, expected, probes, central, experiences)
 
+    @functools.cached_property
+    def run_key(self) -> str:
+        """The config hash: names the clients' saved state and the checkpoint's run."""
+        return config_hash(self.config)
+
     def _task(self, round_number: int) -> dict[str, Any]:
         values = self.config.to_mapping()
         task = {key: values[key] for key in protocol.TASK_KEYS} | self.anchor_plan.task()
@@ -175,7 +181,7 @@ class Federation:
             "round": round_number,
             "similarities": similarities,
             "send-absolute": self.expected.absolute,
-            "run-key": config_hash(self.config),
+            "run-key": self.run_key,
             "keep-state": round_number < self.config.num_rounds,  # a resumed run may need it
         }
 
@@ -291,7 +297,7 @@ class Federation:
             if getattr(outcome, name) is not None:
                 tensors[f"outcome/{name}"] = getattr(outcome, name)
         return Checkpoint(
-            round_number, self.config.to_mapping(), config_hash(self.config), run_id, results["rounds"], results["failures"],
+            round_number, self.config.to_mapping(), self.run_key, run_id, results["rounds"], results["failures"],
             {str(p): logger.run_id for p, logger in client_runs.loggers.items()} if client_runs else {}, rng, tensors,
         )  # fmt: skip
 

@@ -23,6 +23,13 @@ def test_a_checkpoint_round_trips_and_keeps_only_its_own_tensors(tmp_path):
     assert sorted(p.name for p in (tmp_path / "checkpoint").iterdir()) == ["state.json", "tensors-2.pt"]
 
 
+def test_an_unreadable_checkpoint_is_refused_in_one_line(tmp_path):
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "state.json").write_text("{ half a file")
+    with pytest.raises(ConfigError, match="resume: the checkpoint in .* cannot be read \\(JSONDecodeError"):
+        Checkpoint.load(tmp_path)
+
+
 def test_restored_rng_states_repeat_the_same_draws(tmp_path):
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     _checkpoint(1, RunConfig()).save(tmp_path)
