@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from aggregation.bootstrap import bootstrap_anchors, cosine_gram
-from aggregation.measures import matched_cosine, retrieval_top1
+from aggregation.measures import centred_cosine, matched_cosine, retrieval_top1
 from benchmarks.datasets import Dataset, load_dataset
 from benchmarks.splits import FederationPlan, plan_for_task
 from benchmarks.suite import grouped_table, run_sweep
@@ -86,15 +86,12 @@ class AnchorSuiteConfig:
         return trials
 
     def run_configs(self) -> list[tuple[str, int | None, RunConfig]]:
-        """(mode, K, config) of every federation, validated before anything starts.
-        Inversion needs K >= the embedding width, so smaller K have no inversion run."""
+        """(mode, K, config) of every federation, validated before anything starts."""
         unknown = sorted(set(self.modes) - set(MODES))
         if unknown:
             raise ConfigError(f"unknown modes {unknown}; choose from {', '.join(MODES)}")
         grid = [(mode, None) for mode in ("shared", "class-matched")]
-        grid += [
-            (mode, k) for k in self.seed_counts for mode in MODES[2:] if mode != "translated-inversion" or k >= self.embedding_dim
-        ]
+        grid += [(mode, k) for k in self.seed_counts for mode in MODES[2:]]
         runs = []
         for seed, (mode, k) in itertools.product(self.seeds, grid):
             if mode not in self.modes:
@@ -131,7 +128,7 @@ def translation_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpu
         _quality("constant (target mean)", None, floor, target, seed),
     ]
     for k in suite.translation_counts:
-        for method in ("procrustes", "inversion") if k >= target.shape[1] else ("procrustes",):  # inversion needs K >= d
+        for method in ("procrustes", "inversion"):
             records.append(_quality(method, k, translate(source, seeds_source[:k], seeds_target[:k], method), target, seed))
         if k < suite.anchors:
             pairs = _bootstrapped_pairs(data, plan, encoders, public[:k], suite.anchors, config.seed)
@@ -151,10 +148,9 @@ def translation_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpu
 def _quality(method: str, k: int | None, translated: Tensor, target: Tensor, seed: int) -> dict[str, Any]:
     """Mean cosine to the true embeddings, raw and with the true embeddings' mean
     removed from both (embeddings share a large mean direction), and retrieval top-1."""
-    centre = target.mean(dim=0)
     return {
         "method": method, "K": k, "seed": seed, "mean_cosine": matched_cosine(translated, target),
-        "centred_cosine": matched_cosine(translated - centre, target - centre),
+        "centred_cosine": centred_cosine(translated, target),
         "retrieval_top1": retrieval_top1(translated, target),
     }  # fmt: skip
 

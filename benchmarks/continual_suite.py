@@ -24,7 +24,7 @@ from benchmarks.splits import plan_for_task
 from benchmarks.streams import DatasetRef, class_schedule, client_stream
 from benchmarks.suite import grouped_table, run_sweep
 from benchmarks.sweep import SweepResources, Trial
-from clients.continual import ContinualConfig, build_strategy, train_experience
+from clients.continual import REGULARIZERS, ContinualConfig, build_strategy, train_experience
 from clients.models import build_classifier
 from clients.training import derive_seed
 from server.config import ConfigError, RunConfig
@@ -36,7 +36,7 @@ CENTRAL_ID = 10_000  # seed stream of the single learner, apart from the clients
 
 @dataclass(frozen=True)
 class SuiteConfig:
-    """The grid: settings x strategies x {none, casper} x buffers x seeds."""
+    """The grid: settings x strategies x buffers x regularizers x seeds."""
 
     dataset: str = "fashion-mnist"
     data_root: str = ""
@@ -45,13 +45,14 @@ class SuiteConfig:
     buffers: tuple[int, ...] = (200, 500)
     seeds: tuple[int, ...] = (0, 1, 2)
     settings: tuple[str, ...] = SETTINGS
+    regularizers: tuple[str, ...] = REGULARIZERS
     num_clients: int = 3
     epochs: int = 1
     encoder: str = "mlp"
     probe_epochs: int = 30
     casper_rho: float = RunConfig.casper_rho
     casper_classes: int = RunConfig.casper_classes
-    casper_per_class: int = RunConfig.casper_per_class
+    casper_batch: int = RunConfig.casper_batch
     casper_k: int = RunConfig.casper_k
     out_dir: str = "runs/bench-continual"
     tracking_uri: str = "sqlite:///mlflow.db"
@@ -82,13 +83,13 @@ class SuiteConfig:
         if unknown:
             raise ConfigError(f"unknown settings {unknown}; choose from {', '.join(SETTINGS)}")
         runs = []
-        grid = itertools.product(self.settings, self.strategies, self.buffers, ("none", "casper"), self.seeds)
+        grid = itertools.product(self.settings, self.strategies, self.buffers, self.regularizers, self.seeds)
         for setting, strategy, buffer, regularizer, seed in grid:
             config = RunConfig(
                 dataset=self.dataset, data_root=self.data_root, split="same-classes", num_clients=self.num_clients,
                 scenario="continual", experiences=self.experiences, strategy=strategy, regularizer=regularizer,
                 buffer=buffer, epochs=self.epochs, encoder=self.encoder, probe_epochs=self.probe_epochs, seed=seed,
-                casper_rho=self.casper_rho, casper_classes=self.casper_classes, casper_per_class=self.casper_per_class,
+                casper_rho=self.casper_rho, casper_classes=self.casper_classes, casper_batch=self.casper_batch,
                 casper_k=self.casper_k, tracking_uri=self.tracking_uri, experiment=self.experiment,
                 out_dir=str(Path(self.out_dir) / f"{setting}-{strategy}-{regularizer}-b{buffer}-seed{seed}"),
             )  # fmt: skip
@@ -105,13 +106,13 @@ def run_centralised(config: RunConfig, parent_run_id: str) -> dict[str, Any]:
     local = np.unique(np.concatenate(plan.client_indices))
     schedule = class_schedule(data.num_classes, config.experiences, config.stream, config.seed)
     benchmark = client_stream(ref, local, schedule, config.stream, config.seed)
+    seed = derive_seed(config.seed, CENTRAL_ID)
     model = build_classifier(
-        data.input_shape, data.num_classes, embedding_dim=config.embedding_dim, encoder=config.encoder,
-        seed=derive_seed(config.seed, CENTRAL_ID),
-    )  # fmt: skip
+        data.input_shape, data.num_classes, embedding_dim=config.embedding_dim, encoder=config.encoder, seed=seed
+    )
     logger = MLflowLogger.nested(parent_run_id, Path(config.out_dir).name)
     logger.log_params(config.to_mapping())
-    strategy = build_strategy(model, ContinualConfig.from_mapping(config.to_mapping()), loggers=[logger])
+    strategy = build_strategy(model, ContinualConfig.from_mapping(config.to_mapping()), seed=seed, loggers=[logger])
     rows, seconds = [], 0.0
     for index in range(config.experiences):
         result = train_experience(strategy, benchmark, index, derive_seed(config.seed, CENTRAL_ID, index + 1))

@@ -26,13 +26,15 @@ def mean_std(values: Sequence[float | None]) -> str:
     return f"{statistics.mean(values):.3f} ± {spread:.3f}"
 
 
-def grouped_table(records: Sequence[Mapping[str, Any]], keys: Sequence[str], columns: Mapping[str, str]) -> str:
+def grouped_table(
+    records: Sequence[Mapping[str, Any]], keys: Sequence[str], columns: Mapping[str, str], count: str = "seeds"
+) -> str:
     """Markdown: one row per distinct ``keys`` (in order of first appearance), each
-    of ``columns`` (label -> record key) as mean ± std over the group, then the group's size."""
+    of ``columns`` (label -> record key) as mean ± std over the group, then the group's size (column ``count``)."""
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for record in records:
         groups.setdefault(tuple(record[k] for k in keys), []).append(record)
-    header = [*keys, *columns, "seeds"]
+    header = [*keys, *columns, count]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, group in groups.items():
         cells = [str("-" if k is None else k) for k in key]

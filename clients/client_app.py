@@ -218,7 +218,7 @@ def _train_continual(model: Classifier, task: ConfigRecord, local: np.ndarray, c
     ref = DatasetRef(str(task["dataset"]), str(task["data-root"]), int(task["seed"]))
     schedule = class_schedule(ref.load().num_classes, int(task["experiences"]), stream, int(task["seed"]))
     benchmark = client_stream(ref, local, schedule, stream, int(task["seed"]))
-    strategy = build_strategy(model, config)
+    strategy = build_strategy(model, config, seed=seed)
     if BUFFER_STATE in context.state:
         restore_buffer(strategy, bytes(context.state[BUFFER_STATE]["buffer"]))
     index = int(task["round"]) - 1

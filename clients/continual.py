@@ -25,11 +25,12 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
 from benchmarks.casper import CaSpeRPlugin
-from clients.training import device_for_worker
+from clients.training import derive_seed, device_for_worker
 
 STRATEGIES = ("naive", "replay", "er-ace", "der")
 REGULARIZERS = ("none", "casper")
 EVAL_BATCH = 1024
+CASPER_STREAM = 30_000  # seed stream of CaSpeR's graph batches, apart from training's
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,8 @@ class ContinualConfig:
     batch_size: int = 64
     learning_rate: float = 1e-3
     casper_rho: float = 0.01
-    casper_classes: int = 5
-    casper_per_class: int = 16
+    casper_classes: int = 0  # 0: the classes of the experience being trained
+    casper_batch: int = 0  # 0: batch_size
     casper_k: int = 10
 
     @classmethod
@@ -58,12 +59,18 @@ def head_accuracy_key(experience: int) -> str:
     return f"Top1_Acc_Exp/eval_phase/test_stream/Exp{experience:03d}"
 
 
-def build_strategy(model: nn.Module, config: ContinualConfig, loggers: Sequence[BaseLogger] = ()) -> SupervisedTemplate:
-    """The Avalanche strategy of ``config``, with CaSpeR attached if asked, and an
-    evaluator that records accuracy and loss per experience."""
+def build_strategy(
+    model: nn.Module, config: ContinualConfig, *, seed: int, loggers: Sequence[BaseLogger] = ()
+) -> SupervisedTemplate:
+    """The Avalanche strategy of ``config``, with CaSpeR attached if asked (its
+    generator seeded from the learner's ``seed``), and an evaluator that records
+    accuracy and loss per experience."""
     plugins = []
     if config.regularizer == "casper":
-        plugins.append(CaSpeRPlugin(config.casper_rho, config.casper_classes, config.casper_per_class, config.casper_k))
+        casper = CaSpeRPlugin(
+            config.casper_rho, config.casper_classes, config.casper_batch, config.casper_k, seed=derive_seed(seed, CASPER_STREAM)
+        )
+        plugins.append(casper)
     elif config.regularizer != "none":
         raise ValueError(f"unknown regularizer {config.regularizer!r}; choose from {', '.join(REGULARIZERS)}")
     with warnings.catch_warnings():  # Avalanche warns when no logger is given; clients report metrics instead

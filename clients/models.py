@@ -55,8 +55,13 @@ def build_classifier(
         return _build(input_shape, num_classes, embedding_dim, encoder, hidden_dim)
 
 
+def takes_cnn(input_shape: tuple[int, ...]) -> bool:
+    """Whether the CNN fits the input: [C, H, W] images with H = W >= 28."""
+    return len(input_shape) == 3 and input_shape[1] == input_shape[2] and input_shape[1] >= 28
+
+
 def _build(input_shape: tuple[int, ...], num_classes: int, embedding_dim: int, encoder: Encoder, hidden_dim: int) -> Classifier:
-    is_image = len(input_shape) == 3 and input_shape[1] == input_shape[2] and input_shape[1] >= 28
+    is_image = takes_cnn(input_shape)
     kind = ("cnn" if is_image else "mlp") if encoder == "auto" else encoder
     if kind == "cnn":
         if not is_image:

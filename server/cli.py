@@ -21,6 +21,7 @@ from benchmarks.continual_suite import SuiteConfig, run_suite
 from benchmarks.datasets import DatasetError, load_dataset
 from benchmarks.perf import SECTIONS, PerfConfig, run_perf
 from benchmarks.splits import SplitError, plan_for_task
+from benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
 from benchmarks.streams import class_schedule
 from benchmarks.sweep import SweepResources
 from server.checkpoint import resume_config
@@ -80,11 +81,14 @@ def results_table(results: dict[str, Any]) -> Table:
         (f"merged ({aggregation}, label-free)", "merged_accuracy"),
         ("each client's own space", "client_accuracy"),
         ("merged head on each client (stitching)", "stitched_accuracy"),
+        ("stitching, on the classes each client trained on", "stitched_own_classes_accuracy"),
+        ("stitching, on the classes each client never saw", "stitched_other_classes_accuracy"),
         ("concatenated relative spaces", "concat_accuracy"),
         ("concatenated absolute embeddings", "concat_absolute_accuracy"),
         ("centralised end-to-end", "centralized_accuracy"),
         ("linear CKA(merged, centralised)", "cka_merged_centralized"),
         ("owner protocol (paper; leaks labels)", "owner_accuracy"),
+        ("owner protocol, owners shuffled (control)", "owner_shuffled_accuracy"),
         ("continual: merged average accuracy", "average_accuracy"),
         ("continual: merged forgetting", "forgetting"),
         ("continual: each local model's average accuracy", "client_average_accuracy"),
@@ -200,9 +204,10 @@ def _bench_atlas(args: argparse.Namespace) -> int:
 def _bench_continual(args: argparse.Namespace) -> int:
     suite = SuiteConfig(
         dataset=args.dataset, data_root=args.data_root, experiences=args.experiences, strategies=tuple(args.strategies),
-        buffers=tuple(args.buffers), seeds=tuple(args.seeds), settings=tuple(args.settings), num_clients=args.clients,
-        epochs=args.epochs, out_dir=args.out, tracking_uri=args.tracking_uri, casper_rho=args.casper_rho,
-        casper_classes=args.casper_classes, casper_per_class=args.casper_per_class, casper_k=args.casper_k,
+        buffers=tuple(args.buffers), seeds=tuple(args.seeds), settings=tuple(args.settings),
+        regularizers=tuple(args.regularizers), num_clients=args.clients, epochs=args.epochs, encoder=args.encoder,
+        out_dir=args.out, tracking_uri=args.tracking_uri, casper_rho=args.casper_rho, casper_classes=args.casper_classes,
+        casper_batch=args.casper_batch, casper_k=args.casper_k,
     )  # fmt: skip
     resources, trials = _resources(args), suite.trials()
     _announce("continual", [config for _, config in suite.run_configs()], len(trials), suite.out_dir)
@@ -220,6 +225,18 @@ def _bench_anchors(args: argparse.Namespace) -> int:
     _announce("anchors", [config for _, _, config in suite.run_configs()], len(trials), suite.out_dir)
     run_anchor_suite(suite, resources)
     return 0
+
+
+def _bench_stitching(args: argparse.Namespace) -> int:
+    suite = StitchingSuiteConfig(
+        dataset=args.dataset, data_root=args.data_root, seeds=tuple(args.seeds), cnn_seeds=tuple(args.cnn_seeds),
+        epochs=args.epochs, train_samples=args.train_samples, anchors=args.anchors,
+        translation_anchors=tuple(args.translation_anchors), out_dir=args.out, tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+    )  # fmt: skip
+    resources, trials = _resources(args), suite.trials(suite.load())  # bad data or sizes fail here, before Ray starts
+    print(f"relatlas bench stitching: {len(trials)} encoders, results in {suite.out_dir}/table.md", flush=True)
+    return 0 if "summary" in run_stitching_suite(suite, resources) else 1
 
 
 def _bench_perf(args: argparse.Namespace) -> int:
@@ -244,7 +261,8 @@ def _add_sweep_options(parser: argparse.ArgumentParser, defaults: Any) -> None:
     parser.add_argument("--ray-address", default="", help="join this Ray cluster (default: RAY_ADDRESS, else a local instance)")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs each parallel trial holds (default: 1)")
     parser.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs each parallel trial holds (default: 0)")
-    parser.add_argument("--clients", type=int, default=defaults.num_clients)
+    if hasattr(defaults, "num_clients"):  # suites of federations
+        parser.add_argument("--clients", type=int, default=defaults.num_clients)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--data-root", default=defaults.data_root)
     parser.add_argument("--out", default=defaults.out_dir)
@@ -271,9 +289,11 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
     continual.add_argument("--strategies", nargs="+", default=list(defaults.strategies))
     continual.add_argument("--buffers", nargs="+", type=int, default=list(defaults.buffers))
     continual.add_argument("--settings", nargs="+", default=list(defaults.settings))
+    continual.add_argument("--regularizers", nargs="+", default=list(defaults.regularizers))
+    continual.add_argument("--encoder", default=defaults.encoder, help=f"auto, mlp or cnn (default: {defaults.encoder})")
     continual.add_argument("--casper-rho", type=float, default=defaults.casper_rho)
-    continual.add_argument("--casper-classes", type=int, default=defaults.casper_classes)
-    continual.add_argument("--casper-per-class", type=int, default=defaults.casper_per_class)
+    continual.add_argument("--casper-classes", type=int, default=defaults.casper_classes, help="0: classes per experience")
+    continual.add_argument("--casper-batch", type=int, default=defaults.casper_batch, help="0: the training batch size")
     continual.add_argument("--casper-k", type=int, default=defaults.casper_k)
     _add_sweep_options(continual, defaults)
     continual.set_defaults(handler=_bench_continual)
@@ -288,6 +308,17 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
     anchors.add_argument("--modes", nargs="+", default=list(defaults.modes), help="federations to run (default: all)")
     _add_sweep_options(anchors, defaults)
     anchors.set_defaults(handler=_bench_anchors)
+
+    stitching = suites.add_parser("stitching", help="zero-shot stitching: heads of one encoder's space on another encoder's")
+    defaults = StitchingSuiteConfig()
+    stitching.add_argument("--dataset", default=defaults.dataset)
+    stitching.add_argument("--cnn-seeds", nargs="*", type=int, default=list(defaults.cnn_seeds), help="CNNs (--seeds: MLPs)")
+    stitching.add_argument("--train-samples", type=int, default=defaults.train_samples, help="training subset (0: all)")
+    stitching.add_argument("--anchors", type=int, default=defaults.anchors)
+    stitching.add_argument("--translation-anchors", nargs="+", type=int, default=list(defaults.translation_anchors))
+    stitching.add_argument("--experiment", default=defaults.experiment)
+    _add_sweep_options(stitching, defaults)
+    stitching.set_defaults(handler=_bench_stitching)
 
     perf = suites.add_parser("perf", help="kernel speed, Flower overhead, scale and payload sizes; perf.json and a table")
     defaults = PerfConfig()

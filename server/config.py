@@ -65,8 +65,8 @@ class RunConfig:
     regularizer: str = ContinualConfig.regularizer
     buffer: int = ContinualConfig.buffer
     casper_rho: float = ContinualConfig.casper_rho
-    casper_classes: int = ContinualConfig.casper_classes
-    casper_per_class: int = ContinualConfig.casper_per_class
+    casper_classes: int = ContinualConfig.casper_classes  # 0: the classes of the experience being trained
+    casper_batch: int = ContinualConfig.casper_batch  # 0: batch-size
     casper_k: int = ContinualConfig.casper_k
     simulation_baselines: bool = True
     out_dir: str = "runs/latest"
@@ -94,11 +94,12 @@ class RunConfig:
                 raise ConfigError(f"{_key(name)} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         positive = ("num_clients", "anchors", "rounds", "epochs", "batch_size", "embedding_dim", "min_clients",
                     "probe_epochs", "learning_rate", "seed_anchors", "num_cpus", "node_timeout", "round_timeout", "alpha",
-                    "experiences", "buffer", "casper_classes", "casper_per_class", "casper_k")  # fmt: skip
+                    "experiences", "buffer", "casper_k")  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_key(name)} must be positive; got {getattr(self, name)}")
-        for name in ("shared_classes", "novel_classes", "seed", "casper_rho", "num_gpus", "eval_samples", "payload_noise"):
+        for name in ("shared_classes", "novel_classes", "seed", "casper_rho", "casper_classes", "casper_batch", "num_gpus",
+                     "eval_samples", "payload_noise"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{_key(name)} must be zero or more; got {getattr(self, name)}")
         if self.min_clients > self.num_clients:
@@ -120,6 +121,12 @@ class RunConfig:
             raise ConfigError(
                 "regularizer casper draws its batches from a replay buffer; strategy naive has none: use replay, er-ace or der"
             )
+        graph_batch = self.casper_batch or self.batch_size
+        if self.regularizer == "casper" and not self.casper_k < graph_batch >= self.casper_classes + 2:
+            raise ConfigError(
+                f"a CaSpeR graph batch of {graph_batch} (casper-batch, or batch-size if 0) needs casper-k below it "
+                f"and casper-classes + 2 at most; got casper-k {self.casper_k}, casper-classes {self.casper_classes}"
+            )
 
     def _check_anchors_mode(self) -> None:
         if self.anchors_mode != "shared" and self.split == "disjoint-classes":
@@ -130,10 +137,6 @@ class RunConfig:
             raise ConfigError("anchors-mode bootstrapped matches clients to each other: set min-clients >= 2")
         if self.anchors_mode in TWO_PHASE_MODES and self.seed_anchors > self.anchors:
             raise ConfigError(f"seed-anchors ({self.seed_anchors}) cannot exceed anchors ({self.anchors}): seeds are anchors")
-        if self.anchors_mode == "translated" and self.translation == "inversion" and self.seed_anchors < self.embedding_dim:
-            raise ConfigError(
-                f"translation inversion needs seed-anchors >= embedding-dim; got {self.seed_anchors} < {self.embedding_dim}"
-            )
 
     @property
     def num_rounds(self) -> int:

@@ -4,7 +4,8 @@ the centralised space, on a seeded split of the evaluation samples.
 Headline: ``merged_accuracy``, the label-free merge (every client projects every
 sample, the server merges without labels). ``owner_accuracy`` reproduces the
 paper's protocol, which picks each sample's source client by its label, and is
-reported only as that.
+reported only as that; ``owner_shuffled_accuracy`` is its control, the same
+label-chosen pick from a client that does not own the class.
 """
 
 from __future__ import annotations
@@ -32,9 +33,13 @@ class Probe:
     mean: Tensor
     std: Tensor
 
-    def accuracy(self, features: Tensor, labels: np.ndarray) -> float:
+    def correct(self, features: Tensor, labels: np.ndarray) -> np.ndarray:
+        """Per sample: whether the probe predicts its label."""
         logits = predict(self.model, (features - self.mean) / self.std)
-        return float((logits.argmax(dim=1).numpy() == labels).mean())
+        return logits.argmax(dim=1).numpy() == labels
+
+    def accuracy(self, features: Tensor, labels: np.ndarray) -> float:
+        return float(self.correct(features, labels).mean())
 
 
 def train_probe(features: Tensor, labels: np.ndarray, num_classes: int, *, epochs: int, seed: int) -> Probe:
@@ -67,6 +72,17 @@ class ProbeSplit:
     def accuracy(self, space: Tensor) -> float:
         return self.score(self.fit(space), space)
 
+    def stitching(self, probe: Probe, space: Tensor, classes: Sequence[int]) -> tuple[float, float | None, float | None]:
+        """(all, ``classes``, other classes) accuracy of ``probe`` on ``space``: a client's
+        space is scored apart on the classes it trained on, since it never saw the others."""
+        correct = probe.correct(space[self.test], self.labels[self.test])
+        seen = np.isin(self.labels[self.test], classes)
+        return float(correct.mean()), _mean_or_none(correct[seen]), _mean_or_none(correct[~seen])
+
+
+def _mean_or_none(values: np.ndarray) -> float | None:
+    return float(values.mean()) if values.size else None
+
 
 def owner_masks(plan: FederationPlan, partitions: Sequence[int], labels: np.ndarray) -> Tensor:
     """[K, N]: client k "owns" sample i if its task holds the sample's class (all
@@ -75,6 +91,15 @@ def owner_masks(plan: FederationPlan, partitions: Sequence[int], labels: np.ndar
     orphans = ~masks.any(dim=0)
     masks[:, orphans] = True
     return masks
+
+
+def shuffled_owner_masks(masks: Tensor) -> Tensor:
+    """``owner_masks`` with client k's samples given to client k+1 (mod K), a fixed
+    derangement of the clients that answered: a class only some clients own gets
+    another owner set (a one-owner class, e.g. a novel class, a non-owner), still
+    chosen by its label; a class all clients own stays with all. The control of the owner protocol: if it scores as high, the
+    protocol's score comes from the label-chosen pick, not from the owner's space."""
+    return masks.roll(1, dims=0)
 
 
 def evaluate_round(
@@ -99,13 +124,20 @@ def evaluate_round(
     merged = aggregate(aggregation, spaces, weights=weights)
     merged_probe = probes.fit(merged)
     own = [aggregate(aggregation, [space]) for space in spaces] if client_scores else []
+    stitched = [
+        probes.stitching(merged_probe, space, plan.client_classes[p]) if space.shape == merged.shape else (None, None, None)
+        for space, p in zip(own, partitions)
+    ]
     metrics: dict[str, object] = {
         "merged_accuracy": probes.score(merged_probe, merged),
         "client_partitions": list(partitions),
         "client_accuracy": [probes.accuracy(space) for space in own],
-        "stitched_accuracy": [probes.score(merged_probe, space) if space.shape == merged.shape else None for space in own],
+        "stitched_accuracy": [total for total, _, _ in stitched],
+        "stitched_own_classes_accuracy": [seen for _, seen, _ in stitched],
+        "stitched_other_classes_accuracy": [other for _, _, other in stitched],
         "concat_accuracy": None,
         "owner_accuracy": None,
+        "owner_shuffled_accuracy": None,
     }
     if aggregation == "concat":  # the merge is the concat baseline; do not train its probe twice
         metrics["concat_accuracy"] = metrics["merged_accuracy"]
@@ -113,7 +145,8 @@ def evaluate_round(
         if client_scores:
             metrics["concat_accuracy"] = probes.accuracy(aggregate("concat", spaces))
         masks = owner_masks(plan, partitions, probes.labels)
-        metrics["owner_accuracy"] = probes.accuracy(aggregate(aggregation, spaces, weights=weights, masks=masks))
+        for key, chosen in (("owner_accuracy", masks), ("owner_shuffled_accuracy", shuffled_owner_masks(masks))):
+            metrics[key] = probes.accuracy(aggregate(aggregation, spaces, weights=weights, masks=chosen))
     if absolute is not None:
         metrics["concat_absolute_accuracy"] = probes.accuracy(torch.cat(list(absolute), dim=1))
     central = None

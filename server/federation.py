@@ -47,7 +47,8 @@ PROBE_TEST_FRACTION = 0.3
 POLL_SECONDS = 0.2
 PAPER_PROTOCOL_NOTE = (
     "owner_accuracy follows the paper's owner protocol, which picks each sample's source client by its label "
-    "(label leakage); merged_accuracy is the label-free merge and the headline number"
+    "(label leakage); owner_shuffled_accuracy, its control, picks by label a client that does not own the class; "
+    "merged_accuracy is the label-free merge and the headline number"
 )
 
 

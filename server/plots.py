@@ -44,7 +44,7 @@ def plot_accuracies(results: Mapping[str, Any], path: Path) -> Path:
     bars = {f"client {p}": acc for p, acc in zip(results["client_partitions"], results["client_accuracy"])}
     for key, label in (("merged_accuracy", "merged"), ("concat_accuracy", "concat rel."),
                        ("concat_absolute_accuracy", "concat abs."), ("centralized_accuracy", "centralised"),
-                       ("owner_accuracy", "owner (leaks labels)")):  # fmt: skip
+                       ("owner_accuracy", "owner (leaks labels)"), ("owner_shuffled_accuracy", "owner shuffled")):  # fmt: skip
         if results.get(key) is not None:
             bars[label] = results[key]
     fig, ax = plt.subplots(figsize=(1.2 * len(bars) + 2, 4))

@@ -25,7 +25,7 @@ def test_suite_writes_both_tables_and_nests_its_runs(tmp_path, monkeypatch):
     assert 0.5 < federation[0]["merged_accuracy"] <= 1.0 and federation[0]["cka_merged_centralized"] is not None
     assert all(r["status"] == "completed" for r in records)
     translations = {(r["method"], r["K"]): r for t in records if t["kind"] == "translation" for r in t["rows"]}
-    assert ("inversion", 64) in translations and ("inversion", 4) not in translations  # inversion needs K >= 64
+    assert {("inversion", 4), ("inversion", 64)} <= set(translations)  # the regularised inversion runs below K = d too
     assert translations[("procrustes", 64)]["centred_cosine"] > translations[("none (raw embeddings)", None)]["centred_cosine"]
     assert translations[("constant (target mean)", None)]["retrieval_top1"] < 0.01
     table = (tmp_path / "bench" / "table.md").read_text()

@@ -16,7 +16,6 @@ from server.cli import results_table
         (["--aggregation", "median"], "aggregation must be one of mean, product, concat"),
         (["--scenario", "continual", "--experiences", "11"], "has 1 to 10 experiences, got 11"),
         (["--strategy", "naive", "--regularizer", "casper"], "strategy naive has none"),
-        (["--anchors-mode", "translated", "--translation", "inversion"], "needs seed-anchors >= embedding-dim"),
         (["--client-gpus", "0.5"], "num-gpus 0.5 per client, but no node of the Ray cluster has a GPU"),
         (["--payload-noise", "-0.1"], "payload-noise must be zero or more"),
         (["--resume", "nowhere"], "resume: nowhere holds no checkpoint"),
@@ -33,9 +32,12 @@ def test_bad_input_exits_with_one_line_before_anything_starts(tmp_path, args, me
 
 def test_results_table_marks_the_owner_protocol_as_leaking_labels():
     results = {"config": {"aggregation": "mean", "dataset": "digits", "split": "shared-classes"}, "status": "completed"}
-    results |= {"merged_accuracy": 0.8, "client_accuracy": [0.7, None], "owner_accuracy": 0.9}
-    rows = results_table(results).columns[0]._cells
-    assert "merged (mean, label-free)" in rows and "owner protocol (paper; leaks labels)" in rows
+    results |= {"merged_accuracy": 0.8, "client_accuracy": [0.7, None], "owner_accuracy": 0.9, "owner_shuffled_accuracy": 0.9}
+    results |= {"stitched_own_classes_accuracy": [0.8, 0.7], "stitched_other_classes_accuracy": [0.2, None]}
+    labels, values = (column._cells for column in results_table(results).columns)
+    assert "merged (mean, label-free)" in labels and "owner protocol (paper; leaks labels)" in labels
+    assert "owner protocol, owners shuffled (control)" in labels
+    assert values[labels.index("stitching, on the classes each client never saw")] == "0.200  -"
 
 
 def _deploy(action: str, directory) -> subprocess.CompletedProcess:

@@ -42,13 +42,20 @@ def test_cli_options_mirror_the_config():
         ({"anchors-mode": "class-matched", "split": "disjoint-classes"}, "disjoint-classes split has none"),
         ({"anchors-mode": "bootstrapped", "seed-anchors": 65}, r"seed-anchors \(65\) cannot exceed anchors \(64\)"),
         ({"anchors-mode": "bootstrapped", "min-clients": 1}, "set min-clients >= 2"),
-        ({"anchors-mode": "translated", "translation": "inversion"}, "needs seed-anchors >= embedding-dim; got 8 < 64"),
+        ({"casper-batch": -1}, "casper-batch must be zero or more"),
+        ({"regularizer": "casper", "casper-batch": 10}, "graph batch of 10 .* needs casper-k below it"),
+        ({"regularizer": "casper", "batch-size": 8, "casper-classes": 7}, "graph batch of 8 .* casper-classes 7"),
     ],
 )
 def test_bad_values_fail_in_one_line(values, message):
     with pytest.raises(ConfigError, match=message) as err:
         RunConfig.from_mapping(values)
     assert "\n" not in str(err.value)
+
+
+def test_translation_inversion_accepts_fewer_seeds_than_dimensions():
+    config = RunConfig.from_mapping({"anchors-mode": "translated", "translation": "inversion", "seed-anchors": 8})
+    assert config.seed_anchors < config.embedding_dim
 
 
 def test_continual_runs_one_round_per_experience():

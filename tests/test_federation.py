@@ -53,7 +53,9 @@ def test_three_clients_on_digits_write_complete_results(tmp_path):
     assert [r["round"] for r in results["rounds"]] == [1, 2]
     for key in ("merged_accuracy", "centralized_accuracy", "concat_accuracy", "concat_absolute_accuracy", "owner_accuracy"):
         assert 0.5 < results[key] <= 1.0, key
-    assert len(results["client_accuracy"]) == len(results["stitched_accuracy"]) == 3
+    stitching = ("stitched_accuracy", "stitched_own_classes_accuracy", "stitched_other_classes_accuracy")
+    assert all(len(results[key]) == 3 for key in ("client_accuracy", *stitching))
+    assert 0.0 <= results["owner_shuffled_accuracy"] <= 1.0
     assert 0.5 < results["cka_merged_centralized"] <= 1.0
     assert results["payload_bytes_per_client"] == 539 * 64 * 4  # digits test set x anchors x fp32
 
@@ -61,6 +63,8 @@ def test_three_clients_on_digits_write_complete_results(tmp_path):
     assert run.info.status == "FINISHED"
     assert run.data.params["aggregation"] == "mean"
     assert run.data.metrics["merged_accuracy"] == pytest.approx(results["merged_accuracy"])
+    for key in stitching:
+        assert run.data.metrics[f"{key}/client2"] == pytest.approx(results[key][2]), key
     history = mlflow.MlflowClient(config.tracking_uri).get_metric_history(run.info.run_id, "merged_accuracy")
     assert [m.step for m in history] == [1, 2]
     artifacts = {a.path for a in mlflow.MlflowClient(config.tracking_uri).list_artifacts(run.info.run_id)}
@@ -161,7 +165,7 @@ def test_two_experience_continual_federation_writes_complete_results(tmp_path):
     config = _config(
         tmp_path,
         scenario="continual", experiences=2, split="same-classes", strategy="replay", regularizer="casper", buffer=60,
-        **{"casper-per-class": 8, "casper-k": 5, "epochs": 3},
+        **{"casper-batch": 16, "casper-k": 5, "epochs": 3},
     )  # fmt: skip
     run_simulation(config)
     results = _results(config)
@@ -188,3 +192,17 @@ def test_two_experience_continual_federation_writes_complete_results(tmp_path):
     assert {"accuracy_matrix.png", "accuracy_curves.png"} <= {
         a.path.split("_", 1)[1] for a in client.list_artifacts(child.info.run_id)
     }
+
+
+def test_casper_with_rho_zero_changes_nothing(tmp_path):
+    """The plugin attached with rho 0 draws and computes nothing: the same results as no regulariser."""
+    continual = {"scenario": "continual", "experiences": 2, "split": "same-classes", "buffer": 60, "epochs": 1}
+    none = _config(tmp_path / "none", **continual, regularizer="none", **{"eval-samples": 200})
+    inert = _config(tmp_path / "rho0", **continual, regularizer="casper", **{"casper-rho": 0.0, "eval-samples": 200})
+    run_simulation(none)
+    run_simulation(inert)
+    one, two = _without_timings(_results(none)), _without_timings(_results(inert))
+    for results in (one, two):
+        for key in ("out-dir", "tracking-uri", "regularizer", "casper-rho"):
+            results["config"].pop(key)
+    assert one == two

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from aggregation.measures import linear_cka, matched_cosine, mean_reciprocal_rank, retrieval_top1, topk_jaccard
+from aggregation.measures import centred_cosine, linear_cka, matched_cosine, mean_reciprocal_rank, retrieval_top1, topk_jaccard
 from tests.conftest import random_orthogonal
 
 
@@ -53,3 +53,11 @@ def test_jaccard_is_the_same_in_row_blocks(clustered, monkeypatch):
     original = measures._knn
     monkeypatch.setattr(measures, "_knn", lambda x, k: original(x, k, block_rows=7))
     assert topk_jaccard(points, other) == whole
+
+
+def test_centred_cosine_gives_a_constant_guess_nothing(clustered):
+    points, _ = clustered
+    shifted = points + 20.0  # a large shared mean direction, as trained embeddings have
+    guess = shifted.mean(dim=0).expand_as(shifted)
+    assert matched_cosine(guess, shifted) > 0.9 and centred_cosine(guess, shifted) == pytest.approx(0.0)
+    assert centred_cosine(shifted, shifted) == pytest.approx(1.0)

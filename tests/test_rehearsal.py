@@ -21,12 +21,12 @@ def test_saved_buffer_restores_the_same_samples(strategy):
     )
     model = build_classifier(data.input_shape, data.num_classes, encoder="mlp", seed=0)
     config = ContinualConfig(strategy=strategy, buffer=100)
-    learner = build_strategy(model, config)
+    learner = build_strategy(model, config, seed=0)
     train_experience(learner, benchmark, 0, seed=0)
     saved = save_buffer(learner)
     assert 0 < len(saved) < 200_000  # row indices, not images or whole index tensors
 
-    fresh = build_strategy(model, config)
+    fresh = build_strategy(model, config, seed=0)
     restore_buffer(fresh, saved)
     before, after = buffer_arrays(replay_storage(learner).buffer), buffer_arrays(replay_storage(fresh).buffer)
     assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
@@ -34,4 +34,4 @@ def test_saved_buffer_restores_the_same_samples(strategy):
 
 def test_naive_has_nothing_to_save():
     model = build_classifier((64,), 10, encoder="mlp")
-    assert save_buffer(build_strategy(model, ContinualConfig(strategy="naive"))) == b""
+    assert save_buffer(build_strategy(model, ContinualConfig(strategy="naive"), seed=0)) == b""

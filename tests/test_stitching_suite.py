@@ -1,0 +1,111 @@
+"""Zero-shot stitching: the measurements on synthetic spaces, then the suite on
+digits (2 MLP seeds) with its MLflow runs, and the refusals of bad values."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+
+from benchmarks.stitching import SPACES, Embedded, fit_heads, stitching_rows, stitching_summary, translation_rows
+from benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
+from benchmarks.sweep import SweepResources
+from server.cli import main
+from tests.conftest import random_orthogonal
+
+
+def _rotated_pair(clustered):
+    """One space and the same space rotated and rescaled, rows shuffled so that the
+    first 200 (training) and the last 100 (held out) hold every class: two encoders
+    that learned the same thing, up to the invariances of the cosine relative space.
+    Returns the two encoders, their training embeddings and the labels."""
+    points, labels = clustered
+    order = np.random.default_rng(0).permutation(len(labels))
+    points, labels = points[order], labels[order]
+    spaces = [points, 3.0 * points @ random_orthogonal(16, seed=1).float()]
+    encoders = [Embedded(f"e{i}", "mlp", test=s[200:], anchors=s[:32]) for i, s in enumerate(spaces)]
+    return encoders, [s[:200] for s in spaces], labels
+
+
+def _heads(encoders, train, labels):
+    return {e.name: fit_heads(t, e.anchors, labels[:200], 3, epochs=20, seed=0) for e, t in zip(encoders, train)}
+
+
+def test_heads_move_between_relative_spaces_but_not_between_absolute_ones(clustered):
+    encoders, train, labels = _rotated_pair(clustered)
+    heads = _heads(encoders, train, labels)
+    rows = [row for e in encoders for row in stitching_rows(encoders, e.name, heads[e.name], labels[200:])]
+    assert [(r["encoder"], r["head"]) for r in rows] == [("e0", "e0"), ("e1", "e0"), ("e0", "e1"), ("e1", "e1")]
+    summary = stitching_summary(rows)
+    assert all(summary["spaces"][space]["own"] == 1.0 for space in SPACES)
+    assert summary["relative_cross_accuracy"] == 1.0  # cosine: invariant to the rotation and the rescaling
+    assert summary["spaces"]["euclidean"]["cross"] == 1.0  # row-standardised distances: invariant to both too
+    assert summary["absolute_cross_accuracy"] < 0.9
+
+
+def test_translation_recovers_a_rotated_space_and_its_head_accuracy(clustered):
+    encoders, train, labels = _rotated_pair(clustered)
+    target = encoders[1]
+    head = _heads(encoders, train, labels)[target.name]["absolute"]
+    rows = translation_rows(encoders, target, head, labels[200:], counts=(16, 32))
+    assert [(r["source"], r["method"], r["anchors"]) for r in rows] == [
+        ("e0", method, k) for k in (16, 32) for method in ("procrustes", "inversion")
+    ]
+    for row in rows:  # Procrustes standardises each dimension, which a rotation mixes: close, not exact
+        assert row["stitched_accuracy"] == row["target_accuracy"] == 1.0 and row["centred_cosine"] > 0.95
+
+
+def test_suite_on_digits_stitches_relative_spaces_far_better_than_absolute_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    suite = StitchingSuiteConfig(
+        dataset="digits", seeds=(0, 1), epochs=10, train_samples=0, anchors=64, translation_anchors=(16, 64), head_epochs=20,
+        similarity_samples=200, out_dir=str(tmp_path / "bench"), tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+    )  # fmt: skip
+    results = run_stitching_suite(suite, SweepResources(cpus_per_trial=1))
+    assert [e["encoder"] for e in results["encoders"]] == ["mlp-seed0", "mlp-seed1"]  # no CNN on 8x8 digits
+    written = json.loads((tmp_path / "bench" / "stitching.json").read_text())
+    assert (
+        results["failures"] == []
+        and written["summary"] == results["summary"]
+        and written["translation"] == results["translation"]
+    )
+    summary = results["summary"]
+    assert summary["own_accuracy"] > 0.85 and summary["relative_cross_accuracy"] > summary["absolute_cross_accuracy"] + 0.3
+    assert len(results["stitching"]) == 4 and len(results["similarity"]) == 2 * 2
+    translation = results["translation"]
+    assert {(r["method"], r["anchors"]) for r in translation} == {(m, k) for m in ("procrustes", "inversion") for k in (16, 64)}
+    assert len(translation) == 2 * 2 * 2
+    assert all({"method", "anchors", "cosine", "stitched_accuracy", "target_accuracy"} <= set(r) for r in translation)
+    relative = [r for r in results["similarity"] if r["space"] == "relative"]
+    absolute = [r for r in results["similarity"] if r["space"] == "absolute"]
+    assert min(r["mrr"] for r in relative) > max(r["mrr"] for r in absolute)
+    table = (tmp_path / "bench" / "table.md").read_text()
+    assert "| mlp-seed0 | mlp-seed1 |" in table and "| inversion | 64 |" in table
+
+    client = mlflow.MlflowClient(suite.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(suite.experiment).experiment_id])
+    parent = next(run for run in runs if run.info.run_name == "bench-stitching-digits")
+    children = sorted(run.info.run_name for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id)
+    assert children == [f"{kind}mlp-seed{s}" for kind in ("heads-", "") for s in range(2)]
+    assert parent.data.metrics["relative_cross_accuracy"] == pytest.approx(summary["relative_cross_accuracy"])
+    assert {"table.md", "stitching.json"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seeds", "0"], "stitching needs at least 2 encoders, got 1"),
+        (["--anchors", "32", "--translation-anchors", "16", "64"], "translation-anchors must be in [1, anchors = 32]"),
+        (["--anchors", "2000", "--translation-anchors", "16"], "anchors (2000) must not exceed the training samples (1258)"),
+        (["--seeds", "1", "1"], "seeds must be distinct"),
+        (["--epochs", "0"], "epochs must be at least 1"),
+    ],
+)
+def test_bad_values_are_refused_in_one_line_before_anything_runs(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "stitching", "--dataset", "digits", *args]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("relatlas: ") and message in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "runs").exists()
