@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from aggregation.measures import centred_cosine, linear_cka, matched_cosine, mean_reciprocal_rank, topk_jaccard
 from aggregation.merge import product_merge, standardize_rows
@@ -61,6 +62,12 @@ def fit_heads(
     every head starts from the same seed, so spaces and encoders compare on equal terms."""
     views = space_views(train, anchors)
     return {space: train_probe(views[space], labels, num_classes, epochs=epochs, seed=seed) for space in SPACES}
+
+
+def linear_head(head: nn.Linear) -> Probe:
+    """An encoder's own classification head, trained with it, as a head on its raw
+    absolute space: the decoder latent translation hands translated embeddings to."""
+    return Probe(head, torch.zeros(head.in_features), torch.ones(head.in_features))
 
 
 def stitching_rows(
@@ -116,19 +123,23 @@ def similarity_rows(encoders: Sequence[Embedded], target: Embedded, samples: int
 
 
 def translation_rows(
-    encoders: Sequence[Embedded], target: Embedded, head: Probe, labels: np.ndarray, counts: Sequence[int]
+    encoders: Sequence[Embedded], target: Embedded, head: Probe, probe: Probe, labels: np.ndarray, counts: Sequence[int]
 ) -> list[dict[str, Any]]:
     """Every other encoder's held-out embeddings translated into ``target``'s space
     through the first K anchors of both, by each method; compared with the target's
-    true embeddings, and scored by the target's absolute ``head`` (``stitched_accuracy``)
-    next to that head on the true embeddings (``target_accuracy``)."""
-    own = head.accuracy(target.test, labels)
+    true embeddings, and scored on the translated (``stitched_accuracy``) and the true
+    embeddings (``target_accuracy``) by the target's ``head``, the linear head it was
+    trained with, and (``probe_`` keys) by ``probe``, an MLP head fitted afterwards on
+    its absolute space."""
+    own = {"": head.accuracy(target.test, labels), "probe_": probe.accuracy(target.test, labels)}
     rows = []
     for source, k, method in itertools.product(_others(encoders, target), counts, TRANSLATIONS):
         moved = translate(source.test, source.anchors[:k], target.anchors[:k], method)
-        rows.append({
+        row = {
             "source": source.name, "target": target.name, "pair": f"{source.kind}-{target.kind}", "method": method,
             "anchors": k, "cosine": matched_cosine(moved, target.test), "centred_cosine": centred_cosine(moved, target.test),
-            "stitched_accuracy": head.accuracy(moved, labels), "target_accuracy": own,
-        })  # fmt: skip
+        }  # fmt: skip
+        for prefix, scorer in (("", head), ("probe_", probe)):
+            row |= {f"{prefix}stitched_accuracy": scorer.accuracy(moved, labels), f"{prefix}target_accuracy": own[prefix]}
+        rows.append(row)
     return rows

@@ -37,6 +37,7 @@ from benchmarks.stitching import (
     SPACES,
     Embedded,
     fit_heads,
+    linear_head,
     similarity_rows,
     stitching_rows,
     stitching_summary,
@@ -44,7 +45,7 @@ from benchmarks.stitching import (
 )
 from benchmarks.suite import failures_note, grouped_table, mean_std, suite_run
 from benchmarks.sweep import SweepResources, Trial, run_trials
-from clients.models import build_classifier, takes_cnn
+from clients.models import Classifier, build_classifier, takes_cnn
 from clients.training import TrainConfig, derive_seed, fit, predict
 from server.config import ConfigError
 
@@ -155,7 +156,7 @@ def _subset(n: int, cap: int, rng: np.random.Generator) -> np.ndarray:
 def encoder_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus: float) -> dict[str, Any]:
     """A sweep Runner: train one encoder (``params``: the suite's fields, ``kind`` and
     ``encoder_seed``, which fixes its initialisation and data order) on the shared
-    training rows; returns its training figures and its embedder's weights."""
+    training rows; returns its training figures and its weights."""
     suite, kind, seed = StitchingSuiteConfig.from_params(params), params["kind"], params["encoder_seed"]
     data = suite.load()
     rows = suite.selection(data).train
@@ -170,15 +171,15 @@ def encoder_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus: f
         mlflow.log_params({"encoder": kind, "seed": seed, "epochs": suite.epochs, "train_samples": len(rows)})
         mlflow.log_metrics(figures)
     buffer = io.BytesIO()
-    torch.save(model.embedder.state_dict(), buffer)
+    torch.save(model.state_dict(), buffer)
     return figures | {"weights": base64.b64encode(buffer.getvalue()).decode("ascii")}
 
 
-def _embedder(suite: StitchingSuiteConfig, data: Dataset, encoder: Mapping[str, Any]) -> torch.nn.Module:
-    """A trained encoder's embedder, rebuilt from the weights its trial sent back."""
+def _classifier(suite: StitchingSuiteConfig, data: Dataset, encoder: Mapping[str, Any]) -> Classifier:
+    """A trained encoder with its head, rebuilt from the weights its trial sent back."""
     model = build_classifier(data.input_shape, data.num_classes, embedding_dim=suite.embedding_dim, encoder=encoder["kind"])
-    model.embedder.load_state_dict(torch.load(io.BytesIO(base64.b64decode(encoder["weights"])), weights_only=True))
-    return model.embedder
+    model.load_state_dict(torch.load(io.BytesIO(base64.b64decode(encoder["weights"])), weights_only=True))
+    return model
 
 
 def target_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus: float) -> dict[str, Any]:
@@ -189,7 +190,8 @@ def target_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus: fl
     suite = StitchingSuiteConfig.from_params(params)
     data = suite.load()
     selection = suite.selection(data)
-    embedders = {e["encoder"]: _embedder(suite, data, e) for e in params["encoders"]}
+    models = {e["encoder"]: _classifier(suite, data, e) for e in params["encoders"]}
+    embedders = {name: model.embedder for name, model in models.items()}
     encoders = [
         Embedded(e["encoder"], e["kind"], predict(embedders[e["encoder"]], data.x_test[selection.test]),
                  predict(embedders[e["encoder"]], data.x_train[selection.anchors]))
@@ -212,7 +214,9 @@ def target_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus: fl
     return {
         "stitching": stitching,
         "similarity": similarity_rows(encoders, target, suite.similarity_samples),
-        "translation": translation_rows(encoders, target, heads["absolute"], labels, suite.translation_anchors),
+        "translation": translation_rows(
+            encoders, target, linear_head(models[target.name].head), heads["absolute"], labels, suite.translation_anchors
+        ),
     }
 
 
@@ -236,7 +240,8 @@ def stitching_tables(results: Mapping[str, Any]) -> str:
         columns = {"Jaccard@10": "jaccard", "MRR": "mrr", "mean cosine": "cosine", "linear CKA": "cka"}
         parts.append(grouped_table(results["similarity"], ("space", "pair"), columns, count="pairs"))
         columns = {"cosine": "cosine", "centred cosine": "centred_cosine", "stitched accuracy": "stitched_accuracy",
-                   "target accuracy": "target_accuracy"}  # fmt: skip
+                   "target accuracy": "target_accuracy", "stitched (MLP probe)": "probe_stitched_accuracy",
+                   "target (MLP probe)": "probe_target_accuracy"}  # fmt: skip
         parts.append(grouped_table(results["translation"], ("method", "anchors"), columns, count="pairs"))
     return "\n\n".join(part for part in (*parts, failures_note(results["failures"])) if part)
 

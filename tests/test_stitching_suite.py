@@ -8,10 +8,12 @@ import json
 import mlflow
 import numpy as np
 import pytest
+import torch
 
-from benchmarks.stitching import SPACES, Embedded, fit_heads, stitching_rows, stitching_summary, translation_rows
+from benchmarks.stitching import SPACES, Embedded, fit_heads, linear_head, stitching_rows, stitching_summary, translation_rows
 from benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
 from benchmarks.sweep import SweepResources
+from clients.training import TrainConfig, fit
 from server.cli import main
 from tests.conftest import random_orthogonal
 
@@ -48,13 +50,18 @@ def test_heads_move_between_relative_spaces_but_not_between_absolute_ones(cluste
 def test_translation_recovers_a_rotated_space_and_its_head_accuracy(clustered):
     encoders, train, labels = _rotated_pair(clustered)
     target = encoders[1]
-    head = _heads(encoders, train, labels)[target.name]["absolute"]
-    rows = translation_rows(encoders, target, head, labels[200:], counts=(16, 32))
+    probe = _heads(encoders, train, labels)[target.name]["absolute"]
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(target.test.shape[1], 3)
+    fit(linear, train[1], labels[:200], TrainConfig(epochs=20, seed=0))
+    head = linear_head(linear)
+    rows = translation_rows(encoders, target, head, probe, labels[200:], counts=(16, 32))
     assert [(r["source"], r["method"], r["anchors"]) for r in rows] == [
         ("e0", method, k) for k in (16, 32) for method in ("procrustes", "inversion")
     ]
     for row in rows:  # Procrustes standardises each dimension, which a rotation mixes: close, not exact
-        assert row["stitched_accuracy"] == row["target_accuracy"] == 1.0 and row["centred_cosine"] > 0.95
+        assert row["probe_stitched_accuracy"] == row["probe_target_accuracy"] == 1.0 and row["centred_cosine"] > 0.95
+        assert row["target_accuracy"] > 0.95 and row["stitched_accuracy"] >= row["target_accuracy"] - 0.02
 
 
 def test_suite_on_digits_stitches_relative_spaces_far_better_than_absolute_ones(tmp_path, monkeypatch):
@@ -77,7 +84,16 @@ def test_suite_on_digits_stitches_relative_spaces_far_better_than_absolute_ones(
     translation = results["translation"]
     assert {(r["method"], r["anchors"]) for r in translation} == {(m, k) for m in ("procrustes", "inversion") for k in (16, 64)}
     assert len(translation) == 2 * 2 * 2
-    assert all({"method", "anchors", "cosine", "stitched_accuracy", "target_accuracy"} <= set(r) for r in translation)
+    keys = {
+        "method",
+        "anchors",
+        "cosine",
+        "stitched_accuracy",
+        "target_accuracy",
+        "probe_stitched_accuracy",
+        "probe_target_accuracy",
+    }
+    assert all(keys <= set(r) for r in translation)
     relative = [r for r in results["similarity"] if r["space"] == "relative"]
     absolute = [r for r in results["similarity"] if r["space"] == "absolute"]
     assert min(r["mrr"] for r in relative) > max(r["mrr"] for r in absolute)
