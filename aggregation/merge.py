@@ -50,7 +50,48 @@ def mean_merge(
     if bool((total <= 0).any()):
         missing = torch.nonzero(total <= 0).flatten()[:5].tolist()
         raise ValueError(f"samples {missing} were projected by no client with positive weight")
-    return (per_sample[:, :, None] * stacked).sum(dim=0) / total[:, None]
+    # in float64: large distances times large weights would overflow a float32 sum
+    merged = (per_sample[:, :, None].double() * stacked.double()).sum(dim=0) / total[:, None].double()
+    return merged.to(stacked.dtype)
+
+
+def _sorted_seen(spaces: Sequence[Tensor], masks: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Per entry, the clients' values in ascending order with the clients that did not
+    project the sample last (as NaN) [K, N, m], and how many did [N, 1]."""
+    stacked = _stack(spaces)
+    k, n, _ = stacked.shape
+    mask = torch.ones(k, n, dtype=torch.bool) if masks is None else masks.to(torch.bool)
+    if mask.shape != (k, n):
+        raise ValueError(f"masks must have shape {(k, n)}, got {tuple(mask.shape)}")
+    seen = mask.sum(dim=0)
+    if bool((seen == 0).any()):
+        raise ValueError(f"samples {torch.nonzero(seen == 0).flatten()[:5].tolist()} were projected by no client")
+    values = stacked.masked_fill(~mask[:, :, None], float("nan"))
+    return values.sort(dim=0).values, seen[:, None]
+
+
+def median_merge(spaces: Sequence[Tensor], *, masks: Tensor | None = None) -> Tensor:
+    """Coordinate-wise median over the clients that projected each sample (the mean
+    of the two middle values for an even count)."""
+    ordered, seen = _sorted_seen(spaces, masks)
+    middle = [ordered.gather(0, rank.expand(ordered.shape[1:])[None]).squeeze(0) for rank in ((seen - 1) // 2, seen // 2)]
+    return (middle[0] + middle[1]) / 2
+
+
+TRIM = 0.2  # fraction of the clients trimmed at each end by the trimmed mean
+
+
+def trimmed_mean_merge(spaces: Sequence[Tensor], *, masks: Tensor | None = None, trim: float = TRIM) -> Tensor:
+    """Coordinate-wise mean without the ``trim`` fraction of largest and of smallest
+    values, over the clients that projected each sample; at least one each end once
+    three or more did, so that one client alone never sets an extreme."""
+    if not 0 <= trim < 0.5:
+        raise ValueError(f"trim must be in [0, 0.5), got {trim}")
+    ordered, seen = _sorted_seen(spaces, masks)
+    cut = torch.where(seen >= 3, torch.clamp((seen * trim).floor().long(), min=1), 0)  # [N, 1]
+    rank = torch.arange(ordered.shape[0])[:, None, None]
+    kept = (rank >= cut) & (rank < seen - cut)  # [K, N, 1]
+    return torch.where(kept, ordered, 0.0).sum(dim=0) / kept.sum(dim=0)
 
 
 def concat_merge(spaces: Sequence[Tensor]) -> Tensor:

@@ -8,6 +8,7 @@ the distance-based projections are invariant to other transformation classes
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -22,6 +23,11 @@ Similarity = Literal["cosine", "euclidean", "l1", "linf"]
 #   euclidean -> orthogonal maps, translation
 #   l1, linf  -> coordinate permutations and sign flips, translation
 SIMILARITIES: tuple[Similarity, ...] = ("cosine", "euclidean", "l1", "linf")
+
+# The values each similarity can take: what a client's projection must lie in.
+VALUE_RANGES: dict[str, tuple[float, float]] = {
+    "cosine": (-1.0, 1.0), "euclidean": (0.0, math.inf), "l1": (0.0, math.inf), "linf": (0.0, math.inf),
+}  # fmt: skip
 
 # Memory budget for one block of the output, in elements (fp32: 256 MiB).
 DEFAULT_BLOCK_ELEMENTS = 64 * 1024 * 1024

@@ -1,4 +1,5 @@
-"""Where an Avalanche strategy keeps its replay buffer, and how to persist it.
+"""Where an Avalanche strategy keeps its replay buffer, and how to persist it
+as plain tensors: nothing a client reads back from its state runs code.
 
 ``Replay`` keeps it in a ``ReplayPlugin``, ``ER_ACE`` and ``DER`` on the strategy
 itself; ``Naive`` has none.
@@ -6,14 +7,19 @@ itself; ``Naive`` has none.
 
 from __future__ import annotations
 
-import io
-import pickle
+from collections.abc import Mapping
 
 import torch
+from avalanche.benchmarks.utils import _make_taskaware_classification_dataset, make_avalanche_dataset
 from avalanche.benchmarks.utils.data import AvalancheDataset
-from avalanche.training.storage_policy import ExemplarsBuffer
+from avalanche.benchmarks.utils.data_attribute import TensorDataAttribute
+from avalanche.benchmarks.utils.flat_data import FlatData
+from avalanche.training.storage_policy import ExemplarsBuffer, ReservoirSamplingBuffer
 from avalanche.training.templates import SupervisedTemplate
 from torch import Tensor
+from torch.utils.data import TensorDataset
+
+LOGITS_ITEM = 3  # a DER buffer item: (input, label, task label, logits)
 
 
 def _buffer_owner(strategy: SupervisedTemplate) -> object | None:
@@ -36,33 +42,56 @@ def buffer_arrays(buffer: AvalancheDataset) -> tuple[Tensor, Tensor] | None:
     return torch.stack([item[0] for item in items]), torch.as_tensor([int(item[1]) for item in items])
 
 
-class _CompactPickler(pickle.Pickler):
-    """Pickles a tensor view without the rest of its storage: Avalanche keeps buffer
-    indices as 0-d views of the whole experience's index tensor."""
-
-    def reducer_override(self, obj: object) -> object:
-        if isinstance(obj, Tensor) and obj.untyped_storage().nbytes() > obj.nelement() * obj.element_size():
-            return obj.clone().__reduce_ex__(pickle.HIGHEST_PROTOCOL)
-        return NotImplemented
-
-
-def save_buffer(strategy: SupervisedTemplate) -> bytes:
-    """The storage policy as bytes (b"" if none); samples pickle as dataset row
-    indices (``streams.DatasetRows``), DER's logits as values."""
+def save_buffer(strategy: SupervisedTemplate) -> dict[str, Tensor]:
+    """The storage policy as plain tensors (empty if none), which ``torch.load(...,
+    weights_only=True)`` and Flower's ``ArrayRecord`` carry without pickle: per
+    group, in order, its key, capacity, reservoir weights, inputs, labels and (DER)
+    logits; and the policy's own counters."""
     storage = replay_storage(strategy)
     if storage is None:
-        return b""
-    out = io.BytesIO()
-    _CompactPickler(out, pickle.HIGHEST_PROTOCOL).dump(storage)
-    return out.getvalue()
+        return {}
+    state = {"max-size": torch.tensor(storage.max_size), "groups": torch.tensor(list(storage.buffer_groups), dtype=torch.long)}
+    if hasattr(storage, "_num_exps"):
+        state["num-experiences"] = torch.tensor(storage._num_exps)
+    if hasattr(storage, "seen_classes"):
+        state["seen-classes"] = torch.tensor(list(storage.seen_classes), dtype=torch.long)
+    for i, group in enumerate(storage.buffer_groups.values()):
+        items = [group.buffer[j] for j in range(len(group.buffer))]
+        state |= {f"{i}/max-size": torch.tensor(group.max_size), f"{i}/weights": group._buffer_weights.clone()}
+        if items:
+            state[f"{i}/inputs"] = torch.stack([item[0] for item in items])
+            state[f"{i}/labels"] = torch.as_tensor([int(item[1]) for item in items])
+            if len(items[0]) > LOGITS_ITEM:  # DER keeps the logits it saw beside each sample
+                state[f"{i}/logits"] = torch.stack([item[LOGITS_ITEM] for item in items])
+    return state
 
 
-def restore_buffer(strategy: SupervisedTemplate, saved: bytes) -> None:
-    """Put a saved storage policy back where the strategy looks for it. The bytes
-    are this client's own ``context.state``, never a message from the network."""
-    if not saved:
+def _group(state: Mapping[str, Tensor], i: int) -> ReservoirSamplingBuffer:
+    """Group ``i`` of a saved storage policy, as an Avalanche reservoir buffer."""
+    group = ReservoirSamplingBuffer(int(state[f"{i}/max-size"]))
+    group._buffer_weights = state[f"{i}/weights"]
+    if f"{i}/inputs" in state:
+        labels = state[f"{i}/labels"]
+        dataset = _make_taskaware_classification_dataset(
+            TensorDataset(state[f"{i}/inputs"], labels), targets=labels.tolist(), task_labels=0
+        )
+        if f"{i}/logits" in state:
+            logits = FlatData([state[f"{i}/logits"]], discard_elements_not_in_indices=True)
+            dataset = make_avalanche_dataset(dataset, data_attributes=[TensorDataAttribute(logits, name="logits", use_in_getitem=True)])
+        group.buffer = dataset
+    return group
+
+
+def restore_buffer(strategy: SupervisedTemplate, state: Mapping[str, Tensor]) -> None:
+    """Put a storage policy saved by ``save_buffer`` back where the strategy looks for it."""
+    if not state:
         return
-    owner = _buffer_owner(strategy)
-    if owner is None:
+    storage = replay_storage(strategy)
+    if storage is None:
         raise ValueError(f"saved replay buffer, but {type(strategy).__name__} has no storage policy to restore it into")
-    owner.storage_policy = pickle.loads(saved)  # noqa: S301 - local state written by save_buffer
+    storage.max_size = int(state["max-size"])
+    if "num-experiences" in state:
+        storage._num_exps = int(state["num-experiences"])
+    if "seen-classes" in state:
+        storage.seen_classes = set(state["seen-classes"].tolist())
+    storage.buffer_groups = {int(key): _group(state, i) for i, key in enumerate(state["groups"].tolist())}

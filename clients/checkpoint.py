@@ -3,14 +3,20 @@ round the server checkpointed: a resumed run is a new Flower run, whose
 ``context.state`` starts empty. The weights never leave the client.
 
 Files: ``<state-dir>/<run-key>/partition-<p>/round-<r>.pt``, where ``state-dir``
-is the SuperNode's ``--node-config state-dir=...`` (default: a folder in the
-system's temporary directory) and ``run-key`` is the server's config hash. The
-two latest rounds are kept: a run killed during round r resumes after r - 1.
+is the SuperNode's ``--node-config state-dir=...`` (default: ``relatlas/client-state``
+under ``$XDG_STATE_HOME``, else ``~/.local/state``) and ``run-key`` is the
+server's config hash, refused unless it is a hex digest (it comes from a
+message). Folders are created 0700 and files 0600, so other users read nothing;
+the files hold tensors only and load with ``weights_only=True``. The two latest
+rounds are kept: a run killed during round r resumes after r - 1; the last
+round removes the partition's folder (``relatlas state clear`` removes all).
 """
 
 from __future__ import annotations
 
-import tempfile
+import os
+import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,28 +26,62 @@ from torch import Tensor
 
 STATE_DIR_KEY = "state-dir"
 KEPT_ROUNDS = 2
+RUN_KEY = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+def default_state_root() -> Path:
+    """The user's private state folder for relatlas clients."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "relatlas" / "client-state"
 
 
 def client_state_dir(node_config: Mapping[str, Any], run_key: str, partition: int) -> Path:
-    root = str(node_config.get(STATE_DIR_KEY, "")) or str(Path(tempfile.gettempdir()) / "relatlas-client-state")
+    if not RUN_KEY.match(run_key):
+        raise ValueError(f"run-key {run_key[:80]!r} is not a hex digest; refusing it as a folder name")
+    root = str(node_config.get(STATE_DIR_KEY, "")) or str(default_state_root())
     return Path(root) / run_key / f"partition-{partition}"
 
 
-def save_client_state(directory: Path, round_number: int, model: dict[str, Tensor], buffer: bytes | None) -> None:
-    """Write this round's state atomically; delete rounds older than the two latest."""
-    directory.mkdir(parents=True, exist_ok=True)
+def _private_dirs(directory: Path) -> None:
+    """``directory`` and its missing parents, created 0700."""
+    for folder in reversed([directory, *directory.parents]):
+        if not folder.exists():
+            folder.mkdir(mode=0o700)
+
+
+def save_client_state(directory: Path, round_number: int, model: dict[str, Tensor], buffer: dict[str, Tensor] | None) -> None:
+    """Write this round's state atomically, 0600 from the start; delete rounds older than the two latest."""
+    _private_dirs(directory)
     path = directory / f"round-{round_number}.pt"
-    torch.save({"model": model, "buffer": buffer}, path.with_suffix(".partial"))
-    path.with_suffix(".partial").replace(path)
+    partial = path.with_suffix(".partial")
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
+        torch.save({"model": model, "buffer": buffer}, file)
+    partial.replace(path)
     for old in directory.glob("round-*.pt"):
         if int(old.stem.removeprefix("round-")) <= round_number - KEPT_ROUNDS:
             old.unlink()
 
 
-def load_client_state(directory: Path, round_number: int) -> tuple[dict[str, Tensor], bytes | None]:
-    """The model weights and replay buffer saved after ``round_number``."""
-    path = directory / f"round-{round_number}.pt"
-    if not path.exists():
-        raise RuntimeError(f"cannot resume: this client kept no state of round {round_number} in {directory.parent}")
-    state = torch.load(path, weights_only=True)
+def load_client_state(directory: Path, round_number: int) -> tuple[dict[str, Tensor], dict[str, Tensor] | None] | None:
+    """(model weights, replay buffer) of the latest round up to ``round_number`` this
+    client saved, or ``None`` if none: a client that missed rounds rejoins from its
+    last state, one that never finished a round from the start."""
+    saved = sorted(int(p.stem.removeprefix("round-")) for p in directory.glob("round-*.pt") if p.stem[6:].isdigit())
+    usable = [r for r in saved if r <= round_number]
+    if not usable:
+        return None
+    path = directory / f"round-{usable[-1]}.pt"
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a planted or corrupted file is refused, whatever it holds
+        raise RuntimeError(f"refusing client state {path}: not a plain tensor file ({type(err).__name__})") from None
     return state["model"], state["buffer"]
+
+
+def clear_client_state(directory: Path) -> None:
+    """Remove a finished run's state for this partition, and the run's folder once empty."""
+    shutil.rmtree(directory, ignore_errors=True)
+    try:
+        directory.parent.rmdir()  # only once empty: other partitions may still be writing theirs
+    except OSError:
+        pass

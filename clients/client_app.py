@@ -26,7 +26,7 @@ from benchmarks.datasets import Dataset, load_dataset
 from benchmarks.splits import plan_for_task
 from clients import protocol
 from clients.anchoring import TWO_PHASE_MODES, anchor_seed, bootstrap_candidates, translate
-from clients.checkpoint import client_state_dir, load_client_state, save_client_state
+from clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state
 from clients.models import Classifier, build_classifier
 from clients.payload import PayloadFormat, add_gaussian_noise, encode
 from clients.training import TrainConfig, derive_seed, fit, predict
@@ -43,7 +43,7 @@ def train(msg: Message, context: Context) -> Message:
     server's samples, or send what pairs anchors across clients (two-phase modes)."""
     task: ConfigRecord = msg.content[protocol.TASK]
     _use_cpus(task)
-    dataset, partition, local = _local_data(task, context)
+    dataset, partition, local = _local_data(task)
     _restore_if_resumed(task, context, partition)
     model = _model(dataset, task, partition, context)
     seed = derive_seed(int(task["seed"]), partition, int(task["round"]))
@@ -53,8 +53,10 @@ def train(msg: Message, context: Context) -> Message:
         metrics = _train_static(model, task, dataset.x_train[local], dataset.y_train[local], seed)
     context.state[MODEL_STATE] = ArrayRecord(model.state_dict())
     if bool(task["keep-state"]):
-        buffer = bytes(context.state[BUFFER_STATE]["buffer"]) if BUFFER_STATE in context.state else None
+        buffer = context.state[BUFFER_STATE].to_torch_state_dict() if BUFFER_STATE in context.state else None
         save_client_state(_state_dir(task, context, partition), int(task["round"]), model.state_dict(), buffer)
+    else:  # the run's last round: nothing will resume from it
+        clear_client_state(_state_dir(task, context, partition))
     metrics = MetricRecord({"partition-id": partition} | metrics)
 
     inputs: ArrayRecord = msg.content[protocol.INPUTS]
@@ -86,7 +88,7 @@ def query(msg: Message, context: Context) -> Message:
     if MODEL_STATE not in context.state or METRICS_STATE not in context.state:
         raise RuntimeError("query before train: this client has no model trained in this run")
     _use_cpus(task)
-    dataset, partition, local = _local_data(task, context)
+    dataset, partition, local = _local_data(task)
     model = _model(dataset, task, partition, context)
     inputs: ArrayRecord = msg.content[protocol.INPUTS]
     samples = predict(model.embedder, inputs[protocol.SAMPLES].numpy())
@@ -118,19 +120,22 @@ def _state_dir(task: ConfigRecord, context: Context, partition: int) -> Path:
 
 def _restore_if_resumed(task: ConfigRecord, context: Context, partition: int) -> None:
     """A round after the first with nothing in ``context.state`` belongs to a
-    resumed run: load the state this client saved after the previous round."""
+    resumed run: load the latest state this client saved before this round."""
     round_number = int(task["round"])
     if round_number == 1 or MODEL_STATE in context.state:
         return
-    model, buffer = load_client_state(_state_dir(task, context, partition), round_number - 1)
+    saved = load_client_state(_state_dir(task, context, partition), round_number - 1)
+    if saved is None:
+        return
+    model, buffer = saved
     context.state[MODEL_STATE] = ArrayRecord(model)
     if buffer is not None:
-        context.state[BUFFER_STATE] = ConfigRecord({"buffer": buffer})
+        context.state[BUFFER_STATE] = ArrayRecord(buffer)
 
 
-def _local_data(task: ConfigRecord, context: Context) -> tuple[Dataset, int, np.ndarray]:
-    """The dataset, this client's partition id and its rows of the training set."""
-    partition = int(context.node_config["partition-id"])
+def _local_data(task: ConfigRecord) -> tuple[Dataset, int, np.ndarray]:
+    """The dataset, this client's partition id (the server assigns it) and its rows of the training set."""
+    partition = int(task["partition-id"])
     dataset = load_dataset(str(task["dataset"]), str(task["data-root"]) or None, int(task["seed"]))
     plan = plan_for_task(dataset.y_train, task)
     if not 0 <= partition < len(plan.client_indices):
@@ -220,10 +225,10 @@ def _train_continual(model: Classifier, task: ConfigRecord, local: np.ndarray, c
     benchmark = client_stream(ref, local, schedule, stream, int(task["seed"]))
     strategy = build_strategy(model, config, seed=seed)
     if BUFFER_STATE in context.state:
-        restore_buffer(strategy, bytes(context.state[BUFFER_STATE]["buffer"]))
+        restore_buffer(strategy, context.state[BUFFER_STATE].to_torch_state_dict())
     index = int(task["round"]) - 1
     result = train_experience(strategy, benchmark, index, seed)
-    context.state[BUFFER_STATE] = ConfigRecord({"buffer": save_buffer(strategy)})
+    context.state[BUFFER_STATE] = ArrayRecord(save_buffer(strategy))
     seen = sum(len(benchmark.train_stream[j].dataset) for j in range(index + 1))
     avalanche = {protocol.AVALANCHE_PREFIX + name: value for name, value in result.avalanche_metrics.items()}
     return {"num-examples": seen, "train-seconds": result.train_seconds, protocol.HEAD_ACCURACY: result.head_accuracy} | avalanche

@@ -3,7 +3,8 @@ config values only, never pickles.
 
 Server -> client, message type ``train``:
     ``task`` (ConfigRecord): the run-config keys in ``TASK_KEYS`` plus ``round``,
-        ``similarities`` (list of str), ``send-absolute`` (bool), ``run-key`` (the
+        ``partition-id`` (the partition the server bound this node to: its
+        training rows), ``similarities`` (list of str), ``send-absolute`` (bool), ``run-key`` (the
         config hash, naming the client's saved state) and ``keep-state`` (bool:
         save it, a later round may resume from it; ``clients/checkpoint.py``)
         and, unless the anchors are shared, ``anchor-classes`` (list of int: the

@@ -28,6 +28,7 @@ from server.checkpoint import resume_config
 from server.config import ConfigError, RunConfig
 from server.credentials import DEFAULT_HOSTS, generate_credentials
 from server.deployment import DeploymentError, LocalDeployment
+from server.interruption import Interrupted
 from server.tracking import absolute_tracking_uri
 
 DEPLOY_DIR = ".flwr/deployment"
@@ -121,6 +122,10 @@ def _run(args: argparse.Namespace) -> int:
         run_simulation(config)
     except ConfigError:
         raise  # resources no Ray node has: one line, exit 2, like any bad config
+    except Interrupted as err:
+        out = Path(config.out_dir)
+        Console().print(f"[red]relatlas: {err}; finished rounds in {out / 'results.json'}; go on with --resume {out}[/red]")
+        return err.exit_code
     except Exception as err:  # noqa: BLE001 - reported in one line; results.json keeps finished rounds
         cause = err.__cause__ or err
         Console().print(f"[red]relatlas: run failed: {type(cause).__name__}: {cause}[/red]")

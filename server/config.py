@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aggregation.aggregators import AGGREGATIONS
+from aggregation.aggregators import AGGREGATIONS, required_similarities
 from benchmarks.splits import SPLITS
 from benchmarks.streams import STREAMS
 from clients.anchoring import ANCHOR_MODES, TRANSLATIONS, TWO_PHASE_MODES
@@ -42,6 +42,7 @@ class RunConfig:
     payload: str = "fp32"  # how clients pack relative spaces: fp32, fp16, topk:K[:P]
     payload_noise: float = 0.0  # sigma of the Gaussian noise clients add to their relative spaces
     merge_weights: str = "uniform"
+    outlier_threshold: float = 0.0  # drop a client whose space is this many times the median distance (0: off)
     rounds: int = 1
     epochs: int = 3
     batch_size: int = 64
@@ -99,7 +100,7 @@ class RunConfig:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_key(name)} must be positive; got {getattr(self, name)}")
         for name in ("shared_classes", "novel_classes", "seed", "casper_rho", "casper_classes", "casper_batch", "num_gpus",
-                     "eval_samples", "payload_noise"):  # fmt: skip
+                     "eval_samples", "payload_noise", "outlier_threshold"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{_key(name)} must be zero or more; got {getattr(self, name)}")
         if self.min_clients > self.num_clients:
@@ -109,9 +110,11 @@ class RunConfig:
             payload = PayloadFormat.parse(self.payload)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        if payload.kind == "topk" and (self.aggregation == "product" or payload.k > self.anchors):
+        if payload.kind == "topk" and (required_similarities(self.aggregation) != ("cosine",) or payload.k > self.anchors):
+            cosine_only = [name for name, method in AGGREGATIONS.items() if method.similarities == ("cosine",)]
             raise ConfigError(
-                f"payload {self.payload} keeps each row's largest cosines: it needs aggregation mean or concat and K <= anchors"
+                f"payload {self.payload} keeps each row's largest cosines: it needs K <= anchors and an aggregation of "
+                f"cosines only ({', '.join(cosine_only)})"
             )
         if self.scenario == "continual" and self.rounds not in (1, self.experiences):
             raise ConfigError(

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from aggregation.aggregators import Aggregation, ClientSpace, aggregate
+from aggregation.aggregators import ClientSpace, aggregate
 from benchmarks.continual_metrics import summarize
 from benchmarks.mlflow_logger import MLflowLogger
 from benchmarks.streams import Stream, experience_rows
@@ -50,7 +50,7 @@ class ExperienceProbes:
 
 
 def evaluate_experience(
-    aggregation: Aggregation,
+    aggregation: str,
     spaces: Sequence[ClientSpace],
     partitions: Sequence[int],
     experiences: ExperienceProbes,

@@ -4,7 +4,7 @@ app submitted by ``flwr run`` (Flower's deployment engine, as across machines).
 
 ``relatlas deploy up`` generates the credentials, starts the SuperLink, registers
 each SuperNode's public key with ``flwr supernode register`` and starts the
-SuperNodes, each given its partition with ``--node-config``; every process id is
+SuperNodes (the server assigns their partitions); every process id is
 recorded in ``DIR/processes.json``. ``relatlas deploy run`` submits a run and
 waits for it; ``relatlas deploy down`` stops exactly the recorded processes and
 their children.
@@ -210,7 +210,6 @@ class LocalDeployment:
                 self.executable("flower-supernode"),
                 "--superlink", self.address, "--root-certificates", str(self.certificates / CA_CERT),
                 "--auth-supernode-private-key", str(private),
-                "--node-config", f"partition-id={index} num-partitions={self.supernodes}",
                 "--port", str(self.supernode_port + index),
             ],
             f"supernode-{index}",

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from aggregation.aggregators import Aggregation, ClientSpace, aggregate
+from aggregation.aggregators import ClientSpace, aggregate
 from aggregation.measures import linear_cka, topk_jaccard
 from benchmarks.splits import FederationPlan
 from clients.training import TrainConfig, fit, predict
@@ -103,7 +103,7 @@ def shuffled_owner_masks(masks: Tensor) -> Tensor:
 
 
 def evaluate_round(
-    aggregation: Aggregation,
+    aggregation: str,
     spaces: Sequence[ClientSpace],
     partitions: Sequence[int],
     probes: ProbeSplit,

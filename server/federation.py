@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +25,7 @@ from flwr.serverapp import Grid
 from torch import Tensor
 
 from aggregation.aggregators import required_similarities
+from aggregation.screening import screen
 from benchmarks.datasets import Dataset, load_dataset, stratified_split
 from benchmarks.splits import FederationPlan, plan_for_task
 from benchmarks.streams import class_schedule
@@ -36,7 +37,9 @@ from server.centralized import CentralizedReference
 from server.checkpoint import Checkpoint, check_resumable, config_hash, restore_rng_states, rng_states
 from server.config import RunConfig
 from server.continual import ClientRuns, ExperienceProbes, continual_summary, evaluate_experience, head_accuracy
+from server import interruption
 from server.evaluation import ProbeSplit, evaluate_round
+from server.interruption import Interrupted
 from server.plots import plot_accuracies, plot_accuracy_curves, plot_accuracy_matrix, plot_spaces
 from server.replies import AnchoringReply, ClientReply, Expected, ReplyError, parse_anchoring, parse_reply
 from server.tracking import mlflow_run, scalar_metrics, write_results
@@ -64,6 +67,7 @@ def wait_for_nodes(grid: Grid, wanted: int, minimum: int, timeout: float) -> lis
     deadline = time.monotonic() + timeout
     nodes = sorted(grid.get_node_ids())
     while len(nodes) < wanted and time.monotonic() < deadline:
+        interruption.check()
         time.sleep(POLL_SECONDS)
         nodes = sorted(grid.get_node_ids())
     if len(nodes) < minimum:
@@ -90,19 +94,29 @@ def exchange(
             replies[reply.metadata.reply_to_message_id] = reply
         if len(replies) == len(ids) or time.monotonic() - started > timeout:
             break
+        interruption.check()
         time.sleep(POLL_SECONDS)
     return list(replies.values()), [destination[mid] for mid in ids if mid not in replies]
 
 
 def validate(
-    messages: Sequence[Message], expected: Expected, round_number: int, parse: Callable[[Message, Expected], Reply]
+    messages: Sequence[Message],
+    expected: Expected,
+    round_number: int,
+    parse: Callable[[Message, Expected], Reply],
+    partitions: Mapping[int, int],
 ) -> tuple[list[Reply], list[dict]]:
-    """Keep the replies ``parse`` accepts (one per partition, in partition order); list the rest as failures."""
+    """Keep the replies ``parse`` accepts from the node each partition is bound to
+    (``partitions``: node -> partition), in partition order; list the rest as failures."""
     valid: dict[int, Reply] = {}
     failures = []
     for message in messages:
         try:
             reply = parse(message, expected)
+            if partitions.get(reply.node_id) != reply.partition_id:
+                raise ReplyError(
+                    f"claims partition-id {reply.partition_id}; the server assigned it {partitions.get(reply.node_id)}"
+                )
             if reply.partition_id in valid:
                 raise ReplyError(f"partition-id {reply.partition_id} already answered this round")
             valid[reply.partition_id] = reply
@@ -138,6 +152,7 @@ class Federation:
     probes: ProbeSplit
     central: CentralizedReference | None
     experiences: ExperienceProbes | None
+    partitions: dict[int, int] = dataclasses.field(default_factory=dict)  # node -> the partition the server assigned it
 
     @classmethod
     def prepare(cls, config: RunConfig) -> Federation:
@@ -153,6 +168,7 @@ class Federation:
         expected = Expected(
             required_similarities(config.aggregation), len(samples), len(anchors), config.num_clients, baselines,
             config.anchors_mode, config.seed_anchors, config.embedding_dim,
+            partition_sizes=tuple(len(rows) for rows in plan.client_indices),
         )  # fmt: skip
         train_part, test_part = stratified_split(labels, PROBE_TEST_FRACTION, config.seed)
         probes = ProbeSplit(train_part, test_part, labels, dataset.num_classes, config.probe_epochs, config.seed)
@@ -174,6 +190,11 @@ class Federation:
         """The config hash: names the clients' saved state and the checkpoint's run."""
         return config_hash(self.config)
 
+    def assign(self, nodes: Sequence[int]) -> None:
+        """Bind the nodes, in id order, to partitions 0, 1, ...: a node trains on the
+        partition its task names, and a reply claiming another is dropped."""
+        self.partitions = {node: partition for partition, node in enumerate(sorted(nodes))}
+
     def _task(self, round_number: int) -> dict[str, Any]:
         values = self.config.to_mapping()
         task = {key: values[key] for key in protocol.TASK_KEYS} | self.anchor_plan.task()
@@ -193,7 +214,12 @@ class Federation:
         task = self._task(round_number)
         return [
             Message(
-                RecordDict({protocol.TASK: ConfigRecord(task), protocol.INPUTS: ArrayRecord(inputs)}),
+                RecordDict(
+                    {
+                        protocol.TASK: ConfigRecord(task | {"partition-id": self.partitions[node]}),
+                        protocol.INPUTS: ArrayRecord(inputs),
+                    }
+                ),
                 dst_node_id=node,
                 message_type=protocol.TRAIN,
                 group_id=str(round_number),
@@ -208,7 +234,7 @@ class Federation:
             Message(
                 RecordDict(
                     {
-                        protocol.TASK: ConfigRecord(task | extra_task),
+                        protocol.TASK: ConfigRecord(task | extra_task | {"partition-id": partition}),
                         protocol.INPUTS: ArrayRecord(self.sent | extra_inputs),
                     }
                 ),
@@ -230,7 +256,7 @@ class Federation:
         answers, silent = exchange(grid, self.round_messages(nodes, round_number), timeout, train_central)
         failures = _silent(silent, timeout, round_number)
         if self.config.anchors_mode not in TWO_PHASE_MODES:
-            replies, invalid = validate(answers, self.expected, round_number, parse_reply)
+            replies, invalid = validate(answers, self.expected, round_number, parse_reply, self.partitions)
             return replies, invalid + failures
         return self._pair_and_project(grid, answers, failures, round_number)
 
@@ -239,7 +265,7 @@ class Federation:
     ) -> tuple[list[ClientReply], list[dict]]:
         """Second half of a two-phase round: pair the first replies' anchors, send
         the ``query`` messages, keep the projections of the clients paired."""
-        anchorings, invalid = validate(answers, self.expected, round_number, parse_anchoring)
+        anchorings, invalid = validate(answers, self.expected, round_number, parse_anchoring, self.partitions)
         failures = failures + invalid
         if len(anchorings) < self.config.min_clients:
             return [], failures
@@ -250,15 +276,10 @@ class Federation:
         first = {a.node_id: a for a in anchorings}
         owners = {a.partition_id: a.node_id for a in anchorings}
         answers, silent = exchange(grid, self.query_messages(paired, owners, round_number), self.config.round_timeout)
-        projected, invalid = validate(answers, self.expected, round_number, parse_reply)
+        projected, invalid = validate(answers, self.expected, round_number, parse_reply, self.partitions)
         failures += invalid + _silent(silent, self.config.round_timeout, round_number)
-        replies = []
-        for reply in projected:  # the payload counts both phases; a node keeps its first partition
-            if first[reply.node_id].partition_id != reply.partition_id:
-                reason = f"answered the query as partition {reply.partition_id}, first as {first[reply.node_id].partition_id}"
-                failures.append({"node": reply.node_id, "round": round_number, "reason": reason})
-                continue
-            replies.append(dataclasses.replace(reply, payload_bytes=reply.payload_bytes + first[reply.node_id].payload_bytes))
+        # the payload counts both phases
+        replies = [dataclasses.replace(r, payload_bytes=r.payload_bytes + first[r.node_id].payload_bytes) for r in projected]
         return replies, failures
 
     def evaluate(self, replies: Sequence[ClientReply], round_number: int) -> RoundOutcome:
@@ -359,6 +380,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
             nodes = []
             if first <= config.num_rounds:
                 nodes = wait_for_nodes(grid, config.num_clients, config.min_clients, config.node_timeout)
+                federation.assign(nodes)
                 log.info("%d clients; rounds %d-%d, %d epochs each", len(nodes), first, config.num_rounds, config.epochs)
             for round_number in range(first, config.num_rounds + 1):
                 outcome = _run_round(grid, federation, nodes, round_number, results, client_runs)
@@ -367,6 +389,9 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
             if outcome is not None and outcome.merged is not None:
                 _log_figures(out_dir, outcome, federation.labels)
             results["status"] = "completed"
+        except Interrupted as err:  # the round in progress is not recorded; --resume goes on after the last whole one
+            results |= {"status": "interrupted", "error": str(err)}
+            raise
         except Exception as err:
             results |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
             raise
@@ -389,6 +414,11 @@ def _run_round(
     log.info("round %d/%d: training on %d clients", round_number, config.num_rounds, len(nodes))
     round_started = time.perf_counter()
     replies, failures = federation.collect(grid, nodes, round_number)
+    scores, outliers = screen([r.spaces for r in replies], config.outlier_threshold)
+    for position, reason in outliers.items():
+        failures.append({"node": replies[position].node_id, "round": round_number, "reason": reason})
+    scores = [score for i, score in enumerate(scores) if i not in outliers]
+    replies = [reply for i, reply in enumerate(replies) if i not in outliers]
     results["failures"] += failures
     for failure in failures:
         log.warning("round %d: dropped node %s: %s", round_number, failure["node"], failure["reason"])
@@ -398,6 +428,7 @@ def _run_round(
         client_runs.log_round(replies, round_number)
     outcome = federation.evaluate(replies, round_number)
     outcome.metrics["clients_failed"] = len(failures)
+    outcome.metrics["client_outlier_score"] = scores
     outcome.metrics["round_seconds"] = time.perf_counter() - round_started
     results["rounds"].append(outcome.metrics)
     mlflow.log_metrics(scalar_metrics(outcome.metrics), step=round_number)

@@ -1,5 +1,14 @@
 """Validation of client replies: a reply becomes a ``ClientReply`` or a
-one-line ``ReplyError`` reason; nothing a client sends can crash the server."""
+one-line ``ReplyError`` reason; nothing a client sends can crash the server.
+
+Checked before anything is decoded: the records asked for, and the reply's size
+(arrays, metrics and config values). Then what the values mean: float32 or
+float16 arrays only (a float64 value beyond float32's range would become
+infinite on conversion), finite, each similarity within its value range
+(``aggregation.projection.VALUE_RANGES``, so cosines within [-1, 1]); the sample
+count at most the partition's training samples; metric names that MLflow
+accepts and finite values. A partition answered by two nodes keeps neither
+answer beyond the first; ``server/federation.py`` binds partitions to nodes."""
 
 from __future__ import annotations
 
@@ -13,13 +22,17 @@ import torch
 from flwr.app import Message, RecordDict
 from torch import Tensor
 
+from aggregation.projection import VALUE_RANGES
 from aggregation.sparse import densify
 from clients import protocol
 from clients.anchoring import CANDIDATES_PER_ANCHOR
-from clients.payload import INDICES, VALUES
+from clients.payload import INDICES, SPARSE_RANGE, VALUES
 
-ALLOWED_DTYPES = (np.float32, np.float16, np.float64)
-HEADER_SLACK = 4096  # bytes of array headers on the wire, beyond the values
+ALLOWED_DTYPES = (np.float32, np.float16)  # what payloads fp32, fp16 and topk send
+HEADER_SLACK = 4096  # bytes of array headers and metrics on the wire, beyond the values
+ROUNDING = 1e-3  # slack on a similarity's value range, for float16 rounding
+METRIC_NAME = re.compile(r"^[\w\-./ ]{1,250}$")  # what MLflow accepts as a metric name
+MAX_METRIC_VALUES = 4096  # numbers in a reply's metrics, lists included
 
 
 class ReplyError(ValueError):
@@ -52,19 +65,23 @@ class Expected:
     anchors_mode: str = "shared"
     num_seeds: int = 0  # public seeds of the two-phase anchor modes
     embedding_dim: int = 0
+    partition_sizes: tuple[int, ...] = ()  # training samples of each partition, the ceiling of num-examples
 
     @property
     def max_projection_bytes(self) -> int:
-        """The most array bytes a final reply may hold: float64 values and int64
-        indices for every anchor of every similarity, absolute embeddings in float64."""
-        relative = self.num_samples * self.num_anchors * 16 * len(self.similarities)
-        return relative + (self.num_samples * self.embedding_dim * 8 if self.absolute else 0) + HEADER_SLACK
+        """The most bytes a final reply may hold: float32 values and int64 indices
+        for every anchor of every similarity, absolute embeddings in float32, metrics."""
+        relative = self.num_samples * self.num_anchors * 12 * len(self.similarities)
+        return relative + (self.num_samples * self.embedding_dim * 4 if self.absolute else 0) + _METRICS_BYTES
 
     @property
     def max_anchoring_bytes(self) -> int:
-        """The most array bytes a first-phase reply may hold, in float64."""
+        """The most bytes a first-phase reply may hold, in float32, and metrics."""
         pool = self.num_seeds + CANDIDATES_PER_ANCHOR * self.num_anchors
-        return 8 * max(pool * pool, (self.num_seeds + self.num_anchors) * self.embedding_dim) + HEADER_SLACK
+        return 4 * max(pool * pool, (self.num_seeds + self.num_anchors) * self.embedding_dim) + _METRICS_BYTES
+
+
+_METRICS_BYTES = HEADER_SLACK + 8 * MAX_METRIC_VALUES
 
 
 @dataclass(frozen=True)
@@ -86,17 +103,23 @@ def error_reason(message: Message) -> str:
     return f"client failed: {reason[:300]}"
 
 
-def _array(record, key: str, what: str) -> np.ndarray:
+def _array(record, key: str, what: str, value_range: tuple[float, float] = (-math.inf, math.inf)) -> np.ndarray:
+    """A float32 or float16 array of finite values within ``value_range`` (up to rounding)."""
     if key not in record:
         raise ReplyError(f"{what} lacks array {key!r}; has {sorted(record.keys())}")
+    if record[key].dtype not in ("float32", "float16"):
+        raise ReplyError(f"{what}[{key!r}] has dtype {record[key].dtype}; expected float32 or float16")
     try:
         array = record[key].numpy()
     except Exception as err:  # noqa: BLE001 - any decoding failure is the client's fault
         raise ReplyError(f"{what}[{key!r}] cannot be decoded: {err}") from None
     if array.dtype not in ALLOWED_DTYPES:
-        raise ReplyError(f"{what}[{key!r}] has dtype {array.dtype}; expected a float array")
+        raise ReplyError(f"{what}[{key!r}] has dtype {array.dtype}; expected float32 or float16")
     if not np.isfinite(array).all():
         raise ReplyError(f"{what}[{key!r}] holds NaN or infinite values")
+    low, high = value_range
+    if array.size and (array.min() < low - ROUNDING or array.max() > high + ROUNDING):
+        raise ReplyError(f"{what}[{key!r}] holds values in [{array.min():.4g}, {array.max():.4g}]; expected [{low:g}, {high:g}]")
     return array
 
 
@@ -108,10 +131,34 @@ def _content(message: Message, records: tuple[str, ...], max_bytes: int) -> Reco
     for name in records:
         if name not in message.content:
             raise ReplyError(f"reply lacks record {name!r}; has {sorted(message.content.keys())}")
-    size = sum(len(array.data) for record in message.content.array_records.values() for array in record.values())
+    size = _size(message.content)
     if size > max_bytes:
-        raise ReplyError(f"reply holds {size:,} bytes of arrays; this round's limit is {max_bytes:,}")
+        raise ReplyError(f"reply holds {size:,} bytes; this round's limit is {max_bytes:,}")
     return message.content
+
+
+def _size(content: RecordDict) -> int:
+    """Bytes of every record: array data, and 8 per number or character of metrics and config values."""
+    arrays = sum(len(array.data) for record in content.array_records.values() for array in record.values())
+    values = [v for records in (content.metric_records, content.config_records) for r in records.values() for v in r.values()]
+    return arrays + 8 * sum(len(v) if isinstance(v, (list, str, bytes)) else 1 for v in values)
+
+
+def _metrics(content: RecordDict) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """The reply's metrics, numbers and lists of numbers apart; names MLflow accepts,
+    finite values, at most ``MAX_METRIC_VALUES`` numbers."""
+    record = content[protocol.METRICS]
+    count = sum(len(v) if isinstance(v, list) else 1 for v in record.values())
+    if count > MAX_METRIC_VALUES:
+        raise ReplyError(f"metrics hold {count:,} numbers; at most {MAX_METRIC_VALUES:,}")
+    for key, value in record.items():
+        if not METRIC_NAME.match(key):
+            raise ReplyError(f"metric name {key[:40]!r}... is not 1-250 letters, digits, spaces or _-./")
+        numbers = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+            raise ReplyError(f"metric {key!r} holds a value that is not a finite number")
+    scalars = {key: float(value) for key, value in record.items() if not isinstance(value, list)}
+    return scalars, {key: [float(v) for v in value] for key, value in record.items() if isinstance(value, list)}
 
 
 def parse_reply(message: Message, expected: Expected) -> ClientReply:
@@ -129,12 +176,14 @@ def parse_reply(message: Message, expected: Expected) -> ClientReply:
         if embeddings.ndim != 2 or embeddings.shape[0] != expected.num_samples:
             raise ReplyError(f"absolute embeddings have shape {embeddings.shape}; expected ({expected.num_samples}, d)")
         absolute = torch.from_numpy(embeddings.astype(np.float32))
-    metrics = {key: float(value) for key, value in content[protocol.METRICS].items() if isinstance(value, (int, float))}
-    lists = {key: [float(v) for v in value] for key, value in content[protocol.METRICS].items() if _finite_list(value)}
+    metrics, lists = _metrics(content)
     partition = _partition(metrics, expected)
     num_examples = metrics.get("num-examples", 0.0)
-    if not (num_examples.is_integer() and num_examples >= 1):
-        raise ReplyError(f"num-examples must be a positive integer; got {num_examples}")
+    ceiling = expected.partition_sizes[partition] if expected.partition_sizes else math.inf
+    if not (num_examples.is_integer() and 1 <= num_examples <= ceiling):
+        raise ReplyError(
+            f"num-examples must be an integer in [1, {ceiling:g}] (the partition's training samples); got {num_examples:g}"
+        )
     return ClientReply(message.metadata.src_node_id, partition, spaces, absolute, int(num_examples), metrics, payload, lists)
 
 
@@ -143,11 +192,11 @@ def _relative_space(record, similarity: str, expected: Expected) -> tuple[Tensor
     dense, or top-k sparse (``clients/payload.py``)."""
     shape = (expected.num_samples, expected.num_anchors)
     if similarity + VALUES not in record:
-        array = _array(record, similarity, protocol.RELATIVE)
+        array = _array(record, similarity, protocol.RELATIVE, VALUE_RANGES[similarity])
         if array.shape != shape:
             raise ReplyError(f"relative[{similarity!r}] has shape {array.shape}; expected {shape}")
         return torch.from_numpy(array.astype(np.float32)), array.nbytes
-    values = _array(record, similarity + VALUES, protocol.RELATIVE)
+    values = _array(record, similarity + VALUES, protocol.RELATIVE, SPARSE_RANGE)
     key = similarity + INDICES
     indices = record[key].numpy() if key in record else None
     if indices is None or indices.dtype not in (np.int16, np.int32, np.int64):
@@ -173,15 +222,13 @@ def parse_anchoring(message: Message, expected: Expected) -> AnchoringReply:
     """Check a first-phase reply: a bootstrapping pool's cosine Gram matrix, or a
     translating client's seed and anchor embeddings; raise ``ReplyError`` if invalid."""
     content = _content(message, (protocol.ANCHORING, protocol.METRICS), expected.max_anchoring_bytes)
-    metrics = {key: float(value) for key, value in content[protocol.METRICS].items() if isinstance(value, (int, float))}
+    metrics, _ = _metrics(content)
     partition, record = _partition(metrics, expected), content[protocol.ANCHORING]
     if expected.anchors_mode == "bootstrapped":
-        gram = _array(record, protocol.GRAM, protocol.ANCHORING)
+        gram = _array(record, protocol.GRAM, protocol.ANCHORING, VALUE_RANGES["cosine"])
         largest = expected.num_seeds + CANDIDATES_PER_ANCHOR * expected.num_anchors
         if gram.ndim != 2 or gram.shape[0] != gram.shape[1] or not expected.num_anchors <= len(gram) <= largest:
             raise ReplyError(f"gram has shape {gram.shape}; expected a square pool of {expected.num_anchors} to {largest} rows")
-        if np.abs(gram).max() > 1.0 + 1e-3:
-            raise ReplyError("gram holds values outside [-1, 1]; expected cosine similarities")
         arrays = {protocol.GRAM: gram}
     else:
         seeds = _array(record, protocol.SEEDS, protocol.ANCHORING)
@@ -193,7 +240,3 @@ def parse_anchoring(message: Message, expected: Expected) -> AnchoringReply:
         arrays = {protocol.SEEDS: seeds, protocol.ANCHORS: anchors}
     tensors = {name: torch.from_numpy(array.astype(np.float32)) for name, array in arrays.items()}
     return AnchoringReply(message.metadata.src_node_id, partition, tensors, sum(a.nbytes for a in arrays.values()))
-
-
-def _finite_list(value: object) -> bool:
-    return isinstance(value, list) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)

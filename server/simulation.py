@@ -21,6 +21,7 @@ from flwr.supercore.telemetry import EventType
 
 from clients.client_app import app as default_client_app
 from server.config import ConfigError, RunConfig
+from server.interruption import on_signals
 from server.server_app import app as server_app
 
 
@@ -85,11 +86,12 @@ def run_simulation(
     start_ray(config, own_instance)
 
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=config.to_mapping())
-    _run_simulation(
-        num_supernodes=config.num_clients,
-        exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
-        client_app=client_app or default_client_app,
-        server_app=server_app,
-        backend_config={"client_resources": {"num_cpus": config.num_cpus, "num_gpus": config.num_gpus}},
-        server_app_context=context,
-    )
+    with on_signals():  # SIGINT, SIGTERM: the ServerApp stops, then the engine (server/interruption.py)
+        _run_simulation(
+            num_supernodes=config.num_clients,
+            exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
+            client_app=client_app or default_client_app,
+            server_app=server_app,
+            backend_config={"client_resources": {"num_cpus": config.num_cpus, "num_gpus": config.num_gpus}},
+            server_app_context=context,
+        )

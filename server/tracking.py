@@ -12,25 +12,30 @@ from typing import Any
 import mlflow
 
 from server.config import RunConfig
+from server.interruption import Interrupted
 
 
 @contextmanager
 def mlflow_run(config: RunConfig, run_id: str | None = None) -> Iterator[str]:
     """Start an MLflow run with the config as params, or continue run ``run_id`` (a
-    resumed run); yields its id. The run ends FAILED if the body raises, FINISHED otherwise."""
+    resumed run); yields its id. The run ends KILLED if the body is interrupted by a
+    signal, FAILED if it raises anything else, FINISHED otherwise."""
     mlflow.set_tracking_uri(config.tracking_uri)
     mlflow.set_experiment(config.experiment)
-    if run_id is not None:
-        with mlflow.start_run(run_id=run_id) as run:
-            mlflow.set_tag("resumed_from", config.resume)
-            yield run.info.run_id
-        return
     name = f"{config.dataset}-{config.split}-{config.aggregation}-seed{config.seed}"
     if config.scenario == "continual":
         name = f"{config.dataset}-continual-{config.strategy}-{config.regularizer}-b{config.buffer}-seed{config.seed}"
-    with mlflow.start_run(run_name=name, parent_run_id=config.parent_run or None) as run:
-        mlflow.log_params(config.to_mapping())
-        yield run.info.run_id
+    started = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=name, parent_run_id=config.parent_run or None)
+    with started as run:
+        if run_id:
+            mlflow.set_tag("resumed_from", config.resume)
+        else:
+            mlflow.log_params(config.to_mapping())
+        try:
+            yield run.info.run_id
+        except Interrupted:
+            mlflow.end_run("KILLED")
+            raise
 
 
 def absolute_tracking_uri(uri: str) -> str:
@@ -57,11 +62,23 @@ def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return flat
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None``: strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {key: strict_json(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def write_results(out_dir: Path, results: Mapping[str, Any]) -> Path:
-    """Write ``results.json`` atomically, so a crash never leaves half a file."""
+    """Write ``results.json`` atomically, so a crash never leaves half a file; strict
+    JSON, which every parser reads."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "results.json"
     partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(results, indent=2, sort_keys=True))
+    partial.write_text(json.dumps(strict_json(results), indent=2, sort_keys=True, allow_nan=False))
     partial.replace(path)
     return path

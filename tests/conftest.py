@@ -1,10 +1,21 @@
-"""Shared test helpers: random orthogonal maps and small labelled data."""
+"""Shared test helpers: random orthogonal maps, small labelled data, small runs."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from server.config import RunConfig
+
+
+@pytest.fixture(autouse=True)
+def private_client_state(tmp_path, monkeypatch):
+    """Clients keep their state under the test's folder, not the user's home."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "client-state"))
 
 
 def random_orthogonal(dim: int, seed: int) -> torch.Tensor:
@@ -22,3 +33,18 @@ def clustered() -> tuple[torch.Tensor, np.ndarray]:
     labels = np.repeat(np.arange(3), 100)
     points = centres[labels] + torch.randn(300, 16, generator=gen)
     return points, labels
+
+
+def small_run_config(tmp_path: Path, **overrides) -> RunConfig:
+    """The default digits federation, trained briefly, writing under ``tmp_path``."""
+    values = {
+        "epochs": 2,
+        "probe-epochs": 10,
+        "out-dir": str(tmp_path / "out"),
+        "tracking-uri": f"sqlite:///{tmp_path}/mlflow.db",
+    }
+    return RunConfig.from_mapping(values | overrides)
+
+
+def read_results(config: RunConfig) -> dict:
+    return json.loads((Path(config.out_dir) / "results.json").read_text())

@@ -26,7 +26,7 @@ app = ClientApp()
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    partition = int(context.node_config["partition-id"])
+    partition = int(msg.content[protocol.TASK]["partition-id"])
     if partition == 1:
         raise RuntimeError("simulated crash on partition 1")
     if partition == 8:
@@ -42,7 +42,7 @@ def train(msg: Message, context: Context) -> Message:
 
 @app.query()
 def query(msg: Message, context: Context) -> Message:
-    return _garbled(honest_query(msg, context), int(context.node_config["partition-id"]))
+    return _garbled(honest_query(msg, context), int(msg.content[protocol.TASK]["partition-id"]))
 
 
 def _garbled(reply: Message, partition: int) -> Message:

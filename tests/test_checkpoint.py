@@ -1,10 +1,13 @@
+import os
+import pickle
 import random
+import stat
 
 import numpy as np
 import pytest
 import torch
 
-from clients.checkpoint import load_client_state, save_client_state
+from clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state
 from server.checkpoint import Checkpoint, check_resumable, config_hash, restore_rng_states, rng_states
 from server.config import ConfigError, RunConfig
 
@@ -48,12 +51,46 @@ def test_only_where_and_how_patiently_a_run_executes_may_change_on_resume():
         check_resumable(RunConfig(aggregation="product", seed=1), checkpoint)
 
 
-def test_a_client_keeps_its_two_latest_rounds(tmp_path):
-    weights = {"w": torch.arange(3.0)}
+def test_a_client_keeps_its_two_latest_rounds_and_rejoins_from_its_last_one(tmp_path):
+    weights, buffer = {"w": torch.arange(3.0)}, {"0/inputs": torch.ones(2, 4)}
+    directory = tmp_path / "run" / "partition-0"
     for round_number in (1, 2, 3):
-        save_client_state(tmp_path, round_number, weights, b"buffer")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["round-2.pt", "round-3.pt"]
-    model, buffer = load_client_state(tmp_path, 2)
-    assert torch.equal(model["w"], weights["w"]) and buffer == b"buffer"
-    with pytest.raises(RuntimeError, match="cannot resume: this client kept no state of round 1"):
-        load_client_state(tmp_path, 1)
+        save_client_state(directory, round_number, weights, buffer)
+    assert sorted(p.name for p in directory.iterdir()) == ["round-2.pt", "round-3.pt"]
+    model, restored = load_client_state(directory, 2)
+    assert torch.equal(model["w"], weights["w"]) and torch.equal(restored["0/inputs"], buffer["0/inputs"])
+    assert load_client_state(directory, 7) is not None  # missed rounds 4 to 7: the state of round 3
+    assert load_client_state(directory, 1) is None  # nothing that early: start afresh
+    clear_client_state(directory)
+    assert not (tmp_path / "run").exists()
+
+
+def test_client_state_is_private_and_named_by_a_hex_run_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    directory = client_state_dir({}, "0123456789abcdef", 1)
+    assert directory == tmp_path / "state" / "relatlas" / "client-state" / "0123456789abcdef" / "partition-1"
+    save_client_state(directory, 1, {"w": torch.zeros(1)}, None)
+    for folder in (directory, directory.parent, tmp_path / "state" / "relatlas"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    assert stat.S_IMODE((directory / "round-1.pt").stat().st_mode) == 0o600
+    for key in ("../../etc", "/tmp/x", "ABC", ""):
+        with pytest.raises(ValueError, match="is not a hex digest"):
+            client_state_dir({}, key, 0)
+
+
+class _Planted:
+    def __reduce__(self):
+        return (os.system, ("touch planted-ran",))
+
+
+def test_a_planted_state_file_is_refused_without_running_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    directory = tmp_path / "partition-0"
+    directory.mkdir()
+    with open(directory / "round-1.pt", "wb") as file:
+        pickle.dump({"model": _Planted(), "buffer": None}, file)
+    torch.save({"model": {"w": _Planted()}, "buffer": None}, directory / "round-2.pt")
+    for round_number in (1, 2):
+        with pytest.raises(RuntimeError, match=f"refusing client state .*round-{round_number}.pt: not a plain tensor file"):
+            load_client_state(directory, round_number)
+    assert not (tmp_path / "planted-ran").exists()

@@ -28,7 +28,7 @@ def test_cli_options_mirror_the_config():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"aggregation": "median"}, "aggregation must be one of"),
+        ({"aggregation": "mode"}, "aggregation must be one of mean, product, concat, median, trimmed-mean; got 'mode'"),
         ({"rounds": 0}, "rounds must be positive"),
         ({"epochs": "3"}, "epochs must be int"),
         ({"learning-rate": float("nan")}, "learning-rate must be float"),
@@ -37,7 +37,10 @@ def test_cli_options_mirror_the_config():
         ({"simulation-baselines": "maybe"}, "must be bool"),
         ({"payload": "zip"}, "payload must be fp32, fp16, topk:K or topk:K:P"),
         ({"payload": "topk:0"}, "payload must be fp32, fp16, topk:K"),
-        ({"payload": "topk:8", "aggregation": "product"}, "needs aggregation mean or concat"),
+        (
+            {"payload": "topk:8", "aggregation": "product"},
+            r"an aggregation of cosines only \(mean, concat, median, trimmed-mean\)",
+        ),
         ({"anchors-mode": "random"}, "anchors-mode must be one of shared, class-matched"),
         ({"anchors-mode": "class-matched", "split": "disjoint-classes"}, "disjoint-classes split has none"),
         ({"anchors-mode": "bootstrapped", "seed-anchors": 65}, r"seed-anchors \(65\) cannot exceed anchors \(64\)"),

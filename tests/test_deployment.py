@@ -89,7 +89,7 @@ def test_an_unregistered_supernode_cannot_join(federation, tmp_path):
         [
             federation.executable("flower-supernode"), "--superlink", federation.address,
             "--root-certificates", str(federation.certificates / CA_CERT), "--auth-supernode-private-key",
-            str(tmp_path / "supernode-0"), "--node-config", "partition-id=0 num-partitions=3",
+            str(tmp_path / "supernode-0"),
             "--port", str(_free_port_block(1)),
         ],
         env=federation.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

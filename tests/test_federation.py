@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
 import cloudpickle
 import mlflow
 import pytest
 
-from server.config import RunConfig
 from server.federation import FederationError
 from server.simulation import run_simulation
 from tests import faulty_clients
+from tests.conftest import read_results, small_run_config
 
 cloudpickle.register_pickle_by_value(faulty_clients)  # Ray workers need not import tests/
 
 TIMINGS = {"wall_seconds", "client_train_seconds", "round_seconds", "mlflow_run_id"}
-
-
-def _config(tmp_path: Path, **overrides) -> RunConfig:
-    values = {
-        "epochs": 2,
-        "probe-epochs": 10,
-        "out-dir": str(tmp_path / "out"),
-        "tracking-uri": f"sqlite:///{tmp_path}/mlflow.db",
-    }
-    return RunConfig.from_mapping(values | overrides)
-
-
-def _results(config: RunConfig) -> dict:
-    return json.loads((Path(config.out_dir) / "results.json").read_text())
 
 
 def _without_timings(results: dict) -> dict:
@@ -46,9 +30,9 @@ def in_tmp(tmp_path, monkeypatch):
 
 
 def test_three_clients_on_digits_write_complete_results(tmp_path):
-    config = _config(tmp_path, rounds=2)
+    config = small_run_config(tmp_path, rounds=2)
     run_simulation(config)
-    results = _results(config)
+    results = read_results(config)
     assert results["status"] == "completed" and results["failures"] == []
     assert [r["round"] for r in results["rounds"]] == [1, 2]
     for key in ("merged_accuracy", "centralized_accuracy", "concat_accuracy", "concat_absolute_accuracy", "owner_accuracy"):
@@ -72,10 +56,13 @@ def test_three_clients_on_digits_write_complete_results(tmp_path):
 
 
 def test_same_seed_gives_identical_numbers(tmp_path):
-    first, second = _config(tmp_path / "a", aggregation="product"), _config(tmp_path / "b", aggregation="product")
+    first, second = (
+        small_run_config(tmp_path / "a", aggregation="product"),
+        small_run_config(tmp_path / "b", aggregation="product"),
+    )
     run_simulation(first)
     run_simulation(second)
-    one, two = _without_timings(_results(first)), _without_timings(_results(second))
+    one, two = _without_timings(read_results(first)), _without_timings(read_results(second))
     one["config"].pop("out-dir"), two["config"].pop("out-dir")
     one["config"].pop("tracking-uri"), two["config"].pop("tracking-uri")
     assert one == two
@@ -83,9 +70,9 @@ def test_same_seed_gives_identical_numbers(tmp_path):
 
 @pytest.mark.faults
 def test_failing_and_garbage_clients_are_dropped_and_the_round_completes(tmp_path):
-    config = _config(tmp_path, **{"num-clients": 5, "shared-classes": 2, "simulation-baselines": False})
+    config = small_run_config(tmp_path, **{"num-clients": 5, "shared-classes": 2, "simulation-baselines": False})
     run_simulation(config, client_app=faulty_clients.app)
-    results = _results(config)
+    results = read_results(config)
     assert results["status"] == "completed"
     assert results["client_partitions"] == [0, 4] and results["clients_answered"] == 2
     reasons = " | ".join(sorted(f["reason"] for f in results["failures"]))
@@ -95,9 +82,9 @@ def test_failing_and_garbage_clients_are_dropped_and_the_round_completes(tmp_pat
 
 
 def test_class_matched_anchors_federation_runs_end_to_end(tmp_path):
-    config = _config(tmp_path, **{"anchors-mode": "class-matched"})
+    config = small_run_config(tmp_path, **{"anchors-mode": "class-matched"})
     run_simulation(config)
-    results = _results(config)
+    results = read_results(config)
     assert results["status"] == "completed" and results["failures"] == []
     assert 0.5 < results["merged_accuracy"] <= 1.0 and 0.5 < results["cka_merged_centralized"] <= 1.0
     assert results["payload_bytes_per_client"] == 539 * 64 * 4  # m own anchors, as many as shared ones
@@ -105,9 +92,9 @@ def test_class_matched_anchors_federation_runs_end_to_end(tmp_path):
 
 @pytest.mark.parametrize(("mode", "extra"), [("bootstrapped", {}), ("translated", {"translation": "procrustes"})])
 def test_two_phase_anchor_modes_run_end_to_end(tmp_path, mode, extra):
-    config = _config(tmp_path, **{"anchors-mode": mode, "seed-anchors": 8} | extra)
+    config = small_run_config(tmp_path, **{"anchors-mode": mode, "seed-anchors": 8} | extra)
     run_simulation(config)
-    results = _results(config)
+    results = read_results(config)
     assert results["status"] == "completed" and results["failures"] == []
     assert 0.5 < results["merged_accuracy"] <= 1.0 and results["client_partitions"] == [0, 1, 2]
     assert results["payload_bytes_per_client"] > 539 * 64 * 4  # the first phase's Gram matrix or embeddings count too
@@ -115,19 +102,19 @@ def test_two_phase_anchor_modes_run_end_to_end(tmp_path, mode, extra):
 
 @pytest.mark.parametrize(("payload", "nbytes"), [("fp16", 539 * 64 * 2), ("topk:8", 539 * 8 * (4 + 2))])
 def test_compact_payloads_shrink_what_clients_send(tmp_path, payload, nbytes):
-    config = _config(tmp_path, payload=payload, **{"simulation-baselines": False, "eval-samples": 0})
+    config = small_run_config(tmp_path, payload=payload, **{"simulation-baselines": False, "eval-samples": 0})
     run_simulation(config)
-    results = _results(config)
+    results = read_results(config)
     assert results["status"] == "completed" and results["failures"] == []
     assert results["payload_bytes_per_client"] == nbytes and 0.5 < results["merged_accuracy"] <= 1.0
 
 
 @pytest.mark.faults
 def test_two_phase_rounds_drop_clients_that_fail_in_either_phase(tmp_path):
-    config = _config(tmp_path, **{"num-clients": 5, "shared-classes": 2, "simulation-baselines": False})
+    config = small_run_config(tmp_path, **{"num-clients": 5, "shared-classes": 2, "simulation-baselines": False})
     config = dataclasses.replace(config, anchors_mode="bootstrapped", seed_anchors=4)
     run_simulation(config, client_app=faulty_clients.app)
-    results = _results(config)
+    results = read_results(config)
     assert results["status"] == "completed" and results["client_partitions"] == [0, 4]
     reasons = " | ".join(sorted(f["reason"] for f in results["failures"]))
     assert "simulated crash on partition 1" in reasons
@@ -136,39 +123,41 @@ def test_two_phase_rounds_drop_clients_that_fail_in_either_phase(tmp_path):
 
 @pytest.mark.faults
 def test_malformed_and_late_replies_are_dropped_with_their_reasons(tmp_path):
-    config = _config(
+    config = small_run_config(
         tmp_path, **{"num-clients": 10, "shared-classes": 0, "split": "same-classes", "simulation-baselines": False,
                      "round-timeout": 40.0, "epochs": 1},
     )  # fmt: skip
     run_simulation(config, client_app=faulty_clients.app)
-    results = _results(config)
+    results = read_results(config)
     assert results["status"] == "completed" and results["client_partitions"] == [0, 4, 9]
     reasons = {f["reason"] for f in results["failures"]}
     assert any("lacks array 'cosine'; has ['cosinus']" in r for r in reasons)
-    assert any("dtype int64; expected a float array" in r for r in reasons)
-    assert any("bytes of arrays; this round's limit is" in r for r in reasons)  # checked before decoding
+    assert any("dtype int64; expected float32 or float16" in r for r in reasons)
+    assert any("bytes; this round's limit is" in r for r in reasons)  # checked before decoding
     assert "no reply within round-timeout 40 s" in reasons
     assert len(results["failures"]) == 7 and {f["round"] for f in results["failures"]} == {1}
 
 
 @pytest.mark.faults
 def test_too_few_clients_stops_with_a_clear_error_and_keeps_the_record(tmp_path):
-    config = _config(tmp_path, **{"num-clients": 4, "shared-classes": 2, "min-clients": 3, "simulation-baselines": False})
+    config = small_run_config(
+        tmp_path, **{"num-clients": 4, "shared-classes": 2, "min-clients": 3, "simulation-baselines": False}
+    )
     with pytest.raises(FederationError, match="round 1: 1 valid replies, min-clients is 3"):
         run_simulation(config, client_app=faulty_clients.app)
-    results = _results(config)
+    results = read_results(config)
     assert results["status"] == "failed" and "min-clients" in results["error"] and len(results["failures"]) == 3
     assert mlflow.MlflowClient(config.tracking_uri).get_run(results["mlflow_run_id"]).info.status == "FAILED"
 
 
 def test_two_experience_continual_federation_writes_complete_results(tmp_path):
-    config = _config(
+    config = small_run_config(
         tmp_path,
         scenario="continual", experiences=2, split="same-classes", strategy="replay", regularizer="casper", buffer=60,
         **{"casper-batch": 16, "casper-k": 5, "epochs": 3},
     )  # fmt: skip
     run_simulation(config)
-    results = _results(config)
+    results = read_results(config)
     assert results["status"] == "completed" and results["failures"] == []
     assert [r["round"] for r in results["rounds"]] == [1, 2]
     matrix = results["accuracy_matrix"]
@@ -197,11 +186,11 @@ def test_two_experience_continual_federation_writes_complete_results(tmp_path):
 def test_casper_with_rho_zero_changes_nothing(tmp_path):
     """The plugin attached with rho 0 draws and computes nothing: the same results as no regulariser."""
     continual = {"scenario": "continual", "experiences": 2, "split": "same-classes", "buffer": 60, "epochs": 1}
-    none = _config(tmp_path / "none", **continual, regularizer="none", **{"eval-samples": 200})
-    inert = _config(tmp_path / "rho0", **continual, regularizer="casper", **{"casper-rho": 0.0, "eval-samples": 200})
+    none = small_run_config(tmp_path / "none", **continual, regularizer="none", **{"eval-samples": 200})
+    inert = small_run_config(tmp_path / "rho0", **continual, regularizer="casper", **{"casper-rho": 0.0, "eval-samples": 200})
     run_simulation(none)
     run_simulation(inert)
-    one, two = _without_timings(_results(none)), _without_timings(_results(inert))
+    one, two = _without_timings(read_results(none)), _without_timings(read_results(inert))
     for results in (one, two):
         for key in ("out-dir", "tracking-uri", "regularizer", "casper-rho"):
             results["config"].pop(key)

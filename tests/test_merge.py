@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from aggregation.aggregators import aggregate, required_similarities
-from aggregation.merge import concat_merge, mean_merge, product_merge, standardize_rows
+from aggregation.merge import concat_merge, mean_merge, median_merge, product_merge, standardize_rows, trimmed_mean_merge
 
 A = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
 B = torch.tensor([[3.0, 6.0], [5.0, 0.0]])
@@ -60,4 +60,27 @@ def test_aggregate_by_name():
     with pytest.raises(ValueError, match="missing"):
         aggregate("product", [{"cosine": torch.randn(5, 3)}])
     with pytest.raises(ValueError, match="unknown aggregation"):
-        required_similarities("median")
+        required_similarities("mode")
+
+
+def test_median_and_trimmed_mean_ignore_one_extreme_client():
+    honest = [torch.full((4, 3), 0.5), torch.full((4, 3), 0.7), torch.full((4, 3), 0.6)]
+    liar = torch.full((4, 3), -1.0)
+    assert torch.allclose(median_merge([*honest, liar]), torch.full((4, 3), 0.55))  # the two middle values' mean
+    assert torch.allclose(trimmed_mean_merge([*honest, liar]), torch.full((4, 3), 0.55))
+    assert torch.allclose(median_merge(honest), torch.full((4, 3), 0.6))
+    assert mean_merge([*honest, liar]).max() < 0.3  # the mean follows the liar
+
+
+def test_robust_merges_average_only_the_clients_that_projected_a_sample():
+    spaces = [torch.tensor([[1.0], [2.0]]), torch.tensor([[3.0], [4.0]]), torch.tensor([[9.0], [0.0]])]
+    masks = torch.tensor([[True, True], [True, True], [False, True]])
+    assert median_merge(spaces, masks=masks).flatten().tolist() == [2.0, 2.0]
+    assert trimmed_mean_merge(spaces, masks=masks).flatten().tolist() == [2.0, 2.0]
+    with pytest.raises(ValueError, match="projected by no client"):
+        median_merge(spaces, masks=torch.zeros(3, 2, dtype=torch.bool))
+
+
+def test_mean_of_huge_distances_weighted_by_counts_stays_finite():
+    spaces = [torch.full((2, 2), 3e38), torch.full((2, 2), 3e38)]
+    assert torch.isfinite(mean_merge(spaces, weights=[1000.0, 1000.0])).all()

@@ -16,7 +16,10 @@ def task_identity():
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
 
 
-EXPECTED = Expected(similarities=("cosine",), num_samples=6, num_anchors=4, num_partitions=3, absolute=True, embedding_dim=8)
+EXPECTED = Expected(
+    similarities=("cosine",), num_samples=6, num_anchors=4, num_partitions=3, absolute=True, embedding_dim=8,
+    partition_sizes=(100, 100, 100),
+)  # fmt: skip
 
 
 def _request() -> Message:
@@ -50,11 +53,19 @@ def test_half_precision_payload_counts_half_the_bytes():
         ({"relative": np.zeros((6, 3), np.float32)}, r"shape \(6, 3\); expected \(6, 4\)"),
         ({"relative": np.full((6, 4), np.nan, np.float32)}, "NaN or infinite"),
         ({"relative": np.zeros((6, 4), np.int64)}, "dtype int64"),
-        ({"relative": np.zeros((200, 40), np.float32)}, "holds 32,448 bytes of arrays; this round's limit is 4,864"),
+        ({"relative": np.zeros((300, 200), np.float32)}, "holds 240,464 bytes; this round's limit is 37,344"),
+        ({"metrics": {"partition-id": 1, "num-examples": 50, "pad": [0.5] * 5000}}, "holds 40,560 bytes; this round"),
+        ({"relative": np.zeros((6, 4), np.float64)}, "dtype float64; expected float32 or float16"),
+        ({"relative": np.full((6, 4), 3e38, np.float32)}, r"values in \[3e\+38, 3e\+38\]; expected \[-1, 1\]"),
+        ({"relative": np.full((6, 4), 1.5, np.float32)}, r"expected \[-1, 1\]"),
+        ({"metrics": {"partition-id": 1, "num-examples": 1e15}}, r"num-examples must be an integer in \[1, 100\]"),
+        ({"metrics": {"partition-id": 1, "num-examples": 50, "m" * 600: 1.0}}, "is not 1-250 letters"),
+        ({"metrics": {"partition-id": 1, "num-examples": 50, "train-seconds": float("inf")}}, "'train-seconds' holds a value"),
+        ({"metrics": {"partition-id": 1, "num-examples": 50, "pad": [0.5] * 4095}}, "metrics hold 4,097 numbers"),
         ({"absolute": np.zeros((5, 8), np.float32)}, "absolute embeddings have shape"),
         ({"drop": (protocol.ABSOLUTE,)}, "lacks the absolute embeddings"),
         ({"metrics": {"partition-id": 3, "num-examples": 5}}, "partition-id 3.0 is not one of"),
-        ({"metrics": {"partition-id": 0, "num-examples": 0}}, "num-examples must be a positive integer"),
+        ({"metrics": {"partition-id": 0, "num-examples": 0}}, "num-examples must be an integer in"),
     ],
 )
 def test_invalid_replies_are_refused_with_a_reason(fields, reason):
@@ -72,11 +83,12 @@ def test_client_error_is_reduced_to_one_line():
 def test_validate_keeps_good_replies_and_lists_failures():
     duplicate = _reply()
     broken = _reply(relative=np.full((6, 4), np.inf, np.float32))
-    other = _reply(metrics={"partition-id": 0, "num-examples": 9})
-    replies, failures = validate([_reply(), duplicate, broken, other], EXPECTED, 2, parse_reply)
-    assert [r.partition_id for r in replies] == [0, 1]
-    assert [f["round"] for f in failures] == [2, 2]
+    impostor = _reply(metrics={"partition-id": 0, "num-examples": 9})  # node 7 is bound to partition 1
+    replies, failures = validate([_reply(), duplicate, broken, impostor], EXPECTED, 2, parse_reply, {7: 1})
+    assert [(r.node_id, r.partition_id) for r in replies] == [(7, 1)]
+    assert [f["round"] for f in failures] == [2, 2, 2]
     assert "already answered" in failures[0]["reason"] and "NaN or infinite" in failures[1]["reason"]
+    assert failures[2]["reason"] == "claims partition-id 0; the server assigned it 1"
 
 
 BOOTSTRAPPED = dataclasses.replace(EXPECTED, anchors_mode="bootstrapped", num_seeds=2)
@@ -102,7 +114,7 @@ def test_valid_anchoring_replies_are_converted():
     [
         (BOOTSTRAPPED, {protocol.GRAM: np.eye(3, 4, dtype=np.float32)}, "expected a square pool of 4 to 18 rows"),
         (BOOTSTRAPPED, {protocol.GRAM: np.eye(19, dtype=np.float32)}, "expected a square pool of 4 to 18 rows"),
-        (BOOTSTRAPPED, {protocol.GRAM: 2 * np.eye(5, dtype=np.float32)}, r"outside \[-1, 1\]"),
+        (BOOTSTRAPPED, {protocol.GRAM: 2 * np.eye(5, dtype=np.float32)}, r"values in \[0, 2\]; expected \[-1, 1\]"),
         (BOOTSTRAPPED, {"other": np.eye(5, dtype=np.float32)}, "lacks array 'gram'"),
         (TRANSLATED, {protocol.SEEDS: np.zeros((3, 5), np.float32), protocol.ANCHORS: np.zeros((4, 5), np.float32)}, "seeds"),
         (TRANSLATED, {protocol.SEEDS: np.zeros((2, 5), np.float32), protocol.ANCHORS: np.zeros((4, 6), np.float32)}, "anchors"),
