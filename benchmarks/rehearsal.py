@@ -77,7 +77,8 @@ def _group(state: Mapping[str, Tensor], i: int) -> ReservoirSamplingBuffer:
         )
         if f"{i}/logits" in state:
             logits = FlatData([state[f"{i}/logits"]], discard_elements_not_in_indices=True)
-            dataset = make_avalanche_dataset(dataset, data_attributes=[TensorDataAttribute(logits, name="logits", use_in_getitem=True)])
+            attribute = TensorDataAttribute(logits, name="logits", use_in_getitem=True)
+            dataset = make_avalanche_dataset(dataset, data_attributes=[attribute])
         group.buffer = dataset
     return group
 

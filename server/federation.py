@@ -32,12 +32,12 @@ from benchmarks.streams import class_schedule
 from clients import protocol
 from clients.anchoring import TWO_PHASE_MODES
 from clients.training import TrainConfig
+from server import interruption
 from server.anchoring import AnchorPlan, pair_anchors
 from server.centralized import CentralizedReference
 from server.checkpoint import Checkpoint, check_resumable, config_hash, restore_rng_states, rng_states
 from server.config import RunConfig
 from server.continual import ClientRuns, ExperienceProbes, continual_summary, evaluate_experience, head_accuracy
-from server import interruption
 from server.evaluation import ProbeSplit, evaluate_round
 from server.interruption import Interrupted
 from server.plots import plot_accuracies, plot_accuracy_curves, plot_accuracy_matrix, plot_spaces

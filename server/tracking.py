@@ -25,8 +25,8 @@ def mlflow_run(config: RunConfig, run_id: str | None = None) -> Iterator[str]:
     name = f"{config.dataset}-{config.split}-{config.aggregation}-seed{config.seed}"
     if config.scenario == "continual":
         name = f"{config.dataset}-continual-{config.strategy}-{config.regularizer}-b{config.buffer}-seed{config.seed}"
-    started = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=name, parent_run_id=config.parent_run or None)
-    with started as run:
+    parent = config.parent_run or None
+    with mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=name, parent_run_id=parent) as run:
         if run_id:
             mlflow.set_tag("resumed_from", config.resume)
         else:

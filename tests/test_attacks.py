@@ -73,7 +73,8 @@ def test_robust_merges_keep_the_accuracy_of_the_clean_run_under_a_made_up_space(
         for name, results in rows.items():
             change = results["merged_accuracy"] - clean
             scores = [round(score, 1) for score in results["client_outlier_score"]]
-            print(f"{name}: merged {results['merged_accuracy']:.3f} ({change:+.3f}), clients {results['client_partitions']} {scores}")
+            clients = results["client_partitions"]
+            print(f"{name}: merged {results['merged_accuracy']:.3f} ({change:+.3f}), clients {clients}, outlier scores {scores}")
     assert rows["mean"]["merged_accuracy"] < clean - 0.1  # the attack works on the plain mean
     assert rows["mean + screen 3"]["client_partitions"] == [0, 1] and max(honest["client_outlier_score"]) < 2.0
     for name in ("mean + screen 3", "median", "trimmed-mean"):
