@@ -9,9 +9,11 @@ user supplies with ``X`` and ``y`` (and optionally ``X_test``/``y_test``).
 from __future__ import annotations
 
 import gzip
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +43,12 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+
+def first_few(values: Sequence[Any], shown: int = 5) -> str:
+    """``values`` for an error line: the first ``shown``, then how many more."""
+    head = ", ".join(str(v) for v in values[:shown])
+    return head if len(values) <= shown else f"{head} and {len(values) - shown:,} more"
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,11 +130,25 @@ def _npz(path: str, seed: int) -> Dataset:
     if ("X_test" in arrays) != ("y_test" in arrays):
         raise DatasetError(f"npz file {path!r} must hold both 'X_test' and 'y_test' or neither")
     if "X_test" not in arrays:
+        _check_classes(path, y)
         return _from_arrays(f"npz:{path}", x, y, seed)
     x_test, y_test = _check_pair(path, "X_test", "y_test", arrays["X_test"], arrays["y_test"])
     if x_test.shape[1:] != x.shape[1:]:
         raise DatasetError(f"npz file {path!r}: X_test samples have shape {x_test.shape[1:]}, X samples {x.shape[1:]}")
+    _check_classes(path, y, y_test)
     return Dataset(f"npz:{path}", x, y, x_test, y_test)
+
+
+def _check_classes(path: str, y: np.ndarray, y_test: np.ndarray | None = None) -> None:
+    """Refuse labels that are not 0..C-1, each present in training: a gap would be
+    an extra class that no client holds and every split would miscount."""
+    present = np.unique(y)
+    if present[-1] != len(present) - 1 or (y_test is not None and y_test.max() > present[-1]):
+        raise DatasetError(
+            f"npz file {path!r}: labels must be 0..C-1 with every class in y; found {len(present)} classes "
+            f"({first_few(present.tolist())}): "
+            "renumber them (relatlas does not remap labels)"
+        )
 
 
 def _check_pair(path: str, x_key: str, y_key: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from aggregation.anchors import AnchorSampling, select_anchors
+from benchmarks.datasets import first_few
 
 Split = Literal["shared-classes", "same-classes", "disjoint-classes", "dirichlet"]
 SPLITS: tuple[Split, ...] = ("shared-classes", "same-classes", "disjoint-classes", "dirichlet")
@@ -96,7 +97,10 @@ def plan_federation(
     anchor_classes = shared_classes if split == "shared-classes" else None
     if split == "shared-classes" and not shared_classes:
         raise SplitError("shared-classes split draws anchors from shared classes: set S >= 1")
-    anchors = select_anchors(labels, num_anchors, sampling=anchor_sampling, classes=anchor_classes, seed=seed)
+    try:
+        anchors = select_anchors(labels, num_anchors, sampling=anchor_sampling, classes=anchor_classes, seed=seed)
+    except ValueError as err:
+        raise SplitError(f"{err}; use fewer anchors") from None
     pool = np.setdiff1d(np.arange(len(labels)), anchors)
     rng = np.random.default_rng(seed + 1)
     per_client: list[list[np.ndarray]] = [[] for _ in range(num_clients)]
@@ -118,7 +122,7 @@ def plan_federation(
     client_indices = tuple(np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64) for parts in per_client)
     empty = [k for k, idx in enumerate(client_indices) if len(idx) == 0]
     if empty:
-        raise SplitError(f"clients {empty} received no training samples; use fewer clients or a larger alpha")
+        raise SplitError(f"clients {first_few(empty)} received no training samples; use fewer clients or a larger alpha")
     return FederationPlan(anchors, client_indices, client_classes, shared_classes)
 
 

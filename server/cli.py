@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,12 +25,13 @@ from benchmarks.splits import SplitError, plan_for_task
 from benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
 from benchmarks.streams import class_schedule
 from benchmarks.sweep import SweepResources
+from clients.checkpoint import default_state_root
 from server.checkpoint import resume_config
 from server.config import ConfigError, RunConfig
-from server.credentials import DEFAULT_HOSTS, generate_credentials
+from server.credentials import DEFAULT_HOSTS, CredentialsError, generate_credentials
 from server.deployment import DeploymentError, LocalDeployment
 from server.interruption import Interrupted
-from server.tracking import absolute_tracking_uri
+from server.tracking import absolute_tracking_uri, check_outputs
 
 DEPLOY_DIR = ".flwr/deployment"
 ALIASES = {
@@ -104,9 +106,11 @@ def results_table(results: dict[str, Any]) -> Table:
     return table
 
 
-def _refuse_bad_data(config: RunConfig) -> None:
-    """Load the data and make the split (and class schedule) before Ray starts; a
-    bad dataset or size fails here in one line. Later loads hit the cache."""
+def _refuse_bad_input(config: RunConfig) -> None:
+    """Check the outputs, load the data and make the split (and class schedule)
+    before Ray starts; a bad place, dataset or size fails here in one line. Later
+    loads hit the cache."""
+    check_outputs(Path(config.out_dir), config.tracking_uri)
     dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
     plan_for_task(dataset.y_train, config.to_mapping())
     if config.scenario == "continual":
@@ -117,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
     from server.simulation import run_simulation
 
     config = _config_from_args(args)
-    _refuse_bad_data(config)
+    _refuse_bad_input(config)
     try:
         run_simulation(config)
     except ConfigError:
@@ -148,7 +152,7 @@ def _deployment(args: argparse.Namespace) -> LocalDeployment:
 
 
 def _deploy_credentials(args: argparse.Namespace) -> int:
-    print(f"credentials in {generate_credentials(Path(args.dir), args.supernodes, tuple(args.hosts))}")
+    print(f"credentials in {generate_credentials(Path(args.dir), args.supernodes, tuple(args.hosts), force=args.force)}")
     return 0
 
 
@@ -168,7 +172,7 @@ def _deploy_run(args: argparse.Namespace) -> int:
     recorded = deployment.recorded()
     if config.num_clients != recorded["supernodes"]:
         raise ConfigError(f"num-clients is {config.num_clients}, but the federation has {recorded['supernodes']} SuperNodes")
-    _refuse_bad_data(config)
+    _refuse_bad_input(config)
     paths = {"out-dir": str(Path(config.out_dir).resolve()), "tracking-uri": absolute_tracking_uri(config.tracking_uri)}
     if config.resume:
         paths["resume"] = str(Path(config.resume).resolve())
@@ -190,7 +194,7 @@ def _resources(args: argparse.Namespace) -> SweepResources:
 def _announce(suite: str, configs: Sequence[RunConfig], trials: int, out_dir: str) -> None:
     """Refuse bad data for every config before Ray starts, then say what will run."""
     for config in configs:
-        _refuse_bad_data(config)
+        _refuse_bad_input(config)
     print(f"relatlas bench {suite}: {trials} trials, results in {out_dir}/table.md", flush=True)
 
 
@@ -254,7 +258,7 @@ def _bench_perf(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown perf sections {unknown}; choose from {', '.join(SECTIONS)}")
     for payload in config.payloads:
         config.run_config("check", payload=payload)  # refuses a bad payload before anything runs
-    _refuse_bad_data(config.run_config("check"))
+    _refuse_bad_input(dataclasses.replace(config.run_config("check"), out_dir=config.out_dir))
     print(f"relatlas bench perf: {', '.join(config.sections)}; results in {config.out_dir}/perf.json", flush=True)
     run_perf(config)
     return 0
@@ -348,6 +352,7 @@ def _add_deploy_parser(commands: argparse._SubParsersAction) -> None:
 
     credentials = actions.add_parser("credentials", parents=[where], help="a CA, the SuperLink's certificate, SuperNode keys")
     credentials.add_argument("--hosts", nargs="+", default=list(DEFAULT_HOSTS), help="names the certificate is valid for")
+    credentials.add_argument("--force", action="store_true", help="replace existing credentials (SuperNodes must re-register)")
     credentials.set_defaults(handler=_deploy_credentials)
     actions.add_parser("up", parents=[where], help="start the SuperLink and the SuperNodes").set_defaults(handler=_deploy_up)
     run = actions.add_parser("run", parents=[where], help="submit a run with `flwr run` and wait for it")
@@ -364,7 +369,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
     _add_bench_parser(commands)
     _add_deploy_parser(commands)
+    state = commands.add_parser("state", help="clients' saved state on this machine").add_subparsers(dest="action", required=True)
+    clear = state.add_parser("clear", help="remove every run's client state (a finished run removes its own)")
+    clear.add_argument("--dir", default=str(default_state_root()), help="the state-dir (default: %(default)s)")
+    clear.set_defaults(handler=_state_clear)
     return parser
+
+
+def _state_clear(args: argparse.Namespace) -> int:
+    root = Path(args.dir)
+    runs = sorted(path.name for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
+    for run in runs:
+        shutil.rmtree(root / run)
+    print(f"removed the client state of {len(runs)} runs from {root}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -376,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, DatasetError, SplitError, DeploymentError) as err:
+    except (ConfigError, DatasetError, SplitError, DeploymentError, CredentialsError) as err:
         print(f"relatlas: {err}", file=sys.stderr)
         return 2
 

@@ -17,6 +17,8 @@ from clients.anchoring import ANCHOR_MODES, TRANSLATIONS, TWO_PHASE_MODES
 from clients.continual import REGULARIZERS, STRATEGIES, ContinualConfig
 from clients.payload import PayloadFormat
 
+MAX_SEED = 2**32 - 1
+
 
 class ConfigError(ValueError):
     """A run-config value that is missing, of the wrong type or out of range."""
@@ -103,6 +105,8 @@ class RunConfig:
                      "eval_samples", "payload_noise", "outlier_threshold"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{_key(name)} must be zero or more; got {getattr(self, name)}")
+        if self.seed > MAX_SEED:
+            raise ConfigError(f"seed must be in 0..{MAX_SEED} (NumPy's seed range); got {self.seed}")
         if self.min_clients > self.num_clients:
             raise ConfigError(f"min-clients ({self.min_clients}) cannot exceed num-clients ({self.num_clients})")
         self._check_anchors_mode()

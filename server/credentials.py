@@ -3,13 +3,18 @@ SuperLink's TLS certificate signed by it, and one EC key pair per SuperNode for
 Flower's node authentication (``flwr supernode register`` takes the public key).
 
 Generated with ``cryptography`` (a Flower dependency), so no ``openssl`` is
-needed: ``relatlas deploy credentials DIR --supernodes 3``.
+needed: ``relatlas deploy credentials DIR --supernodes 3``. Private keys and the
+SuperExec shared secret are created 0600; existing credentials are replaced
+only when asked (``--force``), since SuperNodes registered with the old keys
+would then be locked out.
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_CERT, SERVER_CERT, SERVER_KEY = "ca.crt", "server.pem", "server.key"
+SUPEREXEC_SECRET = "superexec.secret"  # shared by the SuperLink, the SuperNodes and their SuperExecs
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1", "superlink")  # "superlink": the compose service name
 VALID_DAYS = 365
 
@@ -40,9 +46,19 @@ def _san(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
+class CredentialsError(RuntimeError):
+    """Credentials that would be overwritten, or have expired; one line."""
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """``data`` in a file readable by its owner only, from the moment it exists."""
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+        file.write(data)
+
+
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey, fmt: serialization.PrivateFormat) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()))
-    path.chmod(0o600)
+    _write_private(path, key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()))
 
 
 def generate_tls(directory: Path, hosts: Sequence[str] = DEFAULT_HOSTS) -> None:
@@ -90,9 +106,27 @@ def generate_supernode_keys(directory: Path, count: int) -> None:
         public.write_bytes(key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH))
 
 
-def generate_credentials(directory: Path, supernodes: int, hosts: Sequence[str] = DEFAULT_HOSTS) -> Path:
-    """Everything a TLS federation with ``supernodes`` authenticated nodes needs, in ``directory``."""
+def generate_credentials(directory: Path, supernodes: int, hosts: Sequence[str] = DEFAULT_HOSTS, *, force: bool = False) -> Path:
+    """Everything a TLS federation with ``supernodes`` authenticated nodes needs, in
+    ``directory``; refused where credentials exist, unless ``force``."""
+    if (directory / CA_CERT).exists() and not force:
+        raise CredentialsError(
+            f"credentials exist in {directory}; --force replaces them (every SuperNode must then be registered again)"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     generate_tls(directory, hosts)
     generate_supernode_keys(directory, supernodes)
+    _write_private(directory / SUPEREXEC_SECRET, secrets.token_bytes(32))
     return directory
+
+
+def check_not_expired(directory: Path, now: datetime.datetime | None = None) -> None:
+    """Refuse a CA or server certificate outside its validity period."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    for name in (CA_CERT, SERVER_CERT):
+        certificate = x509.load_pem_x509_certificate((directory / name).read_bytes())
+        if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+            raise CredentialsError(
+                f"{directory / name} is valid from {certificate.not_valid_before_utc:%Y-%m-%d} to "
+                f"{certificate.not_valid_after_utc:%Y-%m-%d}, not now: `relatlas deploy credentials --force` makes new ones"
+            )

@@ -26,7 +26,15 @@ from typing import Any
 
 import psutil
 
-from server.credentials import CA_CERT, SERVER_CERT, SERVER_KEY, generate_credentials, supernode_key_paths
+from server.credentials import (
+    CA_CERT,
+    SERVER_CERT,
+    SERVER_KEY,
+    SUPEREXEC_SECRET,
+    check_not_expired,
+    generate_credentials,
+    supernode_key_paths,
+)
 
 CONNECTION = "relatlas-deployment"  # the SuperLink connection's name in FLWR_HOME/config.toml
 STOP_SECONDS = 10.0
@@ -113,7 +121,8 @@ class LocalDeployment:
         if busy:
             raise DeploymentError(f"ports {busy} are in use on 127.0.0.1: choose others with --port / --supernode-port")
         if not all(supernode_key_paths(self.certificates, i)[0].exists() for i in range(self.supernodes)):
-            generate_credentials(self.certificates, self.supernodes)
+            generate_credentials(self.certificates, self.supernodes, force=True)
+        check_not_expired(self.certificates)
         self._write_connection()
         pids: list[int] = []
         try:
@@ -146,10 +155,12 @@ class LocalDeployment:
             raise DeploymentError(f"flwr run exited with status {status}: {last[-1] if last else 'no output'}")
 
     def down(self) -> list[int]:
-        """Stop the recorded processes and their children; return the ids stopped."""
+        """Stop the recorded processes that are still the ones ``up`` started (same
+        start time and command line: a pid may have been reused) and their children;
+        return the ids stopped."""
         if not self.processes_file.exists():
             return []
-        pids = self.recorded()["pids"]
+        pids = [entry["pid"] for entry in self.recorded()["processes"] if _same_process(entry)]
         stop_processes(pids)
         self.processes_file.unlink()
         return pids
@@ -191,6 +202,7 @@ class LocalDeployment:
                 self.executable("flower-superlink"),
                 "--ssl-ca-certfile", str(certs / CA_CERT), "--ssl-certfile", str(certs / SERVER_CERT),
                 "--ssl-keyfile", str(certs / SERVER_KEY), "--enable-supernode-auth",
+                "--superexec-auth-secret-file", str(certs / SUPEREXEC_SECRET),
                 "--host", "127.0.0.1", "--port", str(self.port), "--disable-runtime-dependency-installation",
             ],
             "superlink",
@@ -210,13 +222,16 @@ class LocalDeployment:
                 self.executable("flower-supernode"),
                 "--superlink", self.address, "--root-certificates", str(self.certificates / CA_CERT),
                 "--auth-supernode-private-key", str(private),
+                "--superexec-auth-secret-file", str(self.certificates / SUPEREXEC_SECRET),
                 "--port", str(self.supernode_port + index),
             ],
             f"supernode-{index}",
         )  # fmt: skip
 
     def _record(self, pids: list[int]) -> None:
-        self.processes_file.write_text(json.dumps({"pids": pids, "address": self.address, "supernodes": self.supernodes}))
+        processes = [_identity(pid) for pid in pids]
+        record = {"processes": processes, "address": self.address, "supernodes": self.supernodes}
+        self.processes_file.write_text(json.dumps(record))
 
     def _wait(self, ready, timeout: float, what: str, log_name: str) -> None:
         deadline = time.monotonic() + timeout
@@ -224,6 +239,19 @@ class LocalDeployment:
             if time.monotonic() > deadline:
                 raise DeploymentError(f"timed out after {timeout:g} s waiting for {what}; see {self.directory / log_name}.log")
             time.sleep(0.5)
+
+
+def _identity(pid: int) -> dict[str, Any]:
+    """What tells this process from a later one with the same id."""
+    process = psutil.Process(pid)
+    return {"pid": pid, "create_time": process.create_time(), "cmdline": process.cmdline()}
+
+
+def _same_process(entry: Mapping[str, Any]) -> bool:
+    try:
+        return _identity(entry["pid"]) == dict(entry)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
 
 
 def stop_processes(pids: list[int], timeout: float = STOP_SECONDS) -> None:

@@ -31,6 +31,7 @@ from clients.payload import INDICES, SPARSE_RANGE, VALUES
 ALLOWED_DTYPES = (np.float32, np.float16)  # what payloads fp32, fp16 and topk send
 HEADER_SLACK = 4096  # bytes of array headers and metrics on the wire, beyond the values
 ROUNDING = 1e-3  # slack on a similarity's value range, for float16 rounding
+NOISE_SIGMAS = 8  # and for --payload-noise: a Gaussian entry beyond 8 sigma has odds of about 1e-15
 METRIC_NAME = re.compile(r"^[\w\-./ ]{1,250}$")  # what MLflow accepts as a metric name
 MAX_METRIC_VALUES = 4096  # numbers in a reply's metrics, lists included
 
@@ -66,6 +67,13 @@ class Expected:
     num_seeds: int = 0  # public seeds of the two-phase anchor modes
     embedding_dim: int = 0
     partition_sizes: tuple[int, ...] = ()  # training samples of each partition, the ceiling of num-examples
+    payload_noise: float = 0.0  # the sigma clients add to their relative spaces
+
+    def value_range(self, similarity: str) -> tuple[float, float]:
+        """What a client's dense values of ``similarity`` may hold, noise included."""
+        low, high = VALUE_RANGES[similarity]
+        slack = NOISE_SIGMAS * self.payload_noise
+        return low - slack, high + slack
 
     @property
     def max_projection_bytes(self) -> int:
@@ -192,7 +200,7 @@ def _relative_space(record, similarity: str, expected: Expected) -> tuple[Tensor
     dense, or top-k sparse (``clients/payload.py``)."""
     shape = (expected.num_samples, expected.num_anchors)
     if similarity + VALUES not in record:
-        array = _array(record, similarity, protocol.RELATIVE, VALUE_RANGES[similarity])
+        array = _array(record, similarity, protocol.RELATIVE, expected.value_range(similarity))
         if array.shape != shape:
             raise ReplyError(f"relative[{similarity!r}] has shape {array.shape}; expected {shape}")
         return torch.from_numpy(array.astype(np.float32)), array.nbytes

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
+import tempfile
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +15,7 @@ from typing import Any
 
 import mlflow
 
-from server.config import RunConfig
+from server.config import ConfigError, RunConfig
 from server.interruption import Interrupted
 
 
@@ -36,6 +40,31 @@ def mlflow_run(config: RunConfig, run_id: str | None = None) -> Iterator[str]:
         except Interrupted:
             mlflow.end_run("KILLED")
             raise
+
+
+REACH_SECONDS = 5.0  # how long the check waits for a tracking server
+
+
+def check_outputs(out_dir: Path, tracking_uri: str) -> None:
+    """Refuse, before anything trains, an ``out-dir`` that cannot be written and a
+    tracking store that cannot be reached (a server within ``REACH_SECONDS``) or
+    written (a SQLite file's folder)."""
+    existing = next(folder for folder in (out_dir.absolute(), *out_dir.absolute().parents) if folder.exists())
+    try:  # a folder made and removed where out-dir will be made: nothing is left behind
+        os.rmdir(tempfile.mkdtemp(dir=existing))
+    except OSError as err:
+        raise ConfigError(f"out-dir {out_dir} cannot be written: {existing}: {err.strerror or err}") from None
+    address = urllib.parse.urlparse(tracking_uri)
+    if address.scheme in ("http", "https"):
+        port = address.port or (443 if address.scheme == "https" else 80)
+        try:
+            socket.create_connection((address.hostname or "", port), timeout=REACH_SECONDS).close()
+        except OSError as err:
+            raise ConfigError(f"tracking server {tracking_uri} cannot be reached: {err.strerror or err}") from None
+    elif address.scheme == "sqlite":
+        folder = Path(tracking_uri.removeprefix("sqlite:///")).absolute().parent
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(f"tracking store {tracking_uri}: its folder {folder} is missing or cannot be written")
 
 
 def absolute_tracking_uri(uri: str) -> str:

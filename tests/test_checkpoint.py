@@ -12,6 +12,13 @@ from server.checkpoint import Checkpoint, check_resumable, config_hash, restore_
 from server.config import ConfigError, RunConfig
 
 
+class _Planted:
+    """Unpickling it would run a shell command."""
+
+    def __reduce__(self):
+        return (os.system, ("touch planted-ran",))
+
+
 def _checkpoint(round_number: int, config: RunConfig) -> Checkpoint:
     rng, tensors = rng_states()
     return Checkpoint(round_number, config.to_mapping(), config_hash(config), "run", [{"round": 1}], [], {}, rng, tensors)
@@ -30,6 +37,30 @@ def test_an_unreadable_checkpoint_is_refused_in_one_line(tmp_path):
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "state.json").write_text("{ half a file")
     with pytest.raises(ConfigError, match="resume: the checkpoint in .* cannot be read \\(JSONDecodeError"):
+        Checkpoint.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("tensors", "reason"),
+    [
+        (b"PK\x03\x04 not a zip", "cannot be read"),  # a corrupted tensor file
+        (pickle.dumps(_Planted()), "cannot be read .*Unpickl"),  # a planted pickle: refused, never run
+    ],
+)
+def test_a_corrupted_or_planted_checkpoint_tensor_file_is_refused_in_one_line(tmp_path, monkeypatch, tensors, reason):
+    monkeypatch.chdir(tmp_path)
+    _checkpoint(1, RunConfig()).save(tmp_path)
+    (tmp_path / "checkpoint" / "tensors-1.pt").write_bytes(tensors)
+    with pytest.raises(ConfigError, match=reason) as refused:
+        Checkpoint.load(tmp_path)
+    assert "\n" not in str(refused.value) and not (tmp_path / "planted-ran").exists()
+
+
+def test_a_checkpoint_naming_a_file_elsewhere_is_refused(tmp_path):
+    _checkpoint(1, RunConfig()).save(tmp_path)
+    state = tmp_path / "checkpoint" / "state.json"
+    state.write_text(state.read_text().replace('"tensors-1.pt"', '"../../elsewhere.pt"'))
+    with pytest.raises(ConfigError, match="is not a file name in the checkpoint folder"):
         Checkpoint.load(tmp_path)
 
 
@@ -76,11 +107,6 @@ def test_client_state_is_private_and_named_by_a_hex_run_key(tmp_path, monkeypatc
     for key in ("../../etc", "/tmp/x", "ABC", ""):
         with pytest.raises(ValueError, match="is not a hex digest"):
             client_state_dir({}, key, 0)
-
-
-class _Planted:
-    def __reduce__(self):
-        return (os.system, ("touch planted-ran",))
 
 
 def test_a_planted_state_file_is_refused_without_running_it(tmp_path, monkeypatch):

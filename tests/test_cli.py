@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from server.cli import results_table
@@ -19,9 +20,19 @@ from server.cli import results_table
         (["--client-gpus", "0.5"], "num-gpus 0.5 per client, but no node of the Ray cluster has a GPU"),
         (["--payload-noise", "-0.1"], "payload-noise must be zero or more"),
         (["--resume", "nowhere"], "resume: nowhere holds no checkpoint"),
+        (["--anchors", "100000"], "asked for 100000 anchors but only 503 samples of classes [2, 4, 6, 7] are available"),
+        (["--clients", "10000", "--split", "same-classes"], "clients 0, 1, 2, 3, 4 and 8,875 more received no training"),
+        (["--seed", str(2**32)], "seed must be in 0..4294967295"),
+        (["--out", "/proc/relatlas"], "out-dir /proc/relatlas cannot be written: /proc: "),
+        (["--tracking-uri", "http://127.0.0.1:1"], "tracking server http://127.0.0.1:1 cannot be reached"),
+        (["--tracking-uri", "sqlite:////nonexistent/m.db"], "its folder /nonexistent is missing or cannot be written"),
+        (["--dataset", "npz:gaps.npz"], "labels must be 0..C-1 with every class in y; found 3 classes (3, 7, 9)"),
+        (["--dataset", "npz:one-per-class.npz"], "asked for 64 anchors but only 4 samples"),
     ],
 )
 def test_bad_input_exits_with_one_line_before_anything_starts(tmp_path, args, message):
+    np.savez(tmp_path / "gaps.npz", X=np.random.rand(300, 8), y=np.repeat([3, 7, 9], 100))
+    np.savez(tmp_path / "one-per-class.npz", X=np.random.rand(10, 8), y=np.arange(10))
     done = subprocess.run(
         [sys.executable, "-m", "server.cli", "run", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
@@ -50,3 +61,13 @@ def test_deploy_run_refuses_a_federation_that_is_not_up_in_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == f"relatlas: no federation runs from {tmp_path}: `relatlas deploy up` first"
     assert _deploy("down", tmp_path).stdout.strip() == "stopped nothing"
+
+
+def test_state_clear_removes_every_run_folder_and_keeps_the_root(tmp_path):
+    for run in ("0123456789abcdef", "fedcba9876543210"):
+        (tmp_path / run / "partition-0").mkdir(parents=True)
+        (tmp_path / run / "partition-0" / "round-1.pt").write_bytes(b"state")
+    command = [sys.executable, "-m", "server.cli", "state", "clear", "--dir", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == f"removed the client state of 2 runs from {tmp_path}"
+    assert tmp_path.is_dir() and not any(tmp_path.iterdir())

@@ -119,7 +119,7 @@ def test_a_deployed_run_whose_serverapp_is_killed_resumes_to_the_simulated_numbe
     while not (state.exists() and json.loads(state.read_text())["round"] >= 1):
         assert run.is_alive() and time.monotonic() < deadline, "the run ended before its first checkpoint"
         time.sleep(0.05)
-    superlink = psutil.Process(federation.recorded()["pids"][0])
+    superlink = psutil.Process(federation.recorded()["processes"][0]["pid"])
     for process in superlink.children(recursive=True):
         if _is_process(process, "flwr-serverapp"):
             process.kill()
@@ -157,7 +157,7 @@ def _is_process(process: psutil.Process, name: str) -> bool:
 @pytest.mark.faults
 def test_a_client_killed_mid_round_is_dropped_and_the_round_completes(federation, tmp_path):
     """Last in this module: it kills SuperNode 2."""
-    victim = psutil.Process(federation.recorded()["pids"][3])
+    victim = psutil.Process(federation.recorded()["processes"][3]["pid"])
     overrides = _overrides(tmp_path, "killed", **{"round-timeout": 30.0, "simulation-baselines": False, "epochs": 3})
     run = threading.Thread(target=federation.run, args=(ROOT, overrides))
     run.start()

@@ -48,6 +48,11 @@ def test_three_supernodes_each_with_its_key_and_state_folder():
     assert _flags(SERVICES["serverapp"])["runtime-api-address"] == f"superlink:{superlink_port}"
 
 
+def test_the_superlink_its_superexec_and_every_supernode_share_the_superexec_secret():
+    for name in ("superlink", "serverapp", "supernode-0", "supernode-1", "supernode-2"):
+        assert _flags(SERVICES[name])["superexec-auth-secret-file"] == "/certificates/superexec.secret", name
+
+
 def test_credentials_never_enter_an_image():
     ignored = (DOCKER.parent / ".dockerignore").read_text().splitlines()
     assert ignored[1] == "*" and "!docker/" not in ignored

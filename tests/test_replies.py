@@ -151,3 +151,10 @@ def test_sparse_payload_is_densified_and_counted_as_sent():
 def test_bad_sparse_payloads_are_refused(indices, reason):
     with pytest.raises(ReplyError, match=reason):
         parse_reply(_sparse_reply(np.ones((6, 2), np.float32), indices), dataclasses.replace(EXPECTED, absolute=False))
+
+
+def test_payload_noise_widens_the_value_range_by_eight_sigma():
+    noisy = dataclasses.replace(EXPECTED, payload_noise=0.05)
+    assert parse_reply(_reply(relative=np.full((6, 4), 1.39, np.float32)), noisy).spaces["cosine"].max() > 1.3
+    with pytest.raises(ReplyError, match=r"expected \[-1.4, 1.4\]"):
+        parse_reply(_reply(relative=np.full((6, 4), 1.5, np.float32)), noisy)
