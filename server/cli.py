@@ -27,10 +27,11 @@ from benchmarks.streams import class_schedule
 from benchmarks.sweep import SweepResources
 from clients.checkpoint import default_state_root
 from server.checkpoint import resume_config
-from server.config import ConfigError, RunConfig
+from server.config import CHOICES, ConfigError, RunConfig
 from server.credentials import DEFAULT_HOSTS, CredentialsError, generate_credentials
 from server.deployment import DeploymentError, LocalDeployment
 from server.interruption import Interrupted
+from server.option_help import HELP
 from server.tracking import absolute_tracking_uri, check_outputs
 
 DEPLOY_DIR = ".flwr/deployment"
@@ -52,8 +53,15 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             type=str if kind is bool else kind,
             default=None,
             metavar=kind.__name__.upper(),
-            help=f"default: {field.default!r}",
+            help=_help(field),
         )
+
+
+def _help(field: dataclasses.Field) -> str:
+    """The option's line: what it does, its allowed values, its default."""
+    allowed = CHOICES.get(field.name)
+    one_of = f"; one of {', '.join(allowed)}" if allowed else ""
+    return f"{HELP[field.name.replace('_', '-')]}{one_of} (default: {field.default!r})".replace("%", "%%")
 
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,22 @@ MAX_SEED = 2**32 - 1
 
 class ConfigError(ValueError):
     """A run-config value that is missing, of the wrong type or out of range."""
+
+
+# The allowed values of the fields that name a choice (AGGREGATIONS grows as merges register).
+CHOICES: dict[str, Collection[str]] = {
+    "split": SPLITS,
+    "aggregation": AGGREGATIONS,
+    "anchor_sampling": ("uniform", "stratified"),
+    "anchors_mode": ANCHOR_MODES,
+    "translation": TRANSLATIONS,
+    "merge_weights": ("uniform", "samples"),
+    "encoder": ("auto", "mlp", "cnn"),
+    "scenario": ("static", "continual"),
+    "stream": STREAMS,
+    "strategy": STRATEGIES,
+    "regularizer": REGULARIZERS,
+}
 
 
 @dataclass(frozen=True)
@@ -79,20 +95,7 @@ class RunConfig:
     resume: str = ""  # the out-dir of a killed run to continue from its checkpoint (server/checkpoint.py)
 
     def __post_init__(self) -> None:
-        choices = {
-            "split": SPLITS,
-            "aggregation": AGGREGATIONS,
-            "anchor_sampling": ("uniform", "stratified"),
-            "anchors_mode": ANCHOR_MODES,
-            "translation": TRANSLATIONS,
-            "merge_weights": ("uniform", "samples"),
-            "encoder": ("auto", "mlp", "cnn"),
-            "scenario": ("static", "continual"),
-            "stream": STREAMS,
-            "strategy": STRATEGIES,
-            "regularizer": REGULARIZERS,
-        }
-        for name, allowed in choices.items():
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{_key(name)} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         positive = ("num_clients", "anchors", "rounds", "epochs", "batch_size", "embedding_dim", "min_clients",

@@ -387,7 +387,8 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
                 federation.checkpoint(round_number, results, run_id, client_runs, outcome).save(out_dir)
                 write_results(out_dir, results)
             if outcome is not None and outcome.merged is not None:
-                _log_figures(out_dir, outcome, federation.labels)
+                title = f"{config.dataset}, {config.aggregation} merge, round {outcome.metrics['round']}"
+                _log_figures(out_dir, outcome, federation.labels, title)
             results["status"] = "completed"
         except Interrupted as err:  # the round in progress is not recorded; --resume goes on after the last whole one
             results |= {"status": "interrupted", "error": str(err)}
@@ -443,14 +444,18 @@ def _finish_continual(results: dict[str, Any], config: RunConfig, client_runs: C
     out_dir.mkdir(parents=True, exist_ok=True)
     if summary["average_accuracy"] is not None:
         mlflow.log_metrics({"average_accuracy": summary["average_accuracy"], "forgetting": summary["forgetting"] or 0.0})
-    title = f"merged space ({config.aggregation})"
+    title = f"{config.dataset}: merged space ({config.aggregation}), {config.experiences} experiences"
     for plot, name in ((plot_accuracy_matrix, "accuracy_matrix"), (plot_accuracy_curves, "accuracy_curves")):
         mlflow.log_artifact(str(plot(summary["accuracy_matrix"], title, out_dir / f"{name}.png")))
     client_runs.finish(summary, out_dir, failed=results["status"] == "failed")
 
 
-def _log_figures(out_dir: Path, outcome: RoundOutcome, labels: np.ndarray) -> None:
+def _log_figures(out_dir: Path, outcome: RoundOutcome, labels: np.ndarray, title: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     spaces = {"merged": outcome.merged} | ({"centralised": outcome.central} if outcome.central is not None else {})
-    for path in (plot_spaces(spaces, labels, out_dir / "spaces.png"), plot_accuracies(outcome.metrics, out_dir / "accuracy.png")):
+    figures = (
+        plot_spaces(spaces, labels, title, out_dir / "spaces.png"),
+        plot_accuracies(outcome.metrics, title, out_dir / "accuracy.png"),
+    )
+    for path in figures:
         mlflow.log_artifact(str(path))

@@ -25,21 +25,26 @@ def pca_2d(space: Tensor) -> np.ndarray:
     return (centred @ (components * signs).T).numpy()
 
 
-def plot_spaces(spaces: Mapping[str, Tensor], labels: np.ndarray, path: Path) -> Path:
-    fig, axes = plt.subplots(1, len(spaces), figsize=(5 * len(spaces), 4.5), squeeze=False)
-    for ax, (title, space) in zip(axes[0], spaces.items()):
+def plot_spaces(spaces: Mapping[str, Tensor], labels: np.ndarray, title: str, path: Path) -> Path:
+    """Each space's first two principal components, one colour per class (a legend, not a scale)."""
+    fig, axes = plt.subplots(1, len(spaces), figsize=(5 * len(spaces), 4.8), squeeze=False)
+    colours = plt.get_cmap("tab20" if labels.max() >= 10 else "tab10")
+    for ax, (name, space) in zip(axes[0], spaces.items()):
         points = pca_2d(space)
-        scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4)
-        ax.set_title(f"{title} (PCA)")
+        for cls in np.unique(labels):
+            chosen = labels == cls
+            ax.scatter(points[chosen, 0], points[chosen, 1], color=colours(int(cls) % colours.N), s=4, label=str(cls))
+        ax.set_title(f"{name} (PCA)")
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(scatter, ax=axes[0].tolist(), label="class")
+    fig.legend(*axes[0][0].get_legend_handles_labels(), title="class", loc="center right", markerscale=3, fontsize=8)
+    fig.suptitle(title)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
-def plot_accuracies(results: Mapping[str, Any], path: Path) -> Path:
+def plot_accuracies(results: Mapping[str, Any], title: str, path: Path) -> Path:
     """Bars for each client's own space next to the merged and reference spaces."""
     bars = {f"client {p}": acc for p, acc in zip(results["client_partitions"], results["client_accuracy"])}
     for key, label in (("merged_accuracy", "merged"), ("concat_accuracy", "concat rel."),
@@ -52,6 +57,7 @@ def plot_accuracies(results: Mapping[str, Any], path: Path) -> Path:
     ax.bar(list(bars), list(bars.values()), color=colors)
     ax.set_ylabel("probe accuracy")
     ax.set_ylim(0, 1)
+    ax.set_title(title)
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -73,6 +79,8 @@ def plot_accuracy_matrix(matrix: list[list[float | None]], title: str, path: Pat
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 else "black", fontsize=8)
     ax.set_xlabel("evaluated on experience")
     ax.set_ylabel("after training experience")
+    ax.set_xticks(range(values.shape[1]))
+    ax.set_yticks(range(len(values)))
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="accuracy")
     fig.tight_layout()
@@ -89,6 +97,7 @@ def plot_accuracy_curves(matrix: list[list[float | None]], title: str, path: Pat
     for j in range(values.shape[1]):
         ax.plot(steps[j:], values[j:, j], marker="o", label=f"experience {j}")
     ax.set_xlabel("after training experience")
+    ax.set_xticks(steps)
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
     ax.set_title(title)

@@ -77,18 +77,25 @@ def absolute_tracking_uri(uri: str) -> str:
 
 
 def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Numbers as MLflow metrics; lists of numbers become one metric per client
-    (lists of lists, the per-experience rows, stay in ``results.json``)."""
+    """Numbers as MLflow metrics; lists of numbers become one metric per client, or,
+    for the merged space's row (``experience_accuracy``), one per experience (lists
+    of lists, the clients' per-experience rows, stay in ``results.json``)."""
     flat: dict[str, float] = {}
     partitions = metrics.get("client_partitions", [])
     for key, value in metrics.items():
         if key == "client_partitions":
             continue
-        if isinstance(value, list):
-            flat.update({f"{key}/client{p}": float(v) for p, v in zip(partitions, value) if isinstance(v, (int, float))})
-        elif isinstance(value, (int, float)) and math.isfinite(value):
+        if key == "experience_accuracy":
+            flat.update({f"merged_accuracy/experience{j}": float(v) for j, v in enumerate(value) if _number(v)})
+        elif isinstance(value, list):
+            flat.update({f"{key}/client{p}": float(v) for p, v in zip(partitions, value) if _number(v)})
+        elif _number(value):
             flat[key] = float(value)
     return flat
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def strict_json(value: Any) -> Any:

@@ -1,3 +1,4 @@
+import dataclasses
 import subprocess
 import sys
 
@@ -5,6 +6,8 @@ import numpy as np
 import pytest
 
 from server.cli import results_table
+from server.config import RunConfig
+from server.option_help import HELP
 
 
 @pytest.mark.parametrize(
@@ -71,3 +74,12 @@ def test_state_clear_removes_every_run_folder_and_keeps_the_root(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == f"removed the client state of 2 runs from {tmp_path}"
     assert tmp_path.is_dir() and not any(tmp_path.iterdir())
+
+
+def test_every_run_option_has_a_description_and_its_allowed_values():
+    assert set(HELP) == {field.name.replace("_", "-") for field in dataclasses.fields(RunConfig)}
+    usage = subprocess.run([sys.executable, "-m", "server.cli", "run", "--help"], capture_output=True, text=True, timeout=120)
+    flat = " ".join(usage.stdout.split())
+    aggregation = "how the server merges the clients' relative spaces; one of mean, product, concat, median, trimmed-mean"
+    assert f"--aggregation STR {aggregation} (default: 'mean')" in flat
+    assert "--outlier-threshold FLOAT drop a client this many times" in flat
