@@ -36,6 +36,7 @@ from benchmarks.sweep import SweepResources, Trial
 from clients.anchoring import anchor_seed, bootstrap_candidates, translate
 from clients.training import predict, train_like_client
 from server.config import ConfigError, RunConfig
+from server.tracking import use_tracking
 
 MODES = ("shared", "class-matched", "bootstrapped", "translated-procrustes", "translated-inversion")
 
@@ -134,8 +135,7 @@ def translation_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpu
             pairs = _bootstrapped_pairs(data, plan, encoders, public[:k], suite.anchors, config.seed)
             moved = translate(source, pairs[1], pairs[0], "procrustes")
             records.append(_quality(f"bootstrapped to {suite.anchors} + procrustes", k, moved, target, seed))
-    mlflow.set_tracking_uri(suite.tracking_uri)
-    mlflow.set_experiment(suite.experiment)
+    use_tracking(suite.tracking_uri, suite.experiment)
     with mlflow.start_run(run_name=f"translation-seed{seed}", parent_run_id=parent_run_id):
         mlflow.log_params({"seed": seed, "held_out": len(held), "dataset": suite.dataset})
         for r in records:

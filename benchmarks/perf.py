@@ -36,6 +36,7 @@ from benchmarks.splits import plan_for_task
 from clients.models import build_classifier
 from clients.training import predict, train_like_client
 from server.config import RunConfig
+from server.tracking import use_tracking
 
 SECTIONS = ("kernels", "overhead", "scale", "payload")
 
@@ -226,8 +227,7 @@ def run_perf(config: PerfConfig) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     sections = {"kernels": kernel_figures, "overhead": overhead_figures, "scale": scale_figures, "payload": payload_figures}
     perf: dict[str, Any] = {}
-    mlflow.set_tracking_uri(config.tracking_uri)
-    mlflow.set_experiment(config.experiment)
+    use_tracking(config.tracking_uri, config.experiment)
     with mlflow.start_run(run_name="bench-perf") as parent:
         mlflow.log_params({k: str(v) for k, v in dataclasses.asdict(config).items()})
         for name in config.sections:

@@ -48,6 +48,7 @@ from benchmarks.sweep import SweepResources, Trial, run_trials
 from clients.models import Classifier, build_classifier, takes_cnn
 from clients.training import TrainConfig, derive_seed, fit, predict
 from server.config import ConfigError
+from server.tracking import use_tracking
 
 
 @dataclass(frozen=True)
@@ -165,8 +166,7 @@ def encoder_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus: f
     started = time.perf_counter()
     figures = fit(model, data.x_train[rows], data.y_train[rows], TrainConfig(epochs=suite.epochs, seed=derive_seed(seed, 1)))
     figures["train_seconds"] = time.perf_counter() - started
-    mlflow.set_tracking_uri(suite.tracking_uri)
-    mlflow.set_experiment(suite.experiment)
+    use_tracking(suite.tracking_uri, suite.experiment)
     with mlflow.start_run(run_name=f"{kind}-seed{seed}", parent_run_id=parent_run_id):
         mlflow.log_params({"encoder": kind, "seed": seed, "epochs": suite.epochs, "train_samples": len(rows)})
         mlflow.log_metrics(figures)
@@ -204,8 +204,7 @@ def target_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus: fl
     )
     labels = data.y_test[selection.test]
     stitching = stitching_rows(encoders, target.name, heads, labels)
-    mlflow.set_tracking_uri(suite.tracking_uri)
-    mlflow.set_experiment(suite.experiment)
+    use_tracking(suite.tracking_uri, suite.experiment)
     with mlflow.start_run(run_name=f"heads-{target.name}", parent_run_id=parent_run_id):
         mlflow.log_params({"head": target.name, "head_epochs": suite.head_epochs, "anchors": suite.anchors})
         for row in stitching:

@@ -15,6 +15,7 @@ from typing import Any
 import mlflow
 
 from benchmarks.sweep import SweepResources, Trial, run_trials
+from server.tracking import use_tracking
 
 
 def mean_std(values: Sequence[float | None]) -> str:
@@ -46,8 +47,7 @@ def grouped_table(
 @contextmanager
 def suite_run(name: str, params: Mapping[str, Any], tracking_uri: str, experiment: str) -> Iterator[str]:
     """The suite's MLflow parent run; yields its id for trials to nest under."""
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment)
+    use_tracking(tracking_uri, experiment)
     with mlflow.start_run(run_name=name) as parent:
         mlflow.log_params({key: str(value) for key, value in params.items()})
         yield parent.info.run_id

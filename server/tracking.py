@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.exceptions import MlflowException
 
 from server.config import ConfigError, RunConfig
 from server.interruption import Interrupted
@@ -24,8 +25,7 @@ def mlflow_run(config: RunConfig, run_id: str | None = None) -> Iterator[str]:
     """Start an MLflow run with the config as params, or continue run ``run_id`` (a
     resumed run); yields its id. The run ends KILLED if the body is interrupted by a
     signal, FAILED if it raises anything else, FINISHED otherwise."""
-    mlflow.set_tracking_uri(config.tracking_uri)
-    mlflow.set_experiment(config.experiment)
+    use_tracking(config.tracking_uri, config.experiment)
     name = f"{config.dataset}-{config.split}-{config.aggregation}-seed{config.seed}"
     if config.scenario == "continual":
         name = f"{config.dataset}-continual-{config.strategy}-{config.regularizer}-b{config.buffer}-seed{config.seed}"
@@ -40,6 +40,20 @@ def mlflow_run(config: RunConfig, run_id: str | None = None) -> Iterator[str]:
         except Interrupted:
             mlflow.end_run("KILLED")
             raise
+
+
+def use_tracking(tracking_uri: str, experiment: str) -> None:
+    """Point MLflow at the store and the experiment. A new experiment in a SQLite
+    store keeps its artifacts beside the database file (``mlartifacts/``), not in
+    ``./mlruns`` of wherever the process happens to run."""
+    mlflow.set_tracking_uri(tracking_uri)
+    if tracking_uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(experiment) is None:
+        folder = Path(tracking_uri.removeprefix("sqlite:///")).absolute().parent / "mlartifacts"
+        try:
+            mlflow.create_experiment(experiment, artifact_location=folder.as_uri())
+        except MlflowException:
+            pass  # a parallel trial created it first
+    mlflow.set_experiment(experiment)
 
 
 REACH_SECONDS = 5.0  # how long the check waits for a tracking server

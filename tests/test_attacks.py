@@ -33,7 +33,7 @@ REASONS = {
 
 @pytest.fixture(autouse=True)
 def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # MLflow puts artifacts under ./mlruns
+    monkeypatch.chdir(tmp_path)  # whatever a run writes to relative paths lands here
 
 
 def _run(tmp_path, name: str, attacks: dict[int, str], **overrides) -> dict:

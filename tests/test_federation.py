@@ -26,7 +26,7 @@ def _without_timings(results: dict) -> dict:
 
 @pytest.fixture(autouse=True)
 def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # MLflow puts artifacts under ./mlruns
+    monkeypatch.chdir(tmp_path)  # whatever a run writes to relative paths lands here
 
 
 def test_three_clients_on_digits_write_complete_results(tmp_path):

@@ -1,6 +1,8 @@
 import math
 
-from server.tracking import scalar_metrics, strict_json
+import mlflow
+
+from server.tracking import scalar_metrics, strict_json, use_tracking
 
 
 def test_lists_become_per_client_metrics_and_the_merged_row_per_experience_metrics():
@@ -16,3 +18,14 @@ def test_lists_become_per_client_metrics_and_the_merged_row_per_experience_metri
 
 def test_results_are_strict_json():
     assert strict_json({"a": [1.0, math.nan, {"b": -math.inf}], "c": "x"}) == {"a": [1.0, None, {"b": None}], "c": "x"}
+
+
+def test_a_new_experiment_keeps_its_artifacts_beside_the_sqlite_store(tmp_path, monkeypatch):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "store").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    use_tracking(f"sqlite:///{tmp_path}/store/mlflow.db", "artefacts")
+    with mlflow.start_run() as run:
+        mlflow.log_text("x", "note.txt")
+    assert (tmp_path / "store" / "mlartifacts").is_dir() and not (tmp_path / "elsewhere" / "mlruns").exists()
+    assert run.info.artifact_uri.startswith((tmp_path / "store" / "mlartifacts").as_uri())
