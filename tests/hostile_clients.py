@@ -74,3 +74,17 @@ def hostile_app(attacks: Mapping[int, str]) -> ClientApp:
         return reply
 
     return app
+
+
+def absent_app(partition: int, rounds: set[int]) -> ClientApp:
+    """A ClientApp on which ``partition`` fails in ``rounds``: a client that misses rounds."""
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        task = msg.content[protocol.TASK]
+        if int(task["partition-id"]) == partition and int(task["round"]) in rounds:
+            raise RuntimeError(f"partition {partition} is away in round {task['round']}")
+        return honest_train(msg, context)
+
+    return app

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import cloudpickle
 import mlflow
 import psutil
 import pytest
@@ -19,7 +20,10 @@ from server.checkpoint import CHECKPOINT_DIR, STATE_FILE, Checkpoint
 from server.cli import main
 from server.config import RunConfig
 from server.simulation import run_simulation
+from tests import hostile_clients
 from tests.test_federation import _without_timings
+
+cloudpickle.register_pickle_by_value(hostile_clients)  # Ray workers need not import tests/
 
 OPTIONS = {"rounds": 4, "epochs": 1, "probe-epochs": 5, "eval-samples": 200}
 
@@ -103,6 +107,17 @@ def test_sigint_after_round_one_stops_the_run_within_seconds_and_resume_complete
 
     assert main(["run", "--resume", str(tmp_path / "stopped")]) == 0
     assert _comparable(tmp_path / "whole") == _comparable(tmp_path / "stopped")
+
+
+def test_a_client_that_missed_a_round_rejoins_in_the_next(tmp_path):
+    config = RunConfig.from_mapping(
+        OPTIONS | {"rounds": 2, "out-dir": str(tmp_path / "run"), "tracking-uri": f"sqlite:///{tmp_path}/m.db"}
+    )
+    run_simulation(config, client_app=hostile_clients.absent_app(2, {1}))
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["status"] == "completed"
+    assert [r["client_partitions"] for r in results["rounds"]] == [[0, 1], [0, 1, 2]]
+    assert [f["reason"] for f in results["failures"]] == ["client failed: RuntimeError: partition 2 is away in round 1"]
 
 
 def test_resuming_with_a_changed_config_is_refused_in_one_line(tmp_path, capsys):
