@@ -17,7 +17,7 @@ from server.option_help import HELP
         (["--shared-classes", "10"], "shared classes S=10 must be in [0, 9]"),
         (["--clients", "5", "--shared-classes", "8"], "5 clients with 1 novel classes each need 13 classes"),
         (["--rounds", "0"], "rounds must be positive"),
-        (["--aggregation", "median"], "aggregation must be one of mean, product, concat"),
+        (["--aggregation", "mode"], "aggregation must be one of mean, product, concat, median, trimmed-mean"),
         (["--scenario", "continual", "--experiences", "11"], "has 1 to 10 experiences, got 11"),
         (["--strategy", "naive", "--regularizer", "casper"], "strategy naive has none"),
         (["--client-gpus", "0.5"], "num-gpus 0.5 per client, but no node of the Ray cluster has a GPU"),
