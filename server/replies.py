@@ -133,7 +133,7 @@ def _array(record, key: str, what: str, value_range: tuple[float, float] = (-mat
 
 def _content(message: Message, records: tuple[str, ...], max_bytes: int) -> RecordDict:
     """The reply's records, if it is not an error, holds every one of ``records``
-    and no more than ``max_bytes`` of arrays (checked before anything is decoded)."""
+    and no more than ``max_bytes`` in all (checked before anything is decoded)."""
     if message.has_error():
         raise ReplyError(error_reason(message))
     for name in records:

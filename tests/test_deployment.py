@@ -46,7 +46,7 @@ def federation(tmp_path_factory):
         yield deployment
     finally:
         stopped = deployment.down()
-    assert stopped == pids
+    assert set(stopped) <= set(pids)  # a SuperNode a test killed is not signalled again
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
 
 
@@ -176,6 +176,19 @@ def test_a_client_killed_mid_round_is_dropped_and_the_round_completes(federation
     assert results["status"] == "completed" and results["client_partitions"] == [0, 1]
     assert len(results["failures"]) == 1 and results["failures"][0]["round"] == 1
     assert results["failures"][0]["reason"]
+
+
+def test_down_signals_only_the_processes_up_started(tmp_path):
+    sleepers = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]
+    deployment = LocalDeployment(tmp_path)
+    deployment._record([sleeper.pid for sleeper in sleepers])
+    record = json.loads(deployment.processes_file.read_text())
+    record["processes"][1]["create_time"] += 5.0  # as if the pid now belonged to another process
+    deployment.processes_file.write_text(json.dumps(record))
+    assert deployment.down() == [sleepers[0].pid]
+    assert not psutil.pid_exists(sleepers[0].pid) and sleepers[1].poll() is None  # stop_processes reaped the first
+    sleepers[1].kill()
+    sleepers[1].wait()
 
 
 def test_run_config_overrides_are_written_as_toml(tmp_path):
