@@ -56,13 +56,12 @@ def save_buffer(strategy: SupervisedTemplate) -> dict[str, Tensor]:
     if hasattr(storage, "seen_classes"):
         state["seen-classes"] = torch.tensor(list(storage.seen_classes), dtype=torch.long)
     for i, group in enumerate(storage.buffer_groups.values()):
-        items = [group.buffer[j] for j in range(len(group.buffer))]
         state |= {f"{i}/max-size": torch.tensor(group.max_size), f"{i}/weights": group._buffer_weights.clone()}
-        if items:
-            state[f"{i}/inputs"] = torch.stack([item[0] for item in items])
-            state[f"{i}/labels"] = torch.as_tensor([int(item[1]) for item in items])
-            if len(items[0]) > LOGITS_ITEM:  # DER keeps the logits it saw beside each sample
-                state[f"{i}/logits"] = torch.stack([item[LOGITS_ITEM] for item in items])
+        arrays = buffer_arrays(group.buffer)
+        if arrays is not None:
+            state[f"{i}/inputs"], state[f"{i}/labels"] = arrays
+            if len(group.buffer[0]) > LOGITS_ITEM:  # DER keeps the logits it saw beside each sample
+                state[f"{i}/logits"] = torch.stack([group.buffer[j][LOGITS_ITEM] for j in range(len(group.buffer))])
     return state
 
 
