@@ -3,11 +3,11 @@
 Imports neither Flower nor Avalanche, so it can be used and tested on its own.
 """
 
-from aggregation.aggregators import AGGREGATIONS, aggregate, required_similarities
-from aggregation.anchors import select_anchors
-from aggregation.measures import linear_cka, matched_cosine, mean_reciprocal_rank, topk_jaccard
-from aggregation.merge import concat_merge, mean_merge, product_merge, standardize_rows
-from aggregation.projection import SIMILARITIES, relative_projection, relative_subspaces
+from relatlas.aggregation.aggregators import AGGREGATIONS, aggregate, required_similarities
+from relatlas.aggregation.anchors import select_anchors
+from relatlas.aggregation.measures import linear_cka, matched_cosine, mean_reciprocal_rank, topk_jaccard
+from relatlas.aggregation.merge import concat_merge, mean_merge, product_merge, standardize_rows
+from relatlas.aggregation.projection import SIMILARITIES, relative_projection, relative_subspaces
 
 __all__ = [
     "AGGREGATIONS",

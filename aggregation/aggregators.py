@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from relatlas.aggregation.merge import concat_merge, mean_merge, median_merge, product_merge, trimmed_mean_merge
+from relatlas.aggregation.projection import SIMILARITIES
 from torch import Tensor
-
-from aggregation.merge import concat_merge, mean_merge, median_merge, product_merge, trimmed_mean_merge
-from aggregation.projection import SIMILARITIES
 
 ClientSpace = Mapping[str, Tensor]
 # (the clients' spaces, their weights or None, their sample masks [K, N] or None) -> the merged space

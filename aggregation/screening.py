@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
+from relatlas.aggregation.merge import median_merge
 from torch import Tensor
-
-from aggregation.merge import median_merge
 
 MIN_CLIENTS = 3
 

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from relatlas.aggregation.projection import relative_projection
 from torch import Tensor
-
-from aggregation.projection import relative_projection
 
 RIDGE = 0.1  # Tikhonov strength of inverse relative projection, relative to the largest singular value
 

@@ -25,18 +25,17 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
+from relatlas.aggregation.bootstrap import bootstrap_anchors, cosine_gram
+from relatlas.aggregation.measures import centred_cosine, matched_cosine, retrieval_top1
+from relatlas.benchmarks.datasets import Dataset, load_dataset
+from relatlas.benchmarks.splits import FederationPlan, plan_for_task
+from relatlas.benchmarks.suite import grouped_table, run_sweep
+from relatlas.benchmarks.sweep import SweepResources, Trial
+from relatlas.clients.anchoring import anchor_seed, bootstrap_candidates, translate
+from relatlas.clients.training import predict, train_like_client
+from relatlas.server.config import ConfigError, RunConfig
+from relatlas.server.tracking import use_tracking
 from torch import Tensor
-
-from aggregation.bootstrap import bootstrap_anchors, cosine_gram
-from aggregation.measures import centred_cosine, matched_cosine, retrieval_top1
-from benchmarks.datasets import Dataset, load_dataset
-from benchmarks.splits import FederationPlan, plan_for_task
-from benchmarks.suite import grouped_table, run_sweep
-from benchmarks.sweep import SweepResources, Trial
-from clients.anchoring import anchor_seed, bootstrap_candidates, translate
-from clients.training import predict, train_like_client
-from server.config import ConfigError, RunConfig
-from server.tracking import use_tracking
 
 MODES = ("shared", "class-matched", "bootstrapped", "translated-procrustes", "translated-inversion")
 
@@ -77,13 +76,15 @@ class AnchorSuiteConfig:
             raise ConfigError(f"translation seed counts go up to translation-pool ({self.translation_pool})")
         params = dataclasses.asdict(self)
         trials = [
-            Trial(f"translation-seed{seed}", "benchmarks.anchors_suite:translation_trial", params | {"seed": seed},
+            Trial(f"translation-seed{seed}", "relatlas.benchmarks.anchors_suite:translation_trial", params | {"seed": seed},
                   {"kind": "translation", "seed": seed})
             for seed in self.seeds
         ]  # fmt: skip
         for mode, k, config in self.run_configs():
             labels = {"kind": "federation", "mode": mode, "K": k, "seed": config.seed}
-            trials.append(Trial(Path(config.out_dir).name, "benchmarks.sweep:federation_trial", config.to_mapping(), labels))
+            trials.append(
+                Trial(Path(config.out_dir).name, "relatlas.benchmarks.sweep:federation_trial", config.to_mapping(), labels)
+            )
         return trials
 
     def run_configs(self) -> list[tuple[str, int | None, RunConfig]]:

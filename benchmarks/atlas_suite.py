@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.suite import grouped_table, run_sweep
-from benchmarks.sweep import SweepResources, Trial
-from server.config import RunConfig
+from relatlas.benchmarks.suite import grouped_table, run_sweep
+from relatlas.benchmarks.sweep import SweepResources, Trial
+from relatlas.server.config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class AtlasSuiteConfig:
                 out_dir=str(Path(self.out_dir) / name), tracking_uri=self.tracking_uri, experiment=self.experiment,
             )  # fmt: skip
             labels = {"dataset": dataset, "split": split, "aggregation": aggregation, "anchors": anchors, "seed": seed}
-            trials.append(Trial(name, "benchmarks.sweep:federation_trial", config.to_mapping(), labels))
+            trials.append(Trial(name, "relatlas.benchmarks.sweep:federation_trial", config.to_mapping(), labels))
         return trials
 
 

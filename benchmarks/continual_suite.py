@@ -17,18 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from benchmarks.continual_metrics import summarize
-from benchmarks.mlflow_logger import MLflowLogger
-from benchmarks.splits import plan_for_task
-from benchmarks.streams import DatasetRef, class_schedule, client_stream
-from benchmarks.suite import grouped_table, run_sweep
-from benchmarks.sweep import SweepResources, Trial
-from clients.continual import REGULARIZERS, ContinualConfig, build_strategy, train_experience
-from clients.models import build_classifier
-from clients.training import derive_seed
-from server.config import ConfigError, RunConfig
-from server.plots import plot_accuracy_curves, plot_accuracy_matrix
+from relatlas.benchmarks.continual_metrics import summarize
+from relatlas.benchmarks.mlflow_logger import MLflowLogger
+from relatlas.benchmarks.splits import plan_for_task
+from relatlas.benchmarks.streams import DatasetRef, class_schedule, client_stream
+from relatlas.benchmarks.suite import grouped_table, run_sweep
+from relatlas.benchmarks.sweep import SweepResources, Trial
+from relatlas.clients.continual import REGULARIZERS, ContinualConfig, build_strategy, train_experience
+from relatlas.clients.models import build_classifier
+from relatlas.clients.training import derive_seed
+from relatlas.server.config import ConfigError, RunConfig
+from relatlas.server.plots import plot_accuracy_curves, plot_accuracy_matrix
 
 SETTINGS = ("centralised", "federated")
 CENTRAL_ID = 10_000  # seed stream of the single learner, apart from the clients'
@@ -60,7 +59,10 @@ class SuiteConfig:
 
     def trials(self) -> list[Trial]:
         """Every run as a sweep trial, each config validated before anything starts."""
-        runner = {"centralised": "benchmarks.continual_suite:centralised_trial", "federated": "benchmarks.sweep:federation_trial"}
+        runner = {
+            "centralised": "relatlas.benchmarks.continual_suite:centralised_trial",
+            "federated": "relatlas.benchmarks.sweep:federation_trial",
+        }
         return [
             Trial(
                 Path(config.out_dir).name,

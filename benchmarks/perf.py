@@ -28,15 +28,14 @@ from typing import Any
 
 import mlflow
 import torch
-
-from aggregation.aggregators import required_similarities
-from aggregation.projection import relative_projection, relative_subspaces
-from benchmarks.datasets import load_dataset, stratified_split
-from benchmarks.splits import plan_for_task
-from clients.models import build_classifier
-from clients.training import predict, train_like_client
-from server.config import RunConfig
-from server.tracking import use_tracking
+from relatlas.aggregation.aggregators import required_similarities
+from relatlas.aggregation.projection import relative_projection, relative_subspaces
+from relatlas.benchmarks.datasets import load_dataset, stratified_split
+from relatlas.benchmarks.splits import plan_for_task
+from relatlas.clients.models import build_classifier
+from relatlas.clients.training import predict, train_like_client
+from relatlas.server.config import RunConfig
+from relatlas.server.tracking import use_tracking
 
 SECTIONS = ("kernels", "overhead", "scale", "payload")
 
@@ -124,8 +123,8 @@ def _distance_kernels(
 def in_process_seconds(config: RunConfig) -> float:
     """The work of one static round of ``config`` without Flower or Ray: each client
     trains (one after another), projects, then the server merges and scores."""
-    from server.evaluation import ProbeSplit, evaluate_round
-    from server.federation import PROBE_TEST_FRACTION
+    from relatlas.server.evaluation import ProbeSplit, evaluate_round
+    from relatlas.server.federation import PROBE_TEST_FRACTION
 
     load_dataset.cache_clear()  # loading the data is part of the work
     started = time.perf_counter()
@@ -144,7 +143,7 @@ def in_process_seconds(config: RunConfig) -> float:
 
 def _federation(config: RunConfig) -> tuple[dict[str, Any], float, int]:
     """Run ``config`` on Flower's simulation engine: (results, wall seconds, peak memory added)."""
-    from server.simulation import run_simulation
+    from relatlas.server.simulation import run_simulation
 
     active = mlflow.active_run()
     config = dataclasses.replace(config, parent_run=active.info.run_id if active else "")

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-
-from aggregation.anchors import AnchorSampling, select_anchors
-from benchmarks.datasets import first_few
+from relatlas.aggregation.anchors import AnchorSampling, select_anchors
+from relatlas.benchmarks.datasets import first_few
 
 Split = Literal["shared-classes", "same-classes", "disjoint-classes", "dirichlet"]
 SPLITS: tuple[Split, ...] = ("shared-classes", "same-classes", "disjoint-classes", "dirichlet")

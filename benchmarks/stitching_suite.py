@@ -30,10 +30,9 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
-
-from aggregation.anchors import select_anchors
-from benchmarks.datasets import Dataset, load_dataset
-from benchmarks.stitching import (
+from relatlas.aggregation.anchors import select_anchors
+from relatlas.benchmarks.datasets import Dataset, load_dataset
+from relatlas.benchmarks.stitching import (
     SPACES,
     Embedded,
     fit_heads,
@@ -43,12 +42,12 @@ from benchmarks.stitching import (
     stitching_summary,
     translation_rows,
 )
-from benchmarks.suite import failures_note, grouped_table, mean_std, suite_run
-from benchmarks.sweep import SweepResources, Trial, run_trials
-from clients.models import Classifier, build_classifier, takes_cnn
-from clients.training import TrainConfig, derive_seed, fit, predict
-from server.config import ConfigError
-from server.tracking import use_tracking
+from relatlas.benchmarks.suite import failures_note, grouped_table, mean_std, suite_run
+from relatlas.benchmarks.sweep import SweepResources, Trial, run_trials
+from relatlas.clients.models import Classifier, build_classifier, takes_cnn
+from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
+from relatlas.server.config import ConfigError
+from relatlas.server.tracking import use_tracking
 
 
 @dataclass(frozen=True)
@@ -134,8 +133,8 @@ class StitchingSuiteConfig:
         self.selection(data)
         params = dataclasses.asdict(self)
         return [
-            Trial(f"{kind}-seed{seed}", "benchmarks.stitching_suite:encoder_trial", params | {"kind": kind, "encoder_seed": seed},
-                  {"encoder": f"{kind}-seed{seed}", "kind": kind, "seed": seed})
+            Trial(f"{kind}-seed{seed}", "relatlas.benchmarks.stitching_suite:encoder_trial",
+                  params | {"kind": kind, "encoder_seed": seed}, {"encoder": f"{kind}-seed{seed}", "kind": kind, "seed": seed})
             for kind, seed in self.encoders(data)
         ]  # fmt: skip
 
@@ -144,7 +143,7 @@ class StitchingSuiteConfig:
         encoders = [{"encoder": r["encoder"], "kind": r["kind"], "weights": r["weights"]} for r in trained]
         params = dataclasses.asdict(self) | {"encoders": encoders}
         return [
-            Trial(f"heads-{e['encoder']}", "benchmarks.stitching_suite:target_trial", params | {"target": e["encoder"]})
+            Trial(f"heads-{e['encoder']}", "relatlas.benchmarks.stitching_suite:target_trial", params | {"target": e["encoder"]})
             for e in encoders
         ]
 

@@ -22,9 +22,8 @@ from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datas
 from avalanche.benchmarks.scenarios.generic_scenario import CLScenario
 from avalanche.benchmarks.utils import _make_taskaware_classification_dataset
 from avalanche.benchmarks.utils.classification_dataset import TaskAwareSupervisedClassificationDataset
-
-from benchmarks.datasets import Dataset, load_dataset
-from benchmarks.splits import SplitError
+from relatlas.benchmarks.datasets import Dataset, load_dataset
+from relatlas.benchmarks.splits import SplitError
 
 Stream = Literal["class-incremental", "new-instances"]
 STREAMS: tuple[Stream, ...] = ("class-incremental", "new-instances")

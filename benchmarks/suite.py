@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-
-from benchmarks.sweep import SweepResources, Trial, run_trials
-from server.tracking import use_tracking
+from relatlas.benchmarks.sweep import SweepResources, Trial, run_trials
+from relatlas.server.tracking import use_tracking
 
 
 def mean_std(values: Sequence[float | None]) -> str:

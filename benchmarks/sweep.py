@@ -6,7 +6,7 @@ Ray instance there, sized to the trial's share, so trials never compete for one
 actor pool. Every trial logs an MLflow run nested under the suite's run. A trial
 that fails is recorded with its error; the others go on.
 
-``python -m benchmarks.sweep SPEC_FILE`` is the process a task starts.
+``python -m relatlas.benchmarks.sweep SPEC_FILE`` is the process a task starts.
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from typing import Any
 
 import ray
 import torch
+from relatlas.server.config import ConfigError
 from rich.progress import Progress
-
-from server.config import ConfigError
 
 # A trial's runner: (params, parent MLflow run id, CPUs, GPUs) -> the trial's record fields.
 Runner = Callable[[dict[str, Any], str, int, float], dict[str, Any]]
@@ -70,7 +69,7 @@ def _trial_process(trial: Trial, parent_run_id: str, cpus: float, gpus: float, c
         )
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # the trial's own Ray instance
         done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.sweep", str(spec), str(result)],
+            [sys.executable, "-m", "relatlas.benchmarks.sweep", str(spec), str(result)],
             capture_output=True, text=True, env=env, cwd=cwd if Path(cwd).is_dir() else None,
         )  # fmt: skip
         record = trial.labels | {"trial": trial.name, "started": started, "finished": time.time()}
@@ -88,7 +87,7 @@ def run_trials(
 ) -> list[dict[str, Any]]:
     """Run every trial as a Ray task; ``on_record`` sees each record as it arrives.
     Returns the records in the order of ``trials``."""
-    from server.simulation import check_client_resources, init_ray  # as for a federation's clients
+    from relatlas.server.simulation import check_client_resources, init_ray  # as for a federation's clients
 
     init_ray(resources.ray_address or os.environ.get("RAY_ADDRESS") or "local")  # never a stray local cluster
     try:
@@ -119,8 +118,8 @@ def federation_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus
     """A Runner: one federation (run-config ``params``) on its own Ray instance;
     its ``results.json`` without the per-round detail, plus training seconds
     (the slowest client's, summed over rounds)."""
-    from server.config import RunConfig
-    from server.simulation import run_simulation
+    from relatlas.server.config import RunConfig
+    from relatlas.server.simulation import run_simulation
 
     config = RunConfig.from_mapping(params | {"parent-run": parent_run_id})
     run_simulation(config, own_instance=(cpus, math.ceil(gpus)))  # a GPU share is a whole GPU to the trial's instance

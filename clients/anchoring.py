@@ -19,11 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from relatlas.aggregation.anchors import select_anchors
+from relatlas.aggregation.translation import ProcrustesTranslation, translate_by_inversion
+from relatlas.clients.training import derive_seed
 from torch import Tensor
-
-from aggregation.anchors import select_anchors
-from aggregation.translation import ProcrustesTranslation, translate_by_inversion
-from clients.training import derive_seed
 
 ANCHOR_MODES = ("shared", "class-matched", "bootstrapped", "translated")
 TWO_PHASE_MODES = ("bootstrapped", "translated")

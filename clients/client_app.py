@@ -17,19 +17,18 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from relatlas.aggregation.anchors import class_matched_anchors
+from relatlas.aggregation.bootstrap import cosine_gram
+from relatlas.aggregation.projection import relative_subspaces
+from relatlas.benchmarks.datasets import Dataset, load_dataset
+from relatlas.benchmarks.splits import plan_for_task
+from relatlas.clients import protocol
+from relatlas.clients.anchoring import TWO_PHASE_MODES, anchor_seed, bootstrap_candidates, translate
+from relatlas.clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state
+from relatlas.clients.models import Classifier, build_classifier
+from relatlas.clients.payload import PayloadFormat, add_gaussian_noise, encode
+from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
 from torch import Tensor
-
-from aggregation.anchors import class_matched_anchors
-from aggregation.bootstrap import cosine_gram
-from aggregation.projection import relative_subspaces
-from benchmarks.datasets import Dataset, load_dataset
-from benchmarks.splits import plan_for_task
-from clients import protocol
-from clients.anchoring import TWO_PHASE_MODES, anchor_seed, bootstrap_candidates, translate
-from clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state
-from clients.models import Classifier, build_classifier
-from clients.payload import PayloadFormat, add_gaussian_noise, encode
-from clients.training import TrainConfig, derive_seed, fit, predict
 
 MODEL_STATE, BUFFER_STATE, METRICS_STATE = "model", "replay-buffer", "train-metrics"
 NOISE_STREAM = 20_000  # seed stream of the payload noise, apart from training's
@@ -214,9 +213,9 @@ def _train_continual(model: Classifier, task: ConfigRecord, local: np.ndarray, c
     """Round r trains on experience r - 1 of this client's stream with the Avalanche
     strategy, its replay buffer carried over in ``context.state``."""
     # Avalanche takes seconds to import, in every client process; static runs never need it
-    from benchmarks.rehearsal import restore_buffer, save_buffer
-    from benchmarks.streams import DatasetRef, class_schedule, client_stream
-    from clients.continual import ContinualConfig, build_strategy, train_experience
+    from relatlas.benchmarks.rehearsal import restore_buffer, save_buffer
+    from relatlas.benchmarks.streams import DatasetRef, class_schedule, client_stream
+    from relatlas.clients.continual import ContinualConfig, build_strategy, train_experience
 
     config = ContinualConfig.from_mapping(task)
     stream = str(task["stream"])

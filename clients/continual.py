@@ -22,10 +22,9 @@ from avalanche.logging import BaseLogger
 from avalanche.training import DER, ER_ACE, Naive, Replay
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
+from relatlas.benchmarks.casper import CaSpeRPlugin
+from relatlas.clients.training import derive_seed, device_for_worker
 from torch import nn
-
-from benchmarks.casper import CaSpeRPlugin
-from clients.training import derive_seed, device_for_worker
 
 STRATEGIES = ("naive", "replay", "er-ace", "der")
 REGULARIZERS = ("none", "casper")

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from relatlas.aggregation.sparse import topk_sparsify
 from torch import Tensor
-
-from aggregation.sparse import topk_sparsify
 
 VALUES, INDICES = ".values", ".indices"  # suffixes of a sparse subspace's two arrays
 SPARSE_RANGE = (0.0, 1.0)  # a sparse row's values: clamped at zero, L2-normalised

@@ -9,10 +9,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from relatlas.benchmarks.datasets import Dataset
+from relatlas.clients.models import Classifier, build_classifier
 from torch import Tensor, nn
-
-from benchmarks.datasets import Dataset
-from clients.models import Classifier, build_classifier
 
 
 @dataclass(frozen=True)

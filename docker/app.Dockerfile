@@ -16,6 +16,7 @@ COPY aggregation aggregation
 COPY clients clients
 COPY server server
 COPY benchmarks benchmarks
+COPY relatlas relatlas
 RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu . \
     && mkdir -p /app/runs && chown -R app:app /app
 

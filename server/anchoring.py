@@ -15,14 +15,13 @@ from typing import Any
 
 import numpy as np
 from flwr.app import Array
-
-from aggregation.anchors import select_anchors
-from aggregation.bootstrap import bootstrap_anchors
-from benchmarks.datasets import Dataset
-from benchmarks.splits import FederationPlan
-from clients import protocol
-from server.config import RunConfig
-from server.replies import AnchoringReply
+from relatlas.aggregation.anchors import select_anchors
+from relatlas.aggregation.bootstrap import bootstrap_anchors
+from relatlas.benchmarks.datasets import Dataset
+from relatlas.benchmarks.splits import FederationPlan
+from relatlas.clients import protocol
+from relatlas.server.config import RunConfig
+from relatlas.server.replies import AnchoringReply
 
 
 @dataclass(frozen=True)

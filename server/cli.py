@@ -12,27 +12,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from relatlas.benchmarks.anchors_suite import AnchorSuiteConfig, run_anchor_suite
+from relatlas.benchmarks.atlas_suite import AtlasSuiteConfig, run_atlas_suite
+from relatlas.benchmarks.continual_suite import SuiteConfig, run_suite
+from relatlas.benchmarks.datasets import DatasetError, load_dataset
+from relatlas.benchmarks.perf import SECTIONS, PerfConfig, run_perf
+from relatlas.benchmarks.splits import SplitError, plan_for_task
+from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
+from relatlas.benchmarks.streams import class_schedule
+from relatlas.benchmarks.sweep import SweepResources
+from relatlas.clients.checkpoint import default_state_root
+from relatlas.server.checkpoint import resume_config
+from relatlas.server.config import CHOICES, ConfigError, RunConfig
+from relatlas.server.credentials import DEFAULT_HOSTS, CredentialsError, generate_credentials
+from relatlas.server.deployment import DeploymentError, LocalDeployment
+from relatlas.server.interruption import Interrupted
+from relatlas.server.option_help import HELP
+from relatlas.server.tracking import absolute_tracking_uri, check_outputs
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
-
-from benchmarks.anchors_suite import AnchorSuiteConfig, run_anchor_suite
-from benchmarks.atlas_suite import AtlasSuiteConfig, run_atlas_suite
-from benchmarks.continual_suite import SuiteConfig, run_suite
-from benchmarks.datasets import DatasetError, load_dataset
-from benchmarks.perf import SECTIONS, PerfConfig, run_perf
-from benchmarks.splits import SplitError, plan_for_task
-from benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
-from benchmarks.streams import class_schedule
-from benchmarks.sweep import SweepResources
-from clients.checkpoint import default_state_root
-from server.checkpoint import resume_config
-from server.config import CHOICES, ConfigError, RunConfig
-from server.credentials import DEFAULT_HOSTS, CredentialsError, generate_credentials
-from server.deployment import DeploymentError, LocalDeployment
-from server.interruption import Interrupted
-from server.option_help import HELP
-from server.tracking import absolute_tracking_uri, check_outputs
 
 DEPLOY_DIR = ".flwr/deployment"
 ALIASES = {
@@ -126,7 +125,7 @@ def _refuse_bad_input(config: RunConfig) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from server.simulation import run_simulation
+    from relatlas.server.simulation import run_simulation
 
     config = _config_from_args(args)
     _refuse_bad_input(config)

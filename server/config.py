@@ -10,12 +10,12 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aggregation.aggregators import AGGREGATIONS, required_similarities
-from benchmarks.splits import SPLITS
-from benchmarks.streams import STREAMS
-from clients.anchoring import ANCHOR_MODES, TRANSLATIONS, TWO_PHASE_MODES
-from clients.continual import REGULARIZERS, STRATEGIES, ContinualConfig
-from clients.payload import PayloadFormat
+from relatlas.aggregation.aggregators import AGGREGATIONS, required_similarities
+from relatlas.benchmarks.splits import SPLITS
+from relatlas.benchmarks.streams import STREAMS
+from relatlas.clients.anchoring import ANCHOR_MODES, TRANSLATIONS, TWO_PHASE_MODES
+from relatlas.clients.continual import REGULARIZERS, STRATEGIES, ContinualConfig
+from relatlas.clients.payload import PayloadFormat
 
 MAX_SEED = 2**32 - 1
 

@@ -15,16 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from relatlas.aggregation.aggregators import ClientSpace, aggregate
+from relatlas.benchmarks.continual_metrics import summarize
+from relatlas.benchmarks.mlflow_logger import MLflowLogger
+from relatlas.benchmarks.streams import Stream, experience_rows
+from relatlas.clients import protocol
+from relatlas.server.evaluation import ProbeSplit
+from relatlas.server.plots import plot_accuracy_curves, plot_accuracy_matrix
+from relatlas.server.replies import ClientReply
 from torch import Tensor
-
-from aggregation.aggregators import ClientSpace, aggregate
-from benchmarks.continual_metrics import summarize
-from benchmarks.mlflow_logger import MLflowLogger
-from benchmarks.streams import Stream, experience_rows
-from clients import protocol
-from server.evaluation import ProbeSplit
-from server.plots import plot_accuracy_curves, plot_accuracy_matrix
-from server.replies import ClientReply
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
-from server.credentials import (
+from relatlas.server.credentials import (
     CA_CERT,
     SERVER_CERT,
     SERVER_KEY,

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from relatlas.aggregation.aggregators import ClientSpace, aggregate
+from relatlas.aggregation.measures import linear_cka, topk_jaccard
+from relatlas.benchmarks.splits import FederationPlan
+from relatlas.clients.training import TrainConfig, fit, predict
 from torch import Tensor, nn
-
-from aggregation.aggregators import ClientSpace, aggregate
-from aggregation.measures import linear_cka, topk_jaccard
-from benchmarks.splits import FederationPlan
-from clients.training import TrainConfig, fit, predict
 
 PROBE_HIDDEN = 256
 

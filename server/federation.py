@@ -22,27 +22,26 @@ import mlflow
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
+from relatlas.aggregation.aggregators import required_similarities
+from relatlas.aggregation.screening import screen
+from relatlas.benchmarks.datasets import Dataset, load_dataset, stratified_split
+from relatlas.benchmarks.splits import FederationPlan, plan_for_task
+from relatlas.benchmarks.streams import class_schedule
+from relatlas.clients import protocol
+from relatlas.clients.anchoring import TWO_PHASE_MODES
+from relatlas.clients.training import TrainConfig
+from relatlas.server import interruption
+from relatlas.server.anchoring import AnchorPlan, pair_anchors
+from relatlas.server.centralized import CentralizedReference
+from relatlas.server.checkpoint import Checkpoint, check_resumable, config_hash, restore_rng_states, rng_states
+from relatlas.server.config import RunConfig
+from relatlas.server.continual import ClientRuns, ExperienceProbes, continual_summary, evaluate_experience, head_accuracy
+from relatlas.server.evaluation import ProbeSplit, evaluate_round
+from relatlas.server.interruption import Interrupted
+from relatlas.server.plots import plot_accuracies, plot_accuracy_curves, plot_accuracy_matrix, plot_spaces
+from relatlas.server.replies import AnchoringReply, ClientReply, Expected, ReplyError, parse_anchoring, parse_reply
+from relatlas.server.tracking import mlflow_run, scalar_metrics, write_results
 from torch import Tensor
-
-from aggregation.aggregators import required_similarities
-from aggregation.screening import screen
-from benchmarks.datasets import Dataset, load_dataset, stratified_split
-from benchmarks.splits import FederationPlan, plan_for_task
-from benchmarks.streams import class_schedule
-from clients import protocol
-from clients.anchoring import TWO_PHASE_MODES
-from clients.training import TrainConfig
-from server import interruption
-from server.anchoring import AnchorPlan, pair_anchors
-from server.centralized import CentralizedReference
-from server.checkpoint import Checkpoint, check_resumable, config_hash, restore_rng_states, rng_states
-from server.config import RunConfig
-from server.continual import ClientRuns, ExperienceProbes, continual_summary, evaluate_experience, head_accuracy
-from server.evaluation import ProbeSplit, evaluate_round
-from server.interruption import Interrupted
-from server.plots import plot_accuracies, plot_accuracy_curves, plot_accuracy_matrix, plot_spaces
-from server.replies import AnchoringReply, ClientReply, Expected, ReplyError, parse_anchoring, parse_reply
-from server.tracking import mlflow_run, scalar_metrics, write_results
 
 log = logging.getLogger("relatlas")
 

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from flwr.app import Message, RecordDict
+from relatlas.aggregation.projection import VALUE_RANGES
+from relatlas.aggregation.sparse import densify
+from relatlas.clients import protocol
+from relatlas.clients.anchoring import CANDIDATES_PER_ANCHOR
+from relatlas.clients.payload import INDICES, SPARSE_RANGE, VALUES
 from torch import Tensor
-
-from aggregation.projection import VALUE_RANGES
-from aggregation.sparse import densify
-from clients import protocol
-from clients.anchoring import CANDIDATES_PER_ANCHOR
-from clients.payload import INDICES, SPARSE_RANGE, VALUES
 
 ALLOWED_DTYPES = (np.float32, np.float16)  # what payloads fp32, fp16 and topk send
 HEADER_SLACK = 4096  # bytes of array headers and metrics on the wire, beyond the values

@@ -6,9 +6,8 @@ import logging
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
-
-from server.config import RunConfig
-from server.federation import run_federation
+from relatlas.server.config import RunConfig
+from relatlas.server.federation import run_federation
 
 app = ServerApp()
 

@@ -18,11 +18,10 @@ from flwr.app import Context, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.simulation.run_simulation import _run_simulation
 from flwr.supercore.telemetry import EventType
-
-from clients.client_app import app as default_client_app
-from server.config import ConfigError, RunConfig
-from server.interruption import on_signals
-from server.server_app import app as server_app
+from relatlas.clients.client_app import app as default_client_app
+from relatlas.server.config import ConfigError, RunConfig
+from relatlas.server.interruption import on_signals
+from relatlas.server.server_app import app as server_app
 
 
 class ResourceError(ConfigError):

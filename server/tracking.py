@@ -15,9 +15,8 @@ from typing import Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
-
-from server.config import ConfigError, RunConfig
-from server.interruption import Interrupted
+from relatlas.server.config import ConfigError, RunConfig
+from relatlas.server.interruption import Interrupted
 
 
 @contextmanager

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from server.config import RunConfig
+from relatlas.server.config import RunConfig
 
 
 @pytest.fixture(autouse=True)

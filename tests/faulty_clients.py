@@ -14,10 +14,9 @@ import time
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
-
-from clients import protocol
-from clients.client_app import query as honest_query
-from clients.client_app import train as honest_train
+from relatlas.clients import protocol
+from relatlas.clients.client_app import query as honest_query
+from relatlas.clients.client_app import train as honest_train
 
 SLOW_SECONDS = 60.0
 

@@ -9,9 +9,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord
 from flwr.clientapp import ClientApp
-
-from clients import protocol
-from clients.client_app import train as honest_train
+from relatlas.clients import protocol
+from relatlas.clients.client_app import train as honest_train
 
 
 def _cosine(reply: Message) -> np.ndarray:

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from relatlas.aggregation.bootstrap import cosine_gram
+from relatlas.benchmarks.datasets import load_dataset
+from relatlas.benchmarks.splits import plan_for_task
+from relatlas.clients import protocol
+from relatlas.clients.anchoring import bootstrap_candidates, translate
+from relatlas.server.anchoring import AnchorPlan, pair_anchors
+from relatlas.server.config import RunConfig
+from relatlas.server.replies import AnchoringReply
 
-from aggregation.bootstrap import cosine_gram
-from benchmarks.datasets import load_dataset
-from benchmarks.splits import plan_for_task
-from clients import protocol
-from clients.anchoring import bootstrap_candidates, translate
-from server.anchoring import AnchorPlan, pair_anchors
-from server.config import RunConfig
-from server.replies import AnchoringReply
 from tests.conftest import random_orthogonal
 
 

@@ -7,10 +7,9 @@ import json
 
 import mlflow
 import pytest
-
-from benchmarks.anchors_suite import AnchorSuiteConfig, run_anchor_suite
-from benchmarks.sweep import SweepResources
-from server.config import ConfigError
+from relatlas.benchmarks.anchors_suite import AnchorSuiteConfig, run_anchor_suite
+from relatlas.benchmarks.sweep import SweepResources
+from relatlas.server.config import ConfigError
 
 
 def test_suite_writes_both_tables_and_nests_its_runs(tmp_path, monkeypatch):

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 from avalanche.core import SupervisedPlugin
-
-from benchmarks.casper import (
+from relatlas.benchmarks.casper import (
     CasperError,
     CaSpeRPlugin,
     balanced_batch,
@@ -25,9 +24,9 @@ from benchmarks.casper import (
     spectral_gap_loss,
     squared_distances,
 )
-from benchmarks.streams import DatasetRef, class_schedule, client_stream
-from clients.continual import ContinualConfig, build_strategy, train_experience
-from clients.models import build_classifier
+from relatlas.benchmarks.streams import DatasetRef, class_schedule, client_stream
+from relatlas.clients.continual import ContinualConfig, build_strategy, train_experience
+from relatlas.clients.models import build_classifier
 
 
 def _clusters(p: int, per: int, spread: float, seed: int = 0) -> torch.Tensor:

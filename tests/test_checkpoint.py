@@ -6,10 +6,9 @@ import stat
 import numpy as np
 import pytest
 import torch
-
-from clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state
-from server.checkpoint import Checkpoint, check_resumable, config_hash, restore_rng_states, rng_states
-from server.config import ConfigError, RunConfig
+from relatlas.clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state
+from relatlas.server.checkpoint import Checkpoint, check_resumable, config_hash, restore_rng_states, rng_states
+from relatlas.server.config import ConfigError, RunConfig
 
 
 class _Planted:

@@ -4,10 +4,9 @@ import sys
 
 import numpy as np
 import pytest
-
-from server.cli import results_table
-from server.config import RunConfig
-from server.option_help import HELP
+from relatlas.server.cli import results_table
+from relatlas.server.config import RunConfig
+from relatlas.server.option_help import HELP
 
 
 @pytest.mark.parametrize(
@@ -37,7 +36,7 @@ def test_bad_input_exits_with_one_line_before_anything_starts(tmp_path, args, me
     np.savez(tmp_path / "gaps.npz", X=np.random.rand(300, 8), y=np.repeat([3, 7, 9], 100))
     np.savez(tmp_path / "one-per-class.npz", X=np.random.rand(10, 8), y=np.arange(10))
     done = subprocess.run(
-        [sys.executable, "-m", "server.cli", "run", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "relatlas.server.cli", "run", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2
     assert done.stderr.startswith("relatlas: ") and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
@@ -55,7 +54,7 @@ def test_results_table_marks_the_owner_protocol_as_leaking_labels():
 
 
 def _deploy(action: str, directory) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "server.cli", "deploy", action, "--dir", str(directory)]
+    command = [sys.executable, "-m", "relatlas.server.cli", "deploy", action, "--dir", str(directory)]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
@@ -70,7 +69,7 @@ def test_state_clear_removes_every_run_folder_and_keeps_the_root(tmp_path):
     for run in ("0123456789abcdef", "fedcba9876543210"):
         (tmp_path / run / "partition-0").mkdir(parents=True)
         (tmp_path / run / "partition-0" / "round-1.pt").write_bytes(b"state")
-    command = [sys.executable, "-m", "server.cli", "state", "clear", "--dir", str(tmp_path)]
+    command = [sys.executable, "-m", "relatlas.server.cli", "state", "clear", "--dir", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == f"removed the client state of 2 runs from {tmp_path}"
     assert tmp_path.is_dir() and not any(tmp_path.iterdir())
@@ -78,7 +77,9 @@ def test_state_clear_removes_every_run_folder_and_keeps_the_root(tmp_path):
 
 def test_every_run_option_has_a_description_and_its_allowed_values():
     assert set(HELP) == {field.name.replace("_", "-") for field in dataclasses.fields(RunConfig)}
-    usage = subprocess.run([sys.executable, "-m", "server.cli", "run", "--help"], capture_output=True, text=True, timeout=120)
+    usage = subprocess.run(
+        [sys.executable, "-m", "relatlas.server.cli", "run", "--help"], capture_output=True, text=True, timeout=120
+    )
     flat = " ".join(usage.stdout.split())
     aggregation = "how the server merges the clients' relative spaces; one of mean, product, concat, median, trimmed-mean"
     assert f"--aggregation STR {aggregation} (default: 'mean')" in flat

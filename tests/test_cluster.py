@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 from ray.cluster_utils import Cluster
-
-from server.config import RunConfig
-from server.simulation import run_simulation
+from relatlas.server.config import RunConfig
+from relatlas.server.simulation import run_simulation
 
 
 @pytest.fixture

@@ -3,9 +3,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
-from server.cli import _config_from_args, build_parser
-from server.config import ConfigError, RunConfig
+from relatlas.server.cli import _config_from_args, build_parser
+from relatlas.server.config import ConfigError, RunConfig
 
 
 def test_flower_app_config_matches_run_config_defaults():

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import pytest
-
-from benchmarks.continual_metrics import accuracy_matrix, average_accuracy, forgetting, summarize
+from relatlas.benchmarks.continual_metrics import accuracy_matrix, average_accuracy, forgetting, summarize
 
 
 def test_average_accuracy_and_forgetting_of_a_known_matrix():

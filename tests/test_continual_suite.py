@@ -7,10 +7,9 @@ import json
 
 import mlflow
 import pytest
-
-from benchmarks.continual_suite import SuiteConfig, run_suite
-from benchmarks.sweep import SweepResources
-from server.config import ConfigError
+from relatlas.benchmarks.continual_suite import SuiteConfig, run_suite
+from relatlas.benchmarks.sweep import SweepResources
+from relatlas.server.config import ConfigError
 
 
 def test_centralised_suite_logs_nested_runs_and_a_table(tmp_path, monkeypatch):

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-
-from benchmarks.datasets import DEBIAN_FASHION_MNIST, DatasetError, load_dataset, stratified_split
+from relatlas.benchmarks.datasets import DEBIAN_FASHION_MNIST, DatasetError, load_dataset, stratified_split
 
 
 def test_digits_is_the_embedded_default():

@@ -4,10 +4,9 @@ classes each client trained on, and the owner protocol against its shuffled cont
 import numpy as np
 import pytest
 import torch
-
-from benchmarks.datasets import stratified_split
-from benchmarks.splits import FederationPlan
-from server.evaluation import ProbeSplit, evaluate_round, owner_masks, shuffled_owner_masks
+from relatlas.benchmarks.datasets import stratified_split
+from relatlas.benchmarks.splits import FederationPlan
+from relatlas.server.evaluation import ProbeSplit, evaluate_round, owner_masks, shuffled_owner_masks
 
 SHARED = (0, 1)
 NOVEL = {0: (2,), 1: (3,), 2: (4,)}  # partition -> its novel classes; class 5 belongs to nobody

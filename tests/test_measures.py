@@ -1,7 +1,14 @@
 import pytest
 import torch
+from relatlas.aggregation.measures import (
+    centred_cosine,
+    linear_cka,
+    matched_cosine,
+    mean_reciprocal_rank,
+    retrieval_top1,
+    topk_jaccard,
+)
 
-from aggregation.measures import centred_cosine, linear_cka, matched_cosine, mean_reciprocal_rank, retrieval_top1, topk_jaccard
 from tests.conftest import random_orthogonal
 
 
@@ -45,7 +52,7 @@ def test_measures_reject_mismatched_spaces():
 
 
 def test_jaccard_is_the_same_in_row_blocks(clustered, monkeypatch):
-    from aggregation import measures
+    from relatlas.aggregation import measures
 
     points, _ = clustered
     other = points + torch.randn(points.shape, generator=torch.Generator().manual_seed(9))

@@ -1,8 +1,7 @@
 import pytest
 import torch
-
-from aggregation.aggregators import aggregate, required_similarities
-from aggregation.merge import concat_merge, mean_merge, median_merge, product_merge, standardize_rows, trimmed_mean_merge
+from relatlas.aggregation.aggregators import aggregate, required_similarities
+from relatlas.aggregation.merge import concat_merge, mean_merge, median_merge, product_merge, standardize_rows, trimmed_mean_merge
 
 A = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
 B = torch.tensor([[3.0, 6.0], [5.0, 0.0]])

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 import torch
-
-from clients.models import build_classifier
-from clients.training import TrainConfig, derive_seed, fit, predict
+from relatlas.clients.models import build_classifier
+from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
 
 
 def _weights(model):

@@ -1,6 +1,5 @@
 import torch
-
-from clients.payload import add_gaussian_noise
+from relatlas.clients.payload import add_gaussian_noise
 
 
 def test_payload_noise_is_seeded_and_has_the_asked_spread():

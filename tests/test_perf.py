@@ -3,7 +3,7 @@ and reports ratios; the figures themselves belong to `relatlas bench perf`."""
 
 from __future__ import annotations
 
-from benchmarks.perf import PerfConfig, kernel_figures, peak_memory_added, perf_table
+from relatlas.benchmarks.perf import PerfConfig, kernel_figures, peak_memory_added, perf_table
 
 
 def test_kernel_figures_are_positive_ratios_of_equal_results():

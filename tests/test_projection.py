@@ -2,8 +2,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from relatlas.aggregation.projection import SIMILARITIES, relative_projection, relative_subspaces
 
-from aggregation.projection import SIMILARITIES, relative_projection, relative_subspaces
 from tests.conftest import random_orthogonal
 
 shapes = st.tuples(st.integers(1, 40), st.integers(1, 12), st.integers(2, 24))  # N, m, d

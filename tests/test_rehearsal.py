@@ -8,11 +8,10 @@ import io
 import numpy as np
 import pytest
 import torch
-
-from benchmarks.rehearsal import buffer_arrays, replay_storage, restore_buffer, save_buffer
-from benchmarks.streams import DatasetRef, class_schedule, client_stream
-from clients.continual import ContinualConfig, build_strategy, train_experience
-from clients.models import build_classifier
+from relatlas.benchmarks.rehearsal import buffer_arrays, replay_storage, restore_buffer, save_buffer
+from relatlas.benchmarks.streams import DatasetRef, class_schedule, client_stream
+from relatlas.clients.continual import ContinualConfig, build_strategy, train_experience
+from relatlas.clients.models import build_classifier
 
 
 @pytest.mark.parametrize("strategy", ["replay", "er-ace", "der"])

@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
-
-from clients import protocol
-from server.federation import validate
-from server.replies import Expected, ReplyError, parse_anchoring, parse_reply
+from relatlas.clients import protocol
+from relatlas.server.federation import validate
+from relatlas.server.replies import Expected, ReplyError, parse_anchoring, parse_reply
 
 
 @pytest.fixture(autouse=True)

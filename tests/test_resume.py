@@ -15,11 +15,11 @@ import cloudpickle
 import mlflow
 import psutil
 import pytest
+from relatlas.server.checkpoint import CHECKPOINT_DIR, STATE_FILE, Checkpoint
+from relatlas.server.cli import main
+from relatlas.server.config import RunConfig
+from relatlas.server.simulation import run_simulation
 
-from server.checkpoint import CHECKPOINT_DIR, STATE_FILE, Checkpoint
-from server.cli import main
-from server.config import RunConfig
-from server.simulation import run_simulation
 from tests import hostile_clients
 from tests.test_federation import _without_timings
 
@@ -36,7 +36,7 @@ def _kill_after_round(options: dict, out_dir: Path, round_number: int) -> int:
     """Start ``relatlas run`` in its own process group; SIGKILL the group once the
     checkpoint of ``round_number`` is written. Returns the round checkpointed."""
     state = out_dir / CHECKPOINT_DIR / STATE_FILE
-    command = [sys.executable, "-m", "server.cli", "run", *_args(options)]
+    command = [sys.executable, "-m", "relatlas.server.cli", "run", *_args(options)]
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     while not (state.exists() and json.loads(state.read_text())["round"] >= round_number):
@@ -87,7 +87,7 @@ def test_sigint_after_round_one_stops_the_run_within_seconds_and_resume_complete
 
     stopped = options | {"out-dir": str(tmp_path / "stopped"), "tracking-uri": f"sqlite:///{tmp_path}/b.db"}
     state = tmp_path / "stopped" / CHECKPOINT_DIR / STATE_FILE
-    command = [sys.executable, "-m", "server.cli", "run", *_args(stopped)]
+    command = [sys.executable, "-m", "relatlas.server.cli", "run", *_args(stopped)]
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     while not state.exists():

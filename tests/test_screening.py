@@ -1,6 +1,5 @@
 import torch
-
-from aggregation.screening import outlier_scores, screen
+from relatlas.aggregation.screening import outlier_scores, screen
 
 
 def _honest(count: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from server.simulation import ResourceError, check_client_resources
+from relatlas.server.simulation import ResourceError, check_client_resources
 
 LAPTOP = [{"CPU": 2.0, "memory": 1e9}]
 GPU_CLUSTER = [{"CPU": 16.0}, {"CPU": 8.0, "GPU": 1.0}]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from aggregation.sparse import densify, topk_sparsify
+from relatlas.aggregation.sparse import densify, topk_sparsify
 
 
 def test_top_k_keeps_each_rows_largest_entries_and_densifies_back():

@@ -9,12 +9,20 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+from relatlas.benchmarks.stitching import (
+    SPACES,
+    Embedded,
+    fit_heads,
+    linear_head,
+    stitching_rows,
+    stitching_summary,
+    translation_rows,
+)
+from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
+from relatlas.benchmarks.sweep import SweepResources
+from relatlas.clients.training import TrainConfig, fit
+from relatlas.server.cli import main
 
-from benchmarks.stitching import SPACES, Embedded, fit_heads, linear_head, stitching_rows, stitching_summary, translation_rows
-from benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
-from benchmarks.sweep import SweepResources
-from clients.training import TrainConfig, fit
-from server.cli import main
 from tests.conftest import random_orthogonal
 
 

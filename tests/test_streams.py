@@ -7,9 +7,8 @@ import pickle
 
 import numpy as np
 import pytest
-
-from benchmarks.splits import SplitError
-from benchmarks.streams import DatasetRef, DatasetRows, class_schedule, client_stream, experience_rows
+from relatlas.benchmarks.splits import SplitError
+from relatlas.benchmarks.streams import DatasetRef, DatasetRows, class_schedule, client_stream, experience_rows
 
 
 @pytest.mark.parametrize(("classes", "experiences"), [(10, 5), (10, 3), (7, 4), (10, 10)])

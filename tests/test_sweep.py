@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import mlflow
 import pytest
-
-from benchmarks.atlas_suite import AtlasSuiteConfig, atlas_table
-from benchmarks.suite import run_sweep
-from benchmarks.sweep import SweepResources, Trial
-from server.config import ConfigError, RunConfig
+from relatlas.benchmarks.atlas_suite import AtlasSuiteConfig, atlas_table
+from relatlas.benchmarks.suite import run_sweep
+from relatlas.benchmarks.sweep import SweepResources, Trial
+from relatlas.server.config import ConfigError, RunConfig
 
 
 def test_four_tiny_trials_run_in_parallel_and_a_broken_one_is_reported(tmp_path, monkeypatch):
@@ -19,7 +18,7 @@ def test_four_tiny_trials_run_in_parallel_and_a_broken_one_is_reported(tmp_path,
         epochs=1, probe_epochs=5, out_dir=str(tmp_path / "bench"), tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
     )  # fmt: skip
     broken = RunConfig(dataset="npz:/nonexistent/data.npz", num_clients=2, out_dir=str(tmp_path / "broken"))
-    trials = suite.trials() + [Trial("broken", "benchmarks.sweep:federation_trial", broken.to_mapping(), {"seed": 0})]
+    trials = suite.trials() + [Trial("broken", "relatlas.benchmarks.sweep:federation_trial", broken.to_mapping(), {"seed": 0})]
     records = run_sweep(
         "bench-atlas", {}, trials, SweepResources(cpus_per_trial=0.5), out_dir=tmp_path / "bench",
         tracking_uri=suite.tracking_uri, experiment=suite.experiment, table=atlas_table,

@@ -1,8 +1,7 @@
 import math
 
 import mlflow
-
-from server.tracking import scalar_metrics, strict_json, use_tracking
+from relatlas.server.tracking import scalar_metrics, strict_json, use_tracking
 
 
 def test_lists_become_per_client_metrics_and_the_merged_row_per_experience_metrics():

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from relatlas.aggregation.translation import (
+    RIDGE,
+    ProcrustesTranslation,
+    inverse_relative_projection,
+    procrustes,
+    translate_by_inversion,
+)
 
-from aggregation.translation import RIDGE, ProcrustesTranslation, inverse_relative_projection, procrustes, translate_by_inversion
 from tests.conftest import random_orthogonal
 
 
