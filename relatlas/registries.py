@@ -1,0 +1,97 @@
+"""Every extension point of relatlas, with where its built-ins live.
+
+Built-ins are registered by path and imported on first use, so reading the
+names (CLI choices, config validation) costs nothing. A user's entry registers
+the same way, from a module named with ``--plugins`` (``relatlas.plugins``)::
+
+    from relatlas.registries import AGGREGATIONS
+    AGGREGATIONS.register("mine", "my_pkg.merges:mine")
+"""
+
+from __future__ import annotations
+
+from relatlas.registry import Registry
+
+# Encoders: ``(input_shape, embedding_dim, **options) -> nn.Module``, the embedder a client trains.
+ENCODERS: Registry = Registry("encoder", {
+    "auto": "relatlas.clients.encoders:auto",
+    "mlp": "relatlas.clients.encoders:mlp",
+    "cnn": "relatlas.clients.encoders:cnn",
+    "resnet8": "relatlas.clients.encoders:resnet8",
+    "resnet20": "relatlas.clients.encoders:resnet20",
+})  # fmt: skip
+
+# Datasets: ``(argument, *, root, seed) -> Dataset``; ``npz:PATH`` passes PATH as the argument.
+DATASETS: Registry = Registry("dataset", {
+    "digits": "relatlas.benchmarks.datasets:digits",
+    "fashion-mnist": "relatlas.benchmarks.datasets:fashion_mnist",
+    "mnist": "relatlas.benchmarks.datasets:mnist",
+    "cifar10": "relatlas.benchmarks.datasets:cifar10",
+    "npz": "relatlas.benchmarks.datasets:npz",
+})  # fmt: skip
+
+# Similarities: how a sample is compared with the anchors (``aggregation/similarities.py``).
+SIMILARITIES: Registry = Registry("similarity", {
+    "cosine": "relatlas.aggregation.similarities:cosine",
+    "euclidean": "relatlas.aggregation.similarities:euclidean",
+    "l1": "relatlas.aggregation.similarities:l1",
+    "linf": "relatlas.aggregation.similarities:linf",
+})  # fmt: skip
+
+# Aggregations: an ``Aggregation`` (the similarities clients send, and the merge).
+AGGREGATIONS: Registry = Registry("aggregation", {
+    "mean": "relatlas.aggregation.aggregators:mean",
+    "product": "relatlas.aggregation.aggregators:product",
+    "concat": "relatlas.aggregation.aggregators:concat",
+    "median": "relatlas.aggregation.aggregators:median",
+    "trimmed-mean": "relatlas.aggregation.aggregators:trimmed_mean",
+})  # fmt: skip
+
+# Translations between two clients' absolute spaces, fitted on seed pairs.
+TRANSLATIONS: Registry = Registry("translation", {
+    "procrustes": "relatlas.aggregation.translation:procrustes",
+    "inversion": "relatlas.aggregation.translation:inversion",
+})  # fmt: skip
+
+# Anchor modes: a server half and a client half each (``AnchorMode``).
+ANCHOR_MODES: Registry = Registry("anchor mode", {
+    "shared": "relatlas.server.anchor_modes:shared",
+    "class-matched": "relatlas.server.anchor_modes:class_matched",
+    "bootstrapped": "relatlas.server.anchor_modes:bootstrapped",
+    "translated": "relatlas.server.anchor_modes:translated",
+})  # fmt: skip
+
+# Payload codecs: how a client packs its relative spaces for the wire; ``topk:K:P`` passes ``K:P``.
+PAYLOADS: Registry = Registry("payload", {
+    "fp32": "relatlas.clients.payload:fp32",
+    "fp16": "relatlas.clients.payload:fp16",
+    "topk": "relatlas.clients.payload:topk",
+})  # fmt: skip
+
+# Federated splits of a dataset's classes and samples over the clients.
+SPLITS: Registry = Registry("split", {
+    "shared-classes": "relatlas.benchmarks.splits:shared_classes",
+    "same-classes": "relatlas.benchmarks.splits:same_classes",
+    "disjoint-classes": "relatlas.benchmarks.splits:disjoint_classes",
+    "dirichlet": "relatlas.benchmarks.splits:dirichlet",
+})  # fmt: skip
+
+# Continual streams: how a dataset becomes a sequence of experiences.
+STREAMS: Registry = Registry("stream", {
+    "class-incremental": "relatlas.benchmarks.streams:class_incremental",
+    "new-instances": "relatlas.benchmarks.streams:new_instances",
+})  # fmt: skip
+
+# Continual strategies: ``(model, optimizer, config, ...) -> avalanche SupervisedTemplate``.
+STRATEGIES: Registry = Registry("continual strategy", {
+    "naive": "relatlas.clients.continual_strategies:naive",
+    "replay": "relatlas.clients.continual_strategies:replay",
+    "er-ace": "relatlas.clients.continual_strategies:er_ace",
+    "der": "relatlas.clients.continual_strategies:der",
+})  # fmt: skip
+
+# Continual regularisers: ``(config, ...) -> list of avalanche plugins``.
+REGULARIZERS: Registry = Registry("regularizer", {
+    "none": "relatlas.clients.continual_strategies:no_regularizer",
+    "casper": "relatlas.clients.continual_strategies:casper",
+})  # fmt: skip
