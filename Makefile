@@ -37,7 +37,7 @@ flwr-run: $(STAMP)
 	for pid in $$(pgrep -f '[f]lower-superlink'); do case "$$before" in *" $$pid "*) ;; *) kill $$pid ;; esac; done; \
 	exit $$status
 
-# A deployed federation on this machine: SuperLink + 3 SuperNodes, TLS, node authentication (README).
+# A deployed federation on this machine: SuperLink + 3 SuperNodes, TLS, node authentication (docs/howto/deployment.md).
 DEPLOY_DIR ?= .flwr/deployment
 deploy-up: $(STAMP)
 	$(BIN)/relatlas deploy up --dir $(DEPLOY_DIR)

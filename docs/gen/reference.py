@@ -20,6 +20,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 API_SOURCE = ROOT / "build" / "api-src"
 HELP_WIDTH = 100
+# Pages that exist only in the built site (tests/test_docs.py accepts links to them).
+GENERATED_PAGES = ("reference/configuration.md", "reference/cli.md")
 
 
 def on_startup(**_: Any) -> None:
@@ -29,8 +31,8 @@ def on_startup(**_: Any) -> None:
 def on_files(files: Any, config: Any) -> Any:
     from mkdocs.structure.files import File
 
-    for page, content in (("reference/configuration.md", configuration_page()), ("reference/cli.md", cli_page())):
-        files.append(File.generated(config, page, content=content))
+    for page, write in zip(GENERATED_PAGES, (configuration_page, cli_page), strict=True):
+        files.append(File.generated(config, page, content=write()))
     return files
 
 
@@ -46,13 +48,14 @@ def lay_out_package(root: Path, target: Path) -> None:
 
 
 def configuration_page() -> str:
-    from relatlas.server.cli import ALIASES
+    from relatlas.server.cli import build_parser
     from relatlas.server.config import CHOICES, RunConfig
     from relatlas.server.option_help import HELP
 
     from relatlas import registries
     from relatlas.registry import Registry
 
+    run_options = _option_strings(dict(_commands("relatlas", build_parser()))["relatlas run"])
     lines = [
         "# Configuration",
         "",
@@ -65,7 +68,7 @@ def configuration_page() -> str:
     ]
     for field in dataclasses.fields(RunConfig):
         key = field.name.replace("_", "-")
-        options = ", ".join(f"`{option}`" for option in [f"--{key}", *ALIASES.get(key, [])])
+        options = ", ".join(f"`{option}`" for option in run_options[field.name])
         allowed = ", ".join(f"`{name}`" for name in CHOICES.get(field.name, ()))
         kind = type(field.default).__name__
         lines.append(f"| `{key}` | {options} | {kind} | `{field.default!r}` | {allowed} | {_cell(HELP[key])} |")
@@ -109,6 +112,11 @@ def _commands(name: str, parser: argparse.ArgumentParser) -> list[tuple[str, arg
             for child, subparser in action.choices.items():
                 found += _commands(f"{name} {child}", subparser)
     return found
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
+    """Each option's destination -> its spellings (``--num-clients``, ``--clients``)."""
+    return {action.dest: list(action.option_strings) for action in parser._actions}
 
 
 def _fixed_width(prog: str) -> argparse.HelpFormatter:
