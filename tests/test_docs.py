@@ -3,9 +3,12 @@ leaves the repository (building the site itself is ``make docs``)."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib.util
 import re
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -19,12 +22,18 @@ SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 
 
-def generated_pages() -> set[Path]:
-    """The pages the docs hook writes into the built site only."""
+@functools.cache
+def reference_hook() -> ModuleType:
+    """The MkDocs hook that writes the reference pages (docs/gen is not a package)."""
     spec = importlib.util.spec_from_file_location("docs_reference_hook", DOCS / "gen" / "reference.py")
     hook = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hook)
-    return {DOCS / page for page in hook.GENERATED_PAGES}
+    return hook
+
+
+def generated_pages() -> set[Path]:
+    """The pages the docs hook writes into the built site only."""
+    return {DOCS / page for page in reference_hook().GENERATED_PAGES}
 
 
 def links(markdown: str) -> list[str]:
@@ -69,3 +78,35 @@ def test_broken_and_escaping_links_are_found_outside_code_only() -> None:
         "../../outside.md: leaves the repository",
         "https://example.org: points outside the repository",
     ]
+
+
+def test_the_configuration_page_has_every_key_with_its_default_and_help() -> None:
+    from relatlas.server.config import RunConfig
+    from relatlas.server.option_help import HELP
+
+    rows = {line.split(" | ")[0]: line for line in reference_hook().configuration_page().splitlines() if line.startswith("| `")}
+    for field in dataclasses.fields(RunConfig):
+        key = field.name.replace("_", "-")
+        row = rows[f"| `{key}`"]
+        assert f"`--{key}`" in row and f"`{field.default!r}`" in row and HELP[key].replace("|", "\\|") in row
+
+
+def test_the_cli_page_has_every_command_and_run_option() -> None:
+    from relatlas.server.config import RunConfig
+
+    page = reference_hook().cli_page()
+    for command in ("relatlas run", "relatlas bench perf", "relatlas deploy up", "relatlas state clear"):
+        assert f"## `{command}`" in page
+    run_help = page.split("## `relatlas run`")[1].split("## `")[0]
+    assert all(f"--{field.name.replace('_', '-')}" in run_help for field in dataclasses.fields(RunConfig))
+
+
+def test_the_package_is_laid_out_for_griffe_as_pyproject_maps_it(tmp_path: Path) -> None:
+    hook = reference_hook()
+    stale = tmp_path / "relatlas" / "aggregation" / "removed_module.py"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("")
+    hook.lay_out_package(ROOT, tmp_path)
+    assert (tmp_path / "relatlas" / "aggregation" / "aggregators.py").resolve() == ROOT / "aggregation" / "aggregators.py"
+    assert (tmp_path / "relatlas" / "registry.py").resolve() == ROOT / "relatlas" / "registry.py"
+    assert not stale.exists()
