@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint flwr-run deploy-up deploy-run deploy-down clean
+.PHONY: demo test lint docs flwr-run deploy-up deploy-run deploy-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,11 @@ lint: $(STAMP)
 	$(BIN)/hadolint docker/*.Dockerfile
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
 
-test: lint
+# The documentation site (mkdocs.yml), offline; strict: a broken link or reference fails it.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
+test: lint docs
 	$(BIN)/python -m pytest
 
 # The default federation under Flower's own CLI; stops the local SuperLink it starts.
@@ -33,7 +37,7 @@ flwr-run: $(STAMP)
 	for pid in $$(pgrep -f '[f]lower-superlink'); do case "$$before" in *" $$pid "*) ;; *) kill $$pid ;; esac; done; \
 	exit $$status
 
-# A deployed federation on this machine: SuperLink + 3 SuperNodes, TLS, node authentication (README).
+# A deployed federation on this machine: SuperLink + 3 SuperNodes, TLS, node authentication (docs/howto/deployment.md).
 DEPLOY_DIR ?= .flwr/deployment
 deploy-up: $(STAMP)
 	$(BIN)/relatlas deploy up --dir $(DEPLOY_DIR)
@@ -45,4 +49,4 @@ deploy-down:
 	$(BIN)/relatlas deploy down --dir $(DEPLOY_DIR)
 
 clean:
-	rm -rf runs mlruns mlflow.db .pytest_cache
+	rm -rf runs mlruns mlflow.db .pytest_cache site

@@ -2,7 +2,7 @@
 that lie. Every attack of ``tests/hostile_clients.py`` is dropped with its reason;
 the one that passes every check, a made-up space of valid cosines, is dropped by
 the outlier screen or outvoted by a robust merge. ``pytest -m faults -s
-tests/test_attacks.py`` prints the table the README quotes."""
+tests/test_attacks.py`` prints the table docs/robustness.md quotes."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def in_tmp(tmp_path, monkeypatch):
 
 
 def _run(tmp_path, name: str, attacks: dict[int, str], **overrides) -> dict:
-    defaults = {"simulation-baselines": False, "client-scores": False, "epochs": 3, "probe-epochs": 30}  # the README's run
+    defaults = {"simulation-baselines": False, "client-scores": False, "epochs": 3, "probe-epochs": 30}  # docs/robustness.md
     config = small_run_config(tmp_path / name, **defaults | overrides)
     run_simulation(config, client_app=hostile_app(attacks))
     return read_results(config)
