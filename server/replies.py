@@ -208,6 +208,9 @@ def _relative_space(record, similarity: str, expected: Expected) -> tuple[Tensor
         return codec.decode(record, similarity, shape, expected.value_range(similarity), floats)
     except ValueError as err:  # ReplyError included: one line either way
         raise ReplyError(str(err)) from None
+    except Exception as err:  # noqa: BLE001 - a reply its codec cannot read is the client's fault
+        reason = f"{type(err).__name__}: {err}"
+        raise ReplyError(f"relative[{similarity!r}] cannot be decoded as payload {expected.payload}: {reason}") from None
 
 
 def _partition(metrics: dict[str, float], expected: Expected) -> int:

@@ -127,6 +127,8 @@ def test_a_user_payload_codec_is_validated_encoded_and_decoded_by_the_server():
     assert parsed.payload_bytes == 4
     with pytest.raises(ReplyError, match="must be int8"):
         parse_reply(reply({"cosine": cosines.numpy()}), expected)
+    with pytest.raises(ReplyError, match="'cosine'] cannot be decoded as payload int8: KeyError"):
+        parse_reply(reply({"l1": arrays["cosine"]}), expected)
 
 
 def _halves(order: list[int], num_clients: int, shared: int, novel: int | None):
