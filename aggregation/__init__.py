@@ -3,11 +3,13 @@
 Imports neither Flower nor Avalanche, so it can be used and tested on its own.
 """
 
-from relatlas.aggregation.aggregators import AGGREGATIONS, aggregate, required_similarities
+from relatlas.aggregation.aggregators import aggregate, register_aggregation, required_similarities
 from relatlas.aggregation.anchors import select_anchors
 from relatlas.aggregation.measures import linear_cka, matched_cosine, mean_reciprocal_rank, topk_jaccard
 from relatlas.aggregation.merge import concat_merge, mean_merge, product_merge, standardize_rows
-from relatlas.aggregation.projection import SIMILARITIES, relative_projection, relative_subspaces
+from relatlas.aggregation.projection import relative_projection, relative_subspaces
+
+from relatlas.registries import AGGREGATIONS, SIMILARITIES
 
 __all__ = [
     "AGGREGATIONS",
@@ -19,6 +21,7 @@ __all__ = [
     "mean_merge",
     "mean_reciprocal_rank",
     "product_merge",
+    "register_aggregation",
     "relative_projection",
     "relative_subspaces",
     "required_similarities",

@@ -1,6 +1,9 @@
-"""Named aggregation methods, registered by ``register_aggregation``: which
-similarities clients must send, and how the server turns the clients' subspaces
-into one merged space. A user's merge registers the way the built-ins below do.
+"""Aggregation methods, one ``Aggregation`` per entry of ``relatlas.registries.AGGREGATIONS``:
+which similarities clients must send, and how the server turns the clients'
+subspaces into one merged space. A user's merge registers with ``register_aggregation``::
+
+    @register_aggregation("mine", ("cosine", "l1"))
+    def mine(spaces, weights, masks): ...
 
 A client's space is a mapping ``similarity -> [N, m]`` tensor.
 
@@ -14,12 +17,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from relatlas.aggregation.merge import concat_merge, mean_merge, median_merge, product_merge, trimmed_mean_merge
-from relatlas.aggregation.projection import SIMILARITIES
 from torch import Tensor
+
+from relatlas.registries import AGGREGATIONS
 
 ClientSpace = Mapping[str, Tensor]
 # (the clients' spaces, their weights or None, their sample masks [K, N] or None) -> the merged space
 MergeFn = Callable[[Sequence[ClientSpace], Sequence[float] | None, Tensor | None], Tensor]
+
+COSINE = ("cosine",)
+PRODUCT_SIMILARITIES = ("cosine", "euclidean", "l1", "linf")  # one per invariance class ("From Bricks to Bridges")
 
 
 @dataclass(frozen=True)
@@ -30,28 +37,19 @@ class Aggregation:
     merge: MergeFn
 
 
-AGGREGATIONS: dict[str, Aggregation] = {}
-
-
-def register_aggregation(name: str, similarities: tuple[str, ...] = ("cosine",)) -> Callable[[MergeFn], MergeFn]:
+def register_aggregation(name: str, similarities: tuple[str, ...] = COSINE) -> Callable[[MergeFn], MergeFn]:
     """Register ``merge`` under ``name``; clients then send ``similarities``."""
 
     def decorate(merge: MergeFn) -> MergeFn:
-        AGGREGATIONS[name] = Aggregation(similarities, merge)
+        AGGREGATIONS.register(name, Aggregation(tuple(similarities), merge))
         return merge
 
     return decorate
 
 
-def _method(name: str) -> Aggregation:
-    if name not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {name!r}; choose from {', '.join(AGGREGATIONS)}")
-    return AGGREGATIONS[name]
-
-
 def required_similarities(aggregation: str) -> tuple[str, ...]:
     """The relative subspaces a client sends for ``aggregation``."""
-    return _method(aggregation).similarities
+    return AGGREGATIONS.get(aggregation).similarities
 
 
 def aggregate(
@@ -62,39 +60,42 @@ def aggregate(
     masks: Tensor | None = None,
 ) -> Tensor:
     """Merge the clients' spaces with the named method."""
-    method = _method(aggregation)
+    method = AGGREGATIONS.get(aggregation)
     missing = [name for space in spaces for name in method.similarities if name not in space]
     if missing:
         raise ValueError(f"{aggregation} aggregation needs subspaces {method.similarities}, missing {sorted(set(missing))}")
     return method.merge(spaces, weights, masks)
 
 
-@register_aggregation("mean")
 def _mean(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None) -> Tensor:
     """Relative Latent Space Aggregation: weighted masked mean of the cosine spaces."""
     return mean_merge([space["cosine"] for space in spaces], weights=weights, masks=masks)
 
 
-@register_aggregation("product", SIMILARITIES)
 def _product(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None) -> Tensor:
     """The mean per similarity, then the product of invariances ("From Bricks to Bridges")."""
-    merged = [mean_merge([space[name] for space in spaces], weights=weights, masks=masks) for name in SIMILARITIES]
+    merged = [mean_merge([space[name] for space in spaces], weights=weights, masks=masks) for name in PRODUCT_SIMILARITIES]
     return product_merge(merged)
 
 
-@register_aggregation("concat")
 def _concat(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None) -> Tensor:
     """The cosine spaces side by side (baseline; weights and masks do not apply)."""
     return concat_merge([space["cosine"] for space in spaces])
 
 
-@register_aggregation("median")
 def _median(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None) -> Tensor:
     """Coordinate-wise median of the cosine spaces: half the clients must lie to move it."""
     return median_merge([space["cosine"] for space in spaces], masks=masks)
 
 
-@register_aggregation("trimmed-mean")
 def _trimmed_mean(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None) -> Tensor:
     """Coordinate-wise mean of the cosine spaces without the largest and smallest values."""
     return trimmed_mean_merge([space["cosine"] for space in spaces], masks=masks)
+
+
+# The built-ins, registered by path in ``relatlas.registries``.
+mean = Aggregation(COSINE, _mean)
+product = Aggregation(PRODUCT_SIMILARITIES, _product)
+concat = Aggregation(COSINE, _concat)
+median = Aggregation(COSINE, _median)
+trimmed_mean = Aggregation(COSINE, _trimmed_mean)

@@ -23,11 +23,14 @@ from relatlas.benchmarks.splits import plan_for_task
 from relatlas.benchmarks.streams import DatasetRef, class_schedule, client_stream
 from relatlas.benchmarks.suite import grouped_table, run_sweep
 from relatlas.benchmarks.sweep import SweepResources, Trial
-from relatlas.clients.continual import REGULARIZERS, ContinualConfig, build_strategy, train_experience
+from relatlas.clients.continual import build_strategy, train_experience
+from relatlas.clients.continual_config import ContinualConfig
 from relatlas.clients.models import build_classifier
 from relatlas.clients.training import derive_seed
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.plots import plot_accuracy_curves, plot_accuracy_matrix
+
+from relatlas.registries import REGULARIZERS
 
 SETTINGS = ("centralised", "federated")
 CENTRAL_ID = 10_000  # seed stream of the single learner, apart from the clients'
@@ -44,7 +47,7 @@ class SuiteConfig:
     buffers: tuple[int, ...] = (200, 500)
     seeds: tuple[int, ...] = (0, 1, 2)
     settings: tuple[str, ...] = SETTINGS
-    regularizers: tuple[str, ...] = REGULARIZERS
+    regularizers: tuple[str, ...] = REGULARIZERS.names()
     num_clients: int = 3
     epochs: int = 1
     encoder: str = "mlp"

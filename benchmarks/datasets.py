@@ -4,6 +4,18 @@
 from the Debian package ``dataset-fashion-mnist`` or a torchvision root;
 ``mnist`` and ``cifar10`` from a torchvision root; ``npz:PATH`` from a file the
 user supplies with ``X`` and ``y`` (and optionally ``X_test``/``y_test``).
+
+A dataset is an entry of ``relatlas.registries.DATASETS``: a function
+``(argument: str, *, root: str | None, seed: int) -> Dataset``, called with the
+text after the name's first ``:`` (``npz:PATH`` passes PATH; empty if none), the
+``--data-root`` (or None) and the run's seed, which fixes a train/test split
+where the source has none (``stratified_split``). It returns a ``Dataset``:
+``x_*`` float32 ``[N, ...]``, ``y_*`` int64 labels 0..C-1 with every class in
+training; it raises ``DatasetError`` with a one-line hint when it cannot load.
+A user's dataset registers the same way::
+
+    @DATASETS.register("mine")
+    def mine(argument, *, root, seed): ...
 """
 
 from __future__ import annotations
@@ -17,8 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from relatlas.registries import DATASETS
+from relatlas.registry import RegistryError, split_spec
+
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "npz:PATH")
 TEST_FRACTION = 0.3
 
 
@@ -68,7 +82,14 @@ def _from_arrays(name: str, x: np.ndarray, y: np.ndarray, seed: int) -> Dataset:
     return Dataset(name, x[train], y[train], x[test], y[test])
 
 
-def _digits(seed: int) -> Dataset:
+def _no_argument(name: str, argument: str) -> None:
+    if argument:
+        raise DatasetError(f"dataset {name!r} takes no argument; got {name}:{argument}")
+
+
+def digits(argument: str, *, root: str | None, seed: int) -> Dataset:
+    """scikit-learn's 8x8 digits, split by ``seed``."""
+    _no_argument("digits", argument)
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -115,7 +136,28 @@ def _torchvision(name: str, root: str | None) -> Dataset:
     return Dataset(name, *arrays)
 
 
-def _npz(path: str, seed: int) -> Dataset:
+def fashion_mnist(argument: str, *, root: str | None, seed: int) -> Dataset:
+    """From the Debian package when no root is given and it is installed, else from torchvision's files."""
+    _no_argument("fashion-mnist", argument)
+    if root is None and DEBIAN_FASHION_MNIST.is_dir():
+        return _debian_fashion_mnist()
+    return _torchvision("fashion-mnist", root)
+
+
+def mnist(argument: str, *, root: str | None, seed: int) -> Dataset:
+    _no_argument("mnist", argument)
+    return _torchvision("mnist", root)
+
+
+def cifar10(argument: str, *, root: str | None, seed: int) -> Dataset:
+    _no_argument("cifar10", argument)
+    return _torchvision("cifar10", root)
+
+
+def npz(path: str, *, root: str | None, seed: int) -> Dataset:
+    """``npz:PATH``: arrays X, y (and optionally X_test, y_test) of a user's file, loaded without pickle."""
+    if not path:
+        raise DatasetError("dataset npz needs a file: npz:PATH")
     file = Path(path)
     if not file.is_file():
         raise DatasetError(f"npz file {path!r} does not exist")
@@ -162,21 +204,19 @@ def _check_pair(path: str, x_key: str, y_key: str, x: np.ndarray, y: np.ndarray)
 
 
 @lru_cache(maxsize=4)
-def load_dataset(name: str, root: str | None = None, seed: int = 0) -> Dataset:
-    """Load a dataset by name; ``seed`` fixes the train/test split where the source has none.
+def load_dataset(spec: str, root: str | None = None, seed: int = 0) -> Dataset:
+    """Load the registered dataset ``name[:argument]``; ``seed`` fixes the train/test split where the source has none.
 
     Cached per process: read-only arrays, shared by the clients a worker hosts.
     """
-    if name == "digits":
-        dataset = _digits(seed)
-    elif name.startswith("npz:"):
-        dataset = _npz(name[4:], seed)
-    elif name == "fashion-mnist" and root is None and DEBIAN_FASHION_MNIST.is_dir():
-        dataset = _debian_fashion_mnist()
-    elif name in ("fashion-mnist", "mnist", "cifar10"):
-        dataset = _torchvision(name, root)
-    else:
-        raise DatasetError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    name, argument = split_spec(spec)
+    try:
+        loader = DATASETS.get(name)
+    except RegistryError as err:
+        raise DatasetError(str(err)) from None
+    dataset = loader(argument, root=root, seed=seed)
+    if not isinstance(dataset, Dataset):
+        raise DatasetError(f"dataset {name!r} returned {type(dataset).__name__}; a dataset loader must return a Dataset")
     for array in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test):
         array.setflags(write=False)
     return dataset

@@ -1,21 +1,23 @@
 """Seeded task splits of one labelled training set across K clients.
 
 Every split returns, per client, indices into the training set. Anchors are
-chosen first and excluded, so no client trains on an anchor sample.
+chosen first and excluded, so no client trains on an anchor sample. A split is
+a ``Split`` entry of ``relatlas.registries.SPLITS``: which classes each client
+holds, and how one class's samples are dealt among the clients holding it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from relatlas.aggregation.anchors import AnchorSampling, select_anchors
 from relatlas.benchmarks.datasets import first_few
 
-Split = Literal["shared-classes", "same-classes", "disjoint-classes", "dirichlet"]
-SPLITS: tuple[Split, ...] = ("shared-classes", "same-classes", "disjoint-classes", "dirichlet")
+from relatlas.registries import SPLITS
+from relatlas.registry import RegistryError
 
 
 class SplitError(ValueError):
@@ -32,36 +34,61 @@ class FederationPlan:
     shared_classes: tuple[int, ...]
 
 
-def class_plan(
-    num_classes: int, split: Split, num_clients: int, *, shared: int, novel: int | None, seed: int
-) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
+ClassGroups = tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]  # (shared classes, classes of each client)
+
+
+@dataclass(frozen=True)
+class Split:
+    """``classes(seeded class order, num_clients, shared, novel) -> ClassGroups``;
+    ``deal(samples of one class, holders, is_shared, alpha, rng) -> one part per holder``;
+    ``anchors_from_shared``: anchors come from the shared classes only."""
+
+    classes: Callable[[list[int], int, int, int | None], ClassGroups]
+    deal: Callable[[np.ndarray, int, bool, float, np.random.Generator], list[np.ndarray]]
+    anchors_from_shared: bool = False
+
+
+def _split(name: str) -> Split:
+    try:
+        return SPLITS.get(name)
+    except RegistryError as err:
+        raise SplitError(str(err)) from None
+
+
+def class_plan(num_classes: int, split: str, num_clients: int, *, shared: int, novel: int | None, seed: int) -> ClassGroups:
     """(shared classes, classes of each client) for a split, before any sample is dealt."""
+    rule = _split(split)
     if num_clients < 1:
         raise SplitError(f"need at least one client, got {num_clients}")
     order = [int(c) for c in np.random.default_rng(seed).permutation(num_classes)]
-    if split == "shared-classes":
-        if not 0 <= shared < num_classes:
-            raise SplitError(
-                f"shared classes S={shared} must be in [0, {num_classes - 1}]: the dataset has {num_classes} classes"
-            )
-        per_client = (num_classes - shared) // num_clients if novel is None else novel
-        if per_client < 1 or shared + per_client * num_clients > num_classes:
-            raise SplitError(
-                f"{num_clients} clients with {max(per_client, 1)} novel classes each need "
-                f"{shared + max(per_client, 1) * num_clients} classes, the dataset has {num_classes} (S={shared})"
-            )
-        common = tuple(sorted(order[:shared]))
-        groups = [order[shared + k * per_client : shared + (k + 1) * per_client] for k in range(num_clients)]
-        return common, tuple(tuple(sorted(common + tuple(g))) for g in groups)
-    if split == "disjoint-classes":
-        if num_clients > num_classes:
-            raise SplitError(f"{num_clients} clients cannot hold disjoint classes of a {num_classes}-class dataset")
-        groups = np.array_split(np.asarray(order), num_clients)
-        return (), tuple(tuple(sorted(int(c) for c in g)) for g in groups)
-    if split in ("same-classes", "dirichlet"):
-        every = tuple(range(num_classes))
-        return every, tuple(every for _ in range(num_clients))
-    raise SplitError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    return rule.classes(order, num_clients, shared, novel)
+
+
+def _shared_and_novel(order: list[int], num_clients: int, shared: int, novel: int | None) -> ClassGroups:
+    num_classes = len(order)
+    if not 0 <= shared < num_classes:
+        raise SplitError(f"shared classes S={shared} must be in [0, {num_classes - 1}]: the dataset has {num_classes} classes")
+    per_client = (num_classes - shared) // num_clients if novel is None else novel
+    if per_client < 1 or shared + per_client * num_clients > num_classes:
+        raise SplitError(
+            f"{num_clients} clients with {max(per_client, 1)} novel classes each need "
+            f"{shared + max(per_client, 1) * num_clients} classes, the dataset has {num_classes} (S={shared})"
+        )
+    common = tuple(sorted(order[:shared]))
+    groups = [order[shared + k * per_client : shared + (k + 1) * per_client] for k in range(num_clients)]
+    return common, tuple(tuple(sorted(common + tuple(g))) for g in groups)
+
+
+def _disjoint(order: list[int], num_clients: int, shared: int, novel: int | None) -> ClassGroups:
+    if num_clients > len(order):
+        raise SplitError(f"{num_clients} clients cannot hold disjoint classes of a {len(order)}-class dataset")
+    groups = np.array_split(np.asarray(order), num_clients)
+    return (), tuple(tuple(sorted(int(c) for c in g)) for g in groups)
+
+
+def _every_class(order: list[int], num_clients: int, shared: int, novel: int | None) -> ClassGroups:
+    every = tuple(range(len(order)))
+    return every, tuple(every for _ in range(num_clients))
 
 
 def _deal(indices: np.ndarray, proportions: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
@@ -69,9 +96,33 @@ def _deal(indices: np.ndarray, proportions: np.ndarray, rng: np.random.Generator
     return np.split(rng.permutation(indices), cuts)
 
 
+def _whole(members: np.ndarray, holders: int, is_shared: bool, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """A shared class to every holder, any other class to its one holder."""
+    return [members] * holders if is_shared else [members] if holders else []
+
+
+def _imbalanced(members: np.ndarray, holders: int, is_shared: bool, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """Disjoint parts, each at least half an even share."""
+    return _deal(members, 0.5 / holders + 0.5 * rng.dirichlet(np.ones(holders)), rng)
+
+
+def _dirichlet(members: np.ndarray, holders: int, is_shared: bool, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """Disjoint parts in proportions drawn from Dirichlet(alpha)."""
+    if alpha <= 0:
+        raise SplitError(f"dirichlet alpha must be positive, got {alpha}")
+    return _deal(members, rng.dirichlet(np.full(holders, alpha)), rng)
+
+
+# The built-ins, registered by path in ``relatlas.registries``.
+shared_classes = Split(_shared_and_novel, _whole, anchors_from_shared=True)
+same_classes = Split(_every_class, _imbalanced)
+disjoint_classes = Split(_disjoint, _whole)
+dirichlet = Split(_every_class, _dirichlet)
+
+
 def plan_federation(
     labels: np.ndarray,
-    split: Split,
+    split: str,
     num_clients: int,
     *,
     num_anchors: int,
@@ -92,10 +143,11 @@ def plan_federation(
     """
     labels = np.asarray(labels)
     num_classes = int(labels.max()) + 1
+    rule = _split(split)
     shared_classes, client_classes = class_plan(num_classes, split, num_clients, shared=shared, novel=novel, seed=seed)
-    anchor_classes = shared_classes if split == "shared-classes" else None
-    if split == "shared-classes" and not shared_classes:
-        raise SplitError("shared-classes split draws anchors from shared classes: set S >= 1")
+    anchor_classes = shared_classes if rule.anchors_from_shared else None
+    if rule.anchors_from_shared and not shared_classes:
+        raise SplitError(f"{split} split draws anchors from shared classes: set S >= 1")
     try:
         anchors = select_anchors(labels, num_anchors, sampling=anchor_sampling, classes=anchor_classes, seed=seed)
     except ValueError as err:
@@ -106,16 +158,7 @@ def plan_federation(
     for cls in range(num_classes):
         members = pool[labels[pool] == cls]
         holders = [k for k, classes in enumerate(client_classes) if cls in classes]
-        if split == "shared-classes" and cls in shared_classes:
-            parts = [members] * len(holders)
-        elif split == "same-classes":
-            parts = _deal(members, 0.5 / num_clients + 0.5 * rng.dirichlet(np.ones(num_clients)), rng)
-        elif split == "dirichlet":
-            if alpha <= 0:
-                raise SplitError(f"dirichlet alpha must be positive, got {alpha}")
-            parts = _deal(members, rng.dirichlet(np.full(num_clients, alpha)), rng)
-        else:
-            parts = [members] if holders else []
+        parts = rule.deal(members, len(holders), cls in shared_classes, alpha, rng)
         for k, part in zip(holders, parts):
             per_client[k].append(part)
     client_indices = tuple(np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64) for parts in per_client)

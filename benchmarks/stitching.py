@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from relatlas.aggregation.aggregators import required_similarities
 from relatlas.aggregation.measures import centred_cosine, linear_cka, matched_cosine, mean_reciprocal_rank, topk_jaccard
 from relatlas.aggregation.merge import product_merge, standardize_rows
-from relatlas.aggregation.projection import SIMILARITIES, relative_projection, relative_subspaces
+from relatlas.aggregation.projection import relative_projection, relative_subspaces
 from relatlas.clients.anchoring import TRANSLATIONS, translate
 from relatlas.server.evaluation import Probe, train_probe
 from torch import Tensor, nn
@@ -48,9 +49,10 @@ class Embedded:
 
 def space_views(embeddings: Tensor, anchors: Tensor) -> dict[str, Tensor]:
     """Every space of ``SPACES`` for these embeddings."""
-    subspaces = relative_subspaces(embeddings, anchors, SIMILARITIES)
-    distances = {name: standardize_rows(subspaces[name]) for name in SIMILARITIES if name != "cosine"}
-    product = product_merge([subspaces[name] for name in SIMILARITIES])
+    similarities = required_similarities("product")
+    subspaces = relative_subspaces(embeddings, anchors, similarities)
+    distances = {name: standardize_rows(subspaces[name]) for name in similarities if name != "cosine"}
+    product = product_merge([subspaces[name] for name in similarities])
     return {"absolute": embeddings, "cosine": subspaces["cosine"], **distances, "product": product}
 
 

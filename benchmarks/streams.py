@@ -1,9 +1,11 @@
 """Avalanche streams built from the project's datasets and splits.
 
-Class-incremental: experience t holds the classes of an explicit list, the same
-for every client (``class_schedule``); every class lands in exactly one
-experience, even when the class count does not divide. New-instances: every
-class in every experience, the samples dealt into T parts.
+A stream is a ``Stream`` entry of ``relatlas.registries.STREAMS``: the classes of
+each experience (``class_schedule``), and which rows of a labelled set each
+experience holds (``experience_rows``). Class-incremental: experience t holds the
+classes of an explicit list, the same for every client; every class lands in
+exactly one experience, even when the class count does not divide. New-instances:
+every class in every experience, the samples dealt into T parts.
 
 Samples are wrapped in ``DatasetRows``, which pickles as the dataset's name and
 row indices: a client's replay buffer can then be kept in ``context.state``
@@ -12,7 +14,7 @@ without copying images.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,20 +27,40 @@ from avalanche.benchmarks.utils.classification_dataset import TaskAwareSupervise
 from relatlas.benchmarks.datasets import Dataset, load_dataset
 from relatlas.benchmarks.splits import SplitError
 
-Stream = Literal["class-incremental", "new-instances"]
-STREAMS: tuple[Stream, ...] = ("class-incremental", "new-instances")
+from relatlas.registries import STREAMS
+from relatlas.registry import RegistryError
+
+Schedule = tuple[tuple[int, ...], ...]  # the classes of each experience
 
 
-def class_schedule(num_classes: int, experiences: int, stream: Stream, seed: int) -> tuple[tuple[int, ...], ...]:
-    """The classes of each experience: a seeded class order cut into ``experiences``
-    lists whose sizes differ by at most one (class-incremental), or every class in
-    every experience (new-instances)."""
-    if stream == "new-instances":
-        if experiences < 1:
-            raise SplitError(f"need at least one experience, got {experiences}")
-        return tuple(tuple(range(num_classes)) for _ in range(experiences))
-    if stream != "class-incremental":
-        raise SplitError(f"unknown stream {stream!r}; choose from {', '.join(STREAMS)}")
+@dataclass(frozen=True)
+class Stream:
+    """``schedule(num_classes, experiences, seed) -> Schedule``;
+    ``rows(labels, schedule, seed) -> row indices into labels of each experience``."""
+
+    schedule: Callable[[int, int, int], Schedule]
+    rows: Callable[[np.ndarray, Sequence[Sequence[int]], int], tuple[np.ndarray, ...]]
+
+
+def _stream(name: str) -> Stream:
+    try:
+        return STREAMS.get(name)
+    except RegistryError as err:
+        raise SplitError(str(err)) from None
+
+
+def class_schedule(num_classes: int, experiences: int, stream: str, seed: int) -> Schedule:
+    """The classes of each experience of the named stream."""
+    return _stream(stream).schedule(num_classes, experiences, seed)
+
+
+def experience_rows(labels: np.ndarray, schedule: Sequence[Sequence[int]], stream: str, seed: int) -> tuple[np.ndarray, ...]:
+    """Row indices into ``labels`` of each experience of the named stream."""
+    return _stream(stream).rows(np.asarray(labels), schedule, seed)
+
+
+def _class_order_cut(num_classes: int, experiences: int, seed: int) -> Schedule:
+    """A seeded class order cut into ``experiences`` lists whose sizes differ by at most one."""
     if not 1 <= experiences <= num_classes:
         raise SplitError(
             f"a class-incremental stream of {num_classes} classes has 1 to {num_classes} experiences, got {experiences}"
@@ -47,14 +69,25 @@ def class_schedule(num_classes: int, experiences: int, stream: Stream, seed: int
     return tuple(tuple(sorted(int(c) for c in part)) for part in np.array_split(order, experiences))
 
 
-def experience_rows(labels: np.ndarray, schedule: Sequence[Sequence[int]], stream: Stream, seed: int) -> tuple[np.ndarray, ...]:
-    """Row indices into ``labels`` of each experience: by class list, or (new-instances)
-    a seeded deal of all rows into ``len(schedule)`` near-equal parts."""
-    labels = np.asarray(labels)
-    if stream == "new-instances":
-        parts = np.array_split(np.random.default_rng(seed).permutation(len(labels)), len(schedule))
-        return tuple(np.sort(part) for part in parts)
+def _rows_by_class(labels: np.ndarray, schedule: Sequence[Sequence[int]], seed: int) -> tuple[np.ndarray, ...]:
     return tuple(np.flatnonzero(np.isin(labels, classes)) for classes in schedule)
+
+
+def _every_class(num_classes: int, experiences: int, seed: int) -> Schedule:
+    if experiences < 1:
+        raise SplitError(f"need at least one experience, got {experiences}")
+    return tuple(tuple(range(num_classes)) for _ in range(experiences))
+
+
+def _rows_dealt(labels: np.ndarray, schedule: Sequence[Sequence[int]], seed: int) -> tuple[np.ndarray, ...]:
+    """A seeded deal of all rows into ``len(schedule)`` near-equal parts."""
+    parts = np.array_split(np.random.default_rng(seed).permutation(len(labels)), len(schedule))
+    return tuple(np.sort(part) for part in parts)
+
+
+# The built-ins, registered by path in ``relatlas.registries``.
+class_incremental = Stream(_class_order_cut, _rows_by_class)
+new_instances = Stream(_every_class, _rows_dealt)
 
 
 @dataclass(frozen=True)
@@ -113,7 +146,7 @@ def make_stream(ref: DatasetRef, train_rows: Sequence[np.ndarray], test_rows: Se
     )
 
 
-def client_stream(ref: DatasetRef, local: np.ndarray, schedule: Sequence[Sequence[int]], stream: Stream, seed: int) -> CLScenario:
+def client_stream(ref: DatasetRef, local: np.ndarray, schedule: Sequence[Sequence[int]], stream: str, seed: int) -> CLScenario:
     """The stream of one client: its own training rows ``local`` cut into experiences;
     the test experiences are the dataset's test part, cut the same way for everyone."""
     data = ref.load()

@@ -26,7 +26,7 @@ from relatlas.clients import protocol
 from relatlas.clients.anchoring import TWO_PHASE_MODES, anchor_seed, bootstrap_candidates, translate
 from relatlas.clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state
 from relatlas.clients.models import Classifier, build_classifier
-from relatlas.clients.payload import PayloadFormat, add_gaussian_noise, encode
+from relatlas.clients.payload import add_gaussian_noise, payload_codec
 from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
 from torch import Tensor
 
@@ -182,7 +182,7 @@ def _projection_reply(
     if sigma > 0:
         noise_seed = derive_seed(int(task["seed"]), int(metrics["partition-id"]), int(task["round"]), NOISE_STREAM)
         spaces = add_gaussian_noise(spaces, sigma, noise_seed)
-    arrays = encode(spaces, PayloadFormat.parse(str(task["payload"])))
+    arrays = payload_codec(str(task["payload"])).encode(spaces)
     content = RecordDict(
         {
             protocol.RELATIVE: ArrayRecord({name: Array(np.ascontiguousarray(a)) for name, a in arrays.items()}),
@@ -215,7 +215,8 @@ def _train_continual(model: Classifier, task: ConfigRecord, local: np.ndarray, c
     # Avalanche takes seconds to import, in every client process; static runs never need it
     from relatlas.benchmarks.rehearsal import restore_buffer, save_buffer
     from relatlas.benchmarks.streams import DatasetRef, class_schedule, client_stream
-    from relatlas.clients.continual import ContinualConfig, build_strategy, train_experience
+    from relatlas.clients.continual import build_strategy, train_experience
+    from relatlas.clients.continual_config import ContinualConfig
 
     config = ContinualConfig.from_mapping(task)
     stream = str(task["stream"])

@@ -8,49 +8,24 @@ whole stream).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from avalanche.benchmarks.scenarios.generic_scenario import CLScenario
 from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
 from avalanche.logging import BaseLogger
-from avalanche.training import DER, ER_ACE, Naive, Replay
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
-from relatlas.benchmarks.casper import CaSpeRPlugin
-from relatlas.clients.training import derive_seed, device_for_worker
+from relatlas.clients.continual_config import ContinualConfig
+from relatlas.clients.training import device_for_worker
 from torch import nn
 
-STRATEGIES = ("naive", "replay", "er-ace", "der")
-REGULARIZERS = ("none", "casper")
+from relatlas.registries import REGULARIZERS, STRATEGIES
+
 EVAL_BATCH = 1024
-CASPER_STREAM = 30_000  # seed stream of CaSpeR's graph batches, apart from training's
-
-
-@dataclass(frozen=True)
-class ContinualConfig:
-    """How a learner trains on each experience."""
-
-    strategy: str = "replay"
-    regularizer: str = "none"
-    buffer: int = 200
-    epochs: int = 1
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    casper_rho: float = 0.01
-    casper_classes: int = 0  # 0: the classes of the experience being trained
-    casper_batch: int = 0  # 0: batch_size
-    casper_k: int = 10
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> ContinualConfig:
-        """Pick this config's keys (hyphenated, as in a run config) out of ``values``."""
-        return cls(**{f.name: values[f.name.replace("_", "-")] for f in dataclasses.fields(cls)})
 
 
 def head_accuracy_key(experience: int) -> str:
@@ -61,17 +36,10 @@ def head_accuracy_key(experience: int) -> str:
 def build_strategy(
     model: nn.Module, config: ContinualConfig, *, seed: int, loggers: Sequence[BaseLogger] = ()
 ) -> SupervisedTemplate:
-    """The Avalanche strategy of ``config``, with CaSpeR attached if asked (its
-    generator seeded from the learner's ``seed``), and an evaluator that records
-    accuracy and loss per experience."""
-    plugins = []
-    if config.regularizer == "casper":
-        casper = CaSpeRPlugin(
-            config.casper_rho, config.casper_classes, config.casper_batch, config.casper_k, seed=derive_seed(seed, CASPER_STREAM)
-        )
-        plugins.append(casper)
-    elif config.regularizer != "none":
-        raise ValueError(f"unknown regularizer {config.regularizer!r}; choose from {', '.join(REGULARIZERS)}")
+    """The registered strategy of ``config`` with its registered regulariser's plugins
+    (seeded from the learner's ``seed``), and an evaluator that records accuracy and
+    loss per experience."""
+    plugins = list(REGULARIZERS.get(config.regularizer)(config, seed=seed))
     with warnings.catch_warnings():  # Avalanche warns when no logger is given; clients report metrics instead
         warnings.filterwarnings("ignore", "No loggers specified")
         evaluator = EvaluationPlugin(
@@ -87,15 +55,7 @@ def build_strategy(
         evaluator=evaluator,
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    if config.strategy == "naive":
-        return Naive(model=model, optimizer=optimizer, **common)
-    if config.strategy == "replay":
-        return Replay(model=model, optimizer=optimizer, mem_size=config.buffer, **common)
-    if config.strategy == "er-ace":
-        return ER_ACE(model=model, optimizer=optimizer, mem_size=config.buffer, batch_size_mem=config.batch_size, **common)
-    if config.strategy == "der":
-        return DER(model=model, optimizer=optimizer, mem_size=config.buffer, batch_size_mem=config.batch_size, **common)
-    raise ValueError(f"unknown strategy {config.strategy!r}; choose from {', '.join(STRATEGIES)}")
+    return STRATEGIES.get(config.strategy)(model, optimizer, config, **common)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ DATASETS: Registry = Registry("dataset", {
     "npz": "relatlas.benchmarks.datasets:npz",
 })  # fmt: skip
 
-# Similarities: how a sample is compared with the anchors (``aggregation/similarities.py``).
+# Similarities: a ``Similarity``, how a sample is compared with the anchors (``aggregation/similarities.py``).
 SIMILARITIES: Registry = Registry("similarity", {
     "cosine": "relatlas.aggregation.similarities:cosine",
     "euclidean": "relatlas.aggregation.similarities:euclidean",
@@ -38,7 +38,7 @@ SIMILARITIES: Registry = Registry("similarity", {
     "linf": "relatlas.aggregation.similarities:linf",
 })  # fmt: skip
 
-# Aggregations: an ``Aggregation`` (the similarities clients send, and the merge).
+# Aggregations: an ``Aggregation`` (the similarities clients send, and the merge); ``register_aggregation`` builds one.
 AGGREGATIONS: Registry = Registry("aggregation", {
     "mean": "relatlas.aggregation.aggregators:mean",
     "product": "relatlas.aggregation.aggregators:product",
@@ -61,14 +61,14 @@ ANCHOR_MODES: Registry = Registry("anchor mode", {
     "translated": "relatlas.server.anchor_modes:translated",
 })  # fmt: skip
 
-# Payload codecs: how a client packs its relative spaces for the wire; ``topk:K:P`` passes ``K:P``.
+# Payload codecs: ``(argument) -> PayloadCodec`` (``clients/payload.py``); ``topk:K:P`` passes ``K:P``.
 PAYLOADS: Registry = Registry("payload", {
     "fp32": "relatlas.clients.payload:fp32",
     "fp16": "relatlas.clients.payload:fp16",
     "topk": "relatlas.clients.payload:topk",
 })  # fmt: skip
 
-# Federated splits of a dataset's classes and samples over the clients.
+# Federated splits of a dataset's classes and samples over the clients: a ``Split`` (``benchmarks/splits.py``).
 SPLITS: Registry = Registry("split", {
     "shared-classes": "relatlas.benchmarks.splits:shared_classes",
     "same-classes": "relatlas.benchmarks.splits:same_classes",
@@ -76,13 +76,13 @@ SPLITS: Registry = Registry("split", {
     "dirichlet": "relatlas.benchmarks.splits:dirichlet",
 })  # fmt: skip
 
-# Continual streams: how a dataset becomes a sequence of experiences.
+# Continual streams: how a dataset becomes a sequence of experiences: a ``Stream`` (``benchmarks/streams.py``).
 STREAMS: Registry = Registry("stream", {
     "class-incremental": "relatlas.benchmarks.streams:class_incremental",
     "new-instances": "relatlas.benchmarks.streams:new_instances",
 })  # fmt: skip
 
-# Continual strategies: ``(model, optimizer, config, ...) -> avalanche SupervisedTemplate``.
+# Continual strategies: ``(model, optimizer, config, **common) -> avalanche SupervisedTemplate``.
 STRATEGIES: Registry = Registry("continual strategy", {
     "naive": "relatlas.clients.continual_strategies:naive",
     "replay": "relatlas.clients.continual_strategies:replay",
@@ -90,7 +90,7 @@ STRATEGIES: Registry = Registry("continual strategy", {
     "der": "relatlas.clients.continual_strategies:der",
 })  # fmt: skip
 
-# Continual regularisers: ``(config, ...) -> list of avalanche plugins``.
+# Continual regularisers: ``(config, *, seed) -> list of avalanche plugins``.
 REGULARIZERS: Registry = Registry("regularizer", {
     "none": "relatlas.clients.continual_strategies:no_regularizer",
     "casper": "relatlas.clients.continual_strategies:casper",

@@ -10,12 +10,12 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from relatlas.aggregation.aggregators import AGGREGATIONS, required_similarities
-from relatlas.benchmarks.splits import SPLITS
-from relatlas.benchmarks.streams import STREAMS
+from relatlas.aggregation.aggregators import required_similarities
 from relatlas.clients.anchoring import ANCHOR_MODES, TRANSLATIONS, TWO_PHASE_MODES
-from relatlas.clients.continual import REGULARIZERS, STRATEGIES, ContinualConfig
-from relatlas.clients.payload import PayloadFormat
+from relatlas.clients.continual_config import ContinualConfig
+from relatlas.clients.payload import payload_codec
+
+from relatlas.registries import AGGREGATIONS, REGULARIZERS, SPLITS, STRATEGIES, STREAMS
 
 MAX_SEED = 2**32 - 1
 
@@ -24,7 +24,7 @@ class ConfigError(ValueError):
     """A run-config value that is missing, of the wrong type or out of range."""
 
 
-# The allowed values of the fields that name a choice (AGGREGATIONS grows as merges register).
+# The allowed values of the fields that name a choice; a registry grows as entries register.
 CHOICES: dict[str, Collection[str]] = {
     "split": SPLITS,
     "aggregation": AGGREGATIONS,
@@ -114,15 +114,9 @@ class RunConfig:
             raise ConfigError(f"min-clients ({self.min_clients}) cannot exceed num-clients ({self.num_clients})")
         self._check_anchors_mode()
         try:
-            payload = PayloadFormat.parse(self.payload)
+            payload_codec(self.payload).check(required_similarities(self.aggregation), self.anchors)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        if payload.kind == "topk" and (required_similarities(self.aggregation) != ("cosine",) or payload.k > self.anchors):
-            cosine_only = [name for name, method in AGGREGATIONS.items() if method.similarities == ("cosine",)]
-            raise ConfigError(
-                f"payload {self.payload} keeps each row's largest cosines: it needs K <= anchors and an aggregation of "
-                f"cosines only ({', '.join(cosine_only)})"
-            )
         if self.scenario == "continual" and self.rounds not in (1, self.experiences):
             raise ConfigError(
                 f"in the continual scenario each round is one experience: leave rounds at 1 or set it to {self.experiences}"

@@ -18,7 +18,7 @@ import numpy as np
 from relatlas.aggregation.aggregators import ClientSpace, aggregate
 from relatlas.benchmarks.continual_metrics import summarize
 from relatlas.benchmarks.mlflow_logger import MLflowLogger
-from relatlas.benchmarks.streams import Stream, experience_rows
+from relatlas.benchmarks.streams import experience_rows
 from relatlas.clients import protocol
 from relatlas.server.evaluation import ProbeSplit
 from relatlas.server.plots import plot_accuracy_curves, plot_accuracy_matrix
@@ -36,7 +36,7 @@ class ExperienceProbes:
     columns: tuple[np.ndarray, ...]
 
     @classmethod
-    def build(cls, probes: ProbeSplit, schedule: tuple[tuple[int, ...], ...], stream: Stream, seed: int) -> ExperienceProbes:
+    def build(cls, probes: ProbeSplit, schedule: tuple[tuple[int, ...], ...], stream: str, seed: int) -> ExperienceProbes:
         positions = experience_rows(probes.labels[probes.test], schedule, stream, seed)
         return cls(probes, schedule, tuple(probes.test[p] for p in positions))
 

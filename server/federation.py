@@ -168,6 +168,7 @@ class Federation:
             required_similarities(config.aggregation), len(samples), len(anchors), config.num_clients, baselines,
             config.anchors_mode, config.seed_anchors, config.embedding_dim,
             partition_sizes=tuple(len(rows) for rows in plan.client_indices), payload_noise=config.payload_noise,
+            payload=config.payload,
         )  # fmt: skip
         train_part, test_part = stratified_split(labels, PROBE_TEST_FRACTION, config.seed)
         probes = ProbeSplit(train_part, test_part, labels, dataset.num_classes, config.probe_epochs, config.seed)

@@ -5,7 +5,7 @@ Checked before anything is decoded: the records asked for, and the reply's size
 (arrays, metrics and config values). Then what the values mean: float32 or
 float16 arrays only (a float64 value beyond float32's range would become
 infinite on conversion), finite, each similarity within its value range
-(``aggregation.projection.VALUE_RANGES``, so cosines within [-1, 1]); the sample
+(the registered ``Similarity.value_range``, so cosines within [-1, 1]); the sample
 count at most the partition's training samples; metric names that MLflow
 accepts and finite values. A partition answered by two nodes keeps neither
 answer beyond the first; ``server/federation.py`` binds partitions to nodes."""
@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from flwr.app import Message, RecordDict
-from relatlas.aggregation.projection import VALUE_RANGES
-from relatlas.aggregation.sparse import densify
 from relatlas.clients import protocol
 from relatlas.clients.anchoring import CANDIDATES_PER_ANCHOR
-from relatlas.clients.payload import INDICES, SPARSE_RANGE, VALUES
+from relatlas.clients.payload import payload_codec
 from torch import Tensor
+
+from relatlas.registries import SIMILARITIES
 
 ALLOWED_DTYPES = (np.float32, np.float16)  # what payloads fp32, fp16 and topk send
 HEADER_SLACK = 4096  # bytes of array headers and metrics on the wire, beyond the values
@@ -67,10 +67,11 @@ class Expected:
     embedding_dim: int = 0
     partition_sizes: tuple[int, ...] = ()  # training samples of each partition, the ceiling of num-examples
     payload_noise: float = 0.0  # the sigma clients add to their relative spaces
+    payload: str = "fp32"  # the codec clients pack their relative spaces with (``clients/payload.py``)
 
     def value_range(self, similarity: str) -> tuple[float, float]:
         """What a client's dense values of ``similarity`` may hold, noise included."""
-        low, high = VALUE_RANGES[similarity]
+        low, high = SIMILARITIES.get(similarity).value_range
         slack = NOISE_SIGMAS * self.payload_noise
         return low - slack, high + slack
 
@@ -195,27 +196,21 @@ def parse_reply(message: Message, expected: Expected) -> ClientReply:
 
 
 def _relative_space(record, similarity: str, expected: Expected) -> tuple[Tensor, int]:
-    """One subspace as a dense [N, m] float32 tensor, and the bytes it took on the wire;
-    dense, or top-k sparse (``clients/payload.py``)."""
+    """One subspace as a dense [N, m] float32 tensor, and the bytes it took on the wire,
+    decoded by the run's payload codec (``clients/payload.py``)."""
+    codec = payload_codec(expected.payload)
     shape = (expected.num_samples, expected.num_anchors)
-    if similarity + VALUES not in record:
-        array = _array(record, similarity, protocol.RELATIVE, expected.value_range(similarity))
-        if array.shape != shape:
-            raise ReplyError(f"relative[{similarity!r}] has shape {array.shape}; expected {shape}")
-        return torch.from_numpy(array.astype(np.float32)), array.nbytes
-    values = _array(record, similarity + VALUES, protocol.RELATIVE, SPARSE_RANGE)
-    key = similarity + INDICES
-    indices = record[key].numpy() if key in record else None
-    if indices is None or indices.dtype not in (np.int16, np.int32, np.int64):
-        raise ReplyError(f"relative[{key!r}] must be an integer array beside relative[{similarity + VALUES!r}]")
-    rows, k = values.shape if values.ndim == 2 else (-1, -1)
-    if rows != expected.num_samples or not 1 <= k <= expected.num_anchors or indices.shape != values.shape:
-        raise ReplyError(f"sparse relative[{similarity!r}] has shapes {values.shape}, {indices.shape}; expected ({shape[0]}, k)")
-    ordered = np.sort(indices, axis=1)
-    if ordered[:, 0].min() < 0 or ordered[:, -1].max() >= expected.num_anchors or (np.diff(ordered, axis=1) == 0).any():
-        raise ReplyError(f"relative[{key!r}] must hold distinct column indices in [0, {expected.num_anchors})")
-    dense = densify(torch.from_numpy(values.astype(np.float32)), torch.from_numpy(indices.astype(np.int64)), shape[1])
-    return dense, values.nbytes + indices.nbytes
+
+    def floats(key: str, value_range: tuple[float, float]) -> np.ndarray:
+        return _array(record, key, protocol.RELATIVE, value_range)
+
+    try:
+        return codec.decode(record, similarity, shape, expected.value_range(similarity), floats)
+    except ValueError as err:  # ReplyError included: one line either way
+        raise ReplyError(str(err)) from None
+    except Exception as err:  # noqa: BLE001 - a reply its codec cannot read is the client's fault
+        reason = f"{type(err).__name__}: {err}"
+        raise ReplyError(f"relative[{similarity!r}] cannot be decoded as payload {expected.payload}: {reason}") from None
 
 
 def _partition(metrics: dict[str, float], expected: Expected) -> int:
@@ -232,7 +227,7 @@ def parse_anchoring(message: Message, expected: Expected) -> AnchoringReply:
     metrics, _ = _metrics(content)
     partition, record = _partition(metrics, expected), content[protocol.ANCHORING]
     if expected.anchors_mode == "bootstrapped":
-        gram = _array(record, protocol.GRAM, protocol.ANCHORING, VALUE_RANGES["cosine"])
+        gram = _array(record, protocol.GRAM, protocol.ANCHORING, SIMILARITIES.get("cosine").value_range)
         largest = expected.num_seeds + CANDIDATES_PER_ANCHOR * expected.num_anchors
         if gram.ndim != 2 or gram.shape[0] != gram.shape[1] or not expected.num_anchors <= len(gram) <= largest:
             raise ReplyError(f"gram has shape {gram.shape}; expected a square pool of {expected.num_anchors} to {largest} rows")

@@ -25,7 +25,8 @@ from relatlas.benchmarks.casper import (
     squared_distances,
 )
 from relatlas.benchmarks.streams import DatasetRef, class_schedule, client_stream
-from relatlas.clients.continual import ContinualConfig, build_strategy, train_experience
+from relatlas.clients.continual import build_strategy, train_experience
+from relatlas.clients.continual_config import ContinualConfig
 from relatlas.clients.models import build_classifier
 
 

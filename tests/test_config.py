@@ -34,8 +34,9 @@ def test_cli_options_mirror_the_config():
         ({"min-clients": 5}, "cannot exceed num-clients"),
         ({"colour": "red"}, "unknown run-config keys"),
         ({"simulation-baselines": "maybe"}, "must be bool"),
-        ({"payload": "zip"}, "payload must be fp32, fp16, topk:K or topk:K:P"),
-        ({"payload": "topk:0"}, "payload must be fp32, fp16, topk:K"),
+        ({"payload": "zip"}, "unknown payload 'zip'; registered: fp32, fp16, topk"),
+        ({"payload": "topk:0"}, "payload must be topk:K or topk:K:P with K >= 1 and P > 0; got topk:0"),
+        ({"payload": "fp16:2"}, "payload fp16 takes no argument"),
         (
             {"payload": "topk:8", "aggregation": "product"},
             r"an aggregation of cosines only \(mean, concat, median, trimmed-mean\)",

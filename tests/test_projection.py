@@ -2,8 +2,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from relatlas.aggregation.projection import SIMILARITIES, relative_projection, relative_subspaces
+from relatlas.aggregation.projection import relative_projection, relative_subspaces
 
+from relatlas.registries import SIMILARITIES
 from tests.conftest import random_orthogonal
 
 shapes = st.tuples(st.integers(1, 40), st.integers(1, 12), st.integers(2, 24))  # N, m, d
@@ -46,7 +47,7 @@ def test_l1_linf_invariant_to_signed_permutations(shape, seed, similarity):
 
 
 @settings(max_examples=30, deadline=None)
-@given(shape=shapes, seed=seeds, similarity=st.sampled_from(SIMILARITIES))
+@given(shape=shapes, seed=seeds, similarity=st.sampled_from(SIMILARITIES.names()))
 def test_centering_gives_translation_invariance(shape, seed, similarity):
     x, anchors = _data(*shape, seed)
     shift = torch.randn(shape[2], dtype=torch.float64, generator=torch.Generator().manual_seed(seed + 1)) * 5
@@ -68,7 +69,7 @@ def test_rescaling_changes_distances_but_not_cosine():
     )
 
 
-@pytest.mark.parametrize("similarity", SIMILARITIES)
+@pytest.mark.parametrize("similarity", SIMILARITIES.names())
 def test_blocked_equals_one_shot(similarity):
     x, anchors = _data(103, 7, 5, 1)
     whole = relative_projection(x, anchors, similarity)
@@ -95,7 +96,7 @@ def test_gradients_flow_through_projection():
 
 def test_subspaces_are_keyed_by_similarity():
     x, anchors = _data(5, 3, 4, 4)
-    assert set(relative_subspaces(x, anchors, SIMILARITIES)) == set(SIMILARITIES)
+    assert set(relative_subspaces(x, anchors, SIMILARITIES.names())) == set(SIMILARITIES)
 
 
 def test_rejects_bad_input():

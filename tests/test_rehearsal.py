@@ -10,7 +10,8 @@ import pytest
 import torch
 from relatlas.benchmarks.rehearsal import buffer_arrays, replay_storage, restore_buffer, save_buffer
 from relatlas.benchmarks.streams import DatasetRef, class_schedule, client_stream
-from relatlas.clients.continual import ContinualConfig, build_strategy, train_experience
+from relatlas.clients.continual import build_strategy, train_experience
+from relatlas.clients.continual_config import ContinualConfig
 from relatlas.clients.models import build_classifier
 
 

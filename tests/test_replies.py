@@ -133,7 +133,7 @@ def _sparse_reply(values: np.ndarray, indices: np.ndarray) -> Message:
 def test_sparse_payload_is_densified_and_counted_as_sent():
     values = np.full((6, 2), 0.5, np.float32)
     indices = np.tile(np.array([3, 0], np.int16), (6, 1))
-    reply = parse_reply(_sparse_reply(values, indices), dataclasses.replace(EXPECTED, absolute=False))
+    reply = parse_reply(_sparse_reply(values, indices), dataclasses.replace(EXPECTED, absolute=False, payload="topk:2"))
     assert reply.spaces["cosine"][:, [0, 3]].eq(0.5).all() and reply.spaces["cosine"][:, [1, 2]].eq(0).all()
     assert reply.payload_bytes == 6 * 2 * 4 + 6 * 2 * 2
 
@@ -149,7 +149,9 @@ def test_sparse_payload_is_densified_and_counted_as_sent():
 )
 def test_bad_sparse_payloads_are_refused(indices, reason):
     with pytest.raises(ReplyError, match=reason):
-        parse_reply(_sparse_reply(np.ones((6, 2), np.float32), indices), dataclasses.replace(EXPECTED, absolute=False))
+        parse_reply(
+            _sparse_reply(np.ones((6, 2), np.float32), indices), dataclasses.replace(EXPECTED, absolute=False, payload="topk:2")
+        )
 
 
 def test_payload_noise_widens_the_value_range_by_eight_sigma():

@@ -1,0 +1,60 @@
+"""Similarities: how a sample is compared with the anchors, one per registry entry.
+
+A ``Similarity`` prepares the anchors once, computes one block of rows against
+them, and states the values it can take (what a client's projection must lie
+in). Invariances of the built-ins (all also invariant to translation once centred):
+
+- ``cosine``: orthogonal maps, positive rescaling;
+- ``euclidean``: orthogonal maps, translation;
+- ``l1``, ``linf``: coordinate permutations and sign flips, translation.
+
+A user's similarity registers the same way::
+
+    SIMILARITIES.register("mine", Similarity(prepare, compute, (0.0, math.inf)))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """``compute(rows [n, d], prepare(anchors) [m, d]) -> [n, m]``, each value within ``value_range``."""
+
+    prepare: Callable[[Tensor], Tensor]
+    compute: Callable[[Tensor, Tensor], Tensor]
+    value_range: tuple[float, float]
+
+
+def _unchanged(anchors: Tensor) -> Tensor:
+    return anchors
+
+
+def _unit_rows(anchors: Tensor) -> Tensor:
+    return F.normalize(anchors, dim=-1)
+
+
+def _cosine(x: Tensor, anchors_unit: Tensor) -> Tensor:
+    return F.normalize(x, dim=-1) @ anchors_unit.T
+
+
+def _minkowski(p: float) -> Callable[[Tensor, Tensor], Tensor]:
+    def distance(x: Tensor, anchors: Tensor) -> Tensor:
+        return torch.cdist(x, anchors, p=p)
+
+    return distance
+
+
+DISTANCE_RANGE = (0.0, math.inf)
+
+cosine = Similarity(_unit_rows, _cosine, (-1.0, 1.0))
+euclidean = Similarity(_unchanged, _minkowski(2.0), DISTANCE_RANGE)
+l1 = Similarity(_unchanged, _minkowski(1.0), DISTANCE_RANGE)
+linf = Similarity(_unchanged, _minkowski(float("inf")), DISTANCE_RANGE)

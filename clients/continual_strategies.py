@@ -1,0 +1,54 @@
+"""The built-in continual strategies and regularisers, entries of
+``relatlas.registries.STRATEGIES`` and ``REGULARIZERS``.
+
+A strategy is ``(model, optimizer, config, **common) -> SupervisedTemplate``, where
+``common`` holds the criterion, minibatch sizes, epochs, device, plugins and
+evaluator every strategy shares; a regulariser is ``(config, *, seed) -> plugins``
+(Avalanche plugins, seeded from the learner's ``seed``). A user's entry registers
+the same way, e.g. ``STRATEGIES.register("gem", my_module.gem)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.training import DER, ER_ACE, Naive, Replay
+from avalanche.training.templates import SupervisedTemplate
+from relatlas.benchmarks.casper import CaSpeRPlugin
+from relatlas.clients.continual_config import ContinualConfig
+from relatlas.clients.training import derive_seed
+from torch import nn
+
+CASPER_STREAM = 30_000  # seed stream of CaSpeR's graph batches, apart from training's
+
+
+def naive(model: nn.Module, optimizer: torch.optim.Optimizer, config: ContinualConfig, **common: Any) -> SupervisedTemplate:
+    """Fine-tuning on each experience in turn: the forgetting baseline."""
+    return Naive(model=model, optimizer=optimizer, **common)
+
+
+def replay(model: nn.Module, optimizer: torch.optim.Optimizer, config: ContinualConfig, **common: Any) -> SupervisedTemplate:
+    """Experience replay from a class-balanced buffer of ``config.buffer`` samples."""
+    return Replay(model=model, optimizer=optimizer, mem_size=config.buffer, **common)
+
+
+def er_ace(model: nn.Module, optimizer: torch.optim.Optimizer, config: ContinualConfig, **common: Any) -> SupervisedTemplate:
+    """ER with asymmetric cross-entropy, replaying ``config.batch_size`` buffer samples per step."""
+    return ER_ACE(model=model, optimizer=optimizer, mem_size=config.buffer, batch_size_mem=config.batch_size, **common)
+
+
+def der(model: nn.Module, optimizer: torch.optim.Optimizer, config: ContinualConfig, **common: Any) -> SupervisedTemplate:
+    """Dark experience replay: the buffer keeps logits as well as labels."""
+    return DER(model=model, optimizer=optimizer, mem_size=config.buffer, batch_size_mem=config.batch_size, **common)
+
+
+def no_regularizer(config: ContinualConfig, *, seed: int) -> list[SupervisedPlugin]:
+    return []
+
+
+def casper(config: ContinualConfig, *, seed: int) -> list[SupervisedPlugin]:
+    """CaSpeR's spectral loss on the replay buffer (``benchmarks/casper.py``)."""
+    seed = derive_seed(seed, CASPER_STREAM)
+    return [CaSpeRPlugin(config.casper_rho, config.casper_classes, config.casper_batch, config.casper_k, seed=seed)]
