@@ -6,7 +6,10 @@ A spec names a registered encoder and its keyword options,
 ``embedding-dim``); every other option goes to the encoder's factory. A run
 config carries scalars only, so the clients' specs are one comma-separated list,
 cycled over the clients: client ``i`` gets spec ``i % len``. A deployed
-SuperNode may override its own with ``--node-config "encoder='cnn:dim=32'"``.
+SuperNode may override its own with ``--node-config "encoder='cnn:dim=32'"``;
+the server sizes its reply limits for the widest ``dim`` of the run's list, which
+only matters for embeddings that leave the client (``translated`` anchors, the
+simulation's absolute baselines): the relative spaces are [N, m] at any width.
 """
 
 from __future__ import annotations
