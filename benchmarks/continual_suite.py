@@ -25,6 +25,7 @@ from relatlas.benchmarks.suite import grouped_table, run_sweep
 from relatlas.benchmarks.sweep import SweepResources, Trial
 from relatlas.clients.continual import build_strategy, train_experience
 from relatlas.clients.continual_config import ContinualConfig
+from relatlas.clients.encoder_spec import EncoderSpec
 from relatlas.clients.models import build_classifier
 from relatlas.clients.training import derive_seed
 from relatlas.server.config import ConfigError, RunConfig
@@ -112,9 +113,8 @@ def run_centralised(config: RunConfig, parent_run_id: str) -> dict[str, Any]:
     schedule = class_schedule(data.num_classes, config.experiences, config.stream, config.seed)
     benchmark = client_stream(ref, local, schedule, config.stream, config.seed)
     seed = derive_seed(config.seed, CENTRAL_ID)
-    model = build_classifier(
-        data.input_shape, data.num_classes, embedding_dim=config.embedding_dim, encoder=config.encoder, seed=seed
-    )
+    encoder = EncoderSpec.for_client(config.encoder, 0)  # the first client's
+    model = build_classifier(data.input_shape, data.num_classes, embedding_dim=config.embedding_dim, encoder=encoder, seed=seed)
     logger = MLflowLogger.nested(parent_run_id, Path(config.out_dir).name)
     logger.log_params(config.to_mapping())
     strategy = build_strategy(model, ContinualConfig.from_mapping(config.to_mapping()), seed=seed, loggers=[logger])

@@ -44,7 +44,8 @@ from relatlas.benchmarks.stitching import (
 )
 from relatlas.benchmarks.suite import failures_note, grouped_table, mean_std, suite_run
 from relatlas.benchmarks.sweep import SweepResources, Trial, run_trials
-from relatlas.clients.models import Classifier, build_classifier, takes_cnn
+from relatlas.clients.encoders import takes_cnn
+from relatlas.clients.models import Classifier, build_classifier
 from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
 from relatlas.server.config import ConfigError
 from relatlas.server.tracking import use_tracking

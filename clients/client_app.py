@@ -25,7 +25,8 @@ from relatlas.benchmarks.splits import plan_for_task
 from relatlas.clients import protocol
 from relatlas.clients.anchoring import TWO_PHASE_MODES, anchor_seed, bootstrap_candidates, translate
 from relatlas.clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state
-from relatlas.clients.models import Classifier, build_classifier
+from relatlas.clients.encoder_spec import EncoderSpec
+from relatlas.clients.models import Classifier, build_classifier, parameter_count
 from relatlas.clients.payload import add_gaussian_noise, payload_codec
 from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
 from torch import Tensor
@@ -56,7 +57,7 @@ def train(msg: Message, context: Context) -> Message:
         save_client_state(_state_dir(task, context, partition), int(task["round"]), model.state_dict(), buffer)
     else:  # the run's last round: nothing will resume from it
         clear_client_state(_state_dir(task, context, partition))
-    metrics = MetricRecord({"partition-id": partition} | metrics)
+    metrics = MetricRecord({"partition-id": partition} | metrics | _model_facts(model))
 
     inputs: ArrayRecord = msg.content[protocol.INPUTS]
     mode = str(task["anchors-mode"])
@@ -148,12 +149,23 @@ def _model(dataset: Dataset, task: ConfigRecord, partition: int, context: Contex
         dataset.input_shape,
         dataset.num_classes,
         embedding_dim=int(task["embedding-dim"]),
-        encoder=str(task["encoder"]),
+        encoder=_encoder(task, partition, context),
         seed=derive_seed(int(task["seed"]), partition),
     )
     if MODEL_STATE in context.state:
         model.load_state_dict(context.state[MODEL_STATE].to_torch_state_dict())
     return model
+
+
+def _encoder(task: ConfigRecord, partition: int, context: Context) -> EncoderSpec:
+    """This client's encoder: its SuperNode's ``--node-config encoder=...`` if set,
+    else the run's list cycled over the partitions."""
+    return EncoderSpec.for_client(str(context.node_config.get("encoder", task["encoder"])), partition)
+
+
+def _model_facts(model: Classifier) -> dict[str, int]:
+    """What the server records of each client's encoder: its width and its size."""
+    return {protocol.EMBEDDING_DIM: model.head.in_features, protocol.ENCODER_PARAMETERS: parameter_count(model.embedder)}
 
 
 def _own_anchors(dataset: Dataset, local: np.ndarray, task: ConfigRecord, partition: int) -> np.ndarray:

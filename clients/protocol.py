@@ -19,7 +19,8 @@ Client -> server, the final reply of a round:
         ``<name>.indices`` (integer columns), see ``clients/payload.py``;
     ``absolute`` (ArrayRecord, only if asked): ``samples`` [N, d], the raw embeddings,
         for simulation-only baselines;
-    ``metrics`` (MetricRecord): ``partition-id``, ``num-examples``, ``train-seconds``;
+    ``metrics`` (MetricRecord): ``partition-id``, ``num-examples``, ``train-seconds``,
+        ``embedding-dim`` and ``encoder-parameters`` (the client's encoder: clients may differ);
         static: ``train-loss``, ``train-accuracy``; continual: ``head-accuracy``
         (list: the local model's accuracy on each test experience so far) and
         Avalanche's evaluation metrics, each prefixed ``avalanche/``.
@@ -41,6 +42,7 @@ TASK, INPUTS, RELATIVE, ABSOLUTE, METRICS, ANCHORING = "task", "inputs", "relati
 ANCHORS, SAMPLES, SEEDS, GRAM = "anchors", "samples", "seeds", "gram"
 REFERENCE_SEEDS, REFERENCE_ANCHORS = "reference-seeds", "reference-anchors"
 HEAD_ACCURACY, AVALANCHE_PREFIX = "head-accuracy", "avalanche/"
+EMBEDDING_DIM, ENCODER_PARAMETERS = "embedding-dim", "encoder-parameters"
 
 # The run-config keys a client needs to rebuild its data, train and anchor.
 TASK_KEYS = (

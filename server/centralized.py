@@ -7,6 +7,7 @@ import numpy as np
 from relatlas.aggregation.projection import relative_subspaces
 from relatlas.benchmarks.datasets import Dataset
 from relatlas.benchmarks.splits import FederationPlan
+from relatlas.clients.encoder_spec import EncoderSpec
 from relatlas.clients.models import build_classifier
 from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
 from torch import Tensor
@@ -17,7 +18,9 @@ CENTRAL_ID = 10_000  # seed stream of the centralised model, apart from the clie
 class CentralizedReference:
     """End-to-end model on every client's samples, trained ``epochs`` per round."""
 
-    def __init__(self, dataset: Dataset, plan: FederationPlan, *, embedding_dim: int, encoder: str, train: TrainConfig) -> None:
+    def __init__(
+        self, dataset: Dataset, plan: FederationPlan, *, embedding_dim: int, encoder: str | EncoderSpec, train: TrainConfig
+    ) -> None:
         self.indices = np.unique(np.concatenate(plan.client_indices))
         self.dataset = dataset
         self.train = train

@@ -306,7 +306,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
     continual.add_argument("--buffers", nargs="+", type=int, default=list(defaults.buffers))
     continual.add_argument("--settings", nargs="+", default=list(defaults.settings))
     continual.add_argument("--regularizers", nargs="+", default=list(defaults.regularizers))
-    continual.add_argument("--encoder", default=defaults.encoder, help=f"auto, mlp or cnn (default: {defaults.encoder})")
+    continual.add_argument("--encoder", default=defaults.encoder, help=f"as run --encoder (default: {defaults.encoder})")
     continual.add_argument("--casper-rho", type=float, default=defaults.casper_rho)
     continual.add_argument("--casper-classes", type=int, default=defaults.casper_classes, help="0: classes per experience")
     continual.add_argument("--casper-batch", type=int, default=defaults.casper_batch, help="0: the training batch size")

@@ -13,6 +13,7 @@ from typing import Any
 from relatlas.aggregation.aggregators import required_similarities
 from relatlas.clients.anchoring import ANCHOR_MODES, TRANSLATIONS, TWO_PHASE_MODES
 from relatlas.clients.continual_config import ContinualConfig
+from relatlas.clients.encoder_spec import EncoderSpec
 from relatlas.clients.payload import payload_codec
 
 from relatlas.registries import AGGREGATIONS, REGULARIZERS, SPLITS, STRATEGIES, STREAMS
@@ -32,7 +33,6 @@ CHOICES: dict[str, Collection[str]] = {
     "anchors_mode": ANCHOR_MODES,
     "translation": TRANSLATIONS,
     "merge_weights": ("uniform", "samples"),
-    "encoder": ("auto", "mlp", "cnn"),
     "scenario": ("static", "continual"),
     "stream": STREAMS,
     "strategy": STRATEGIES,
@@ -66,7 +66,7 @@ class RunConfig:
     batch_size: int = 64
     learning_rate: float = 1e-3
     embedding_dim: int = 64
-    encoder: str = "auto"
+    encoder: str = "auto"  # per client, cycled: name[:key=value...], comma-separated (clients/encoder_spec.py)
     seed: int = 0
     min_clients: int = 2
     node_timeout: float = 120.0
@@ -113,6 +113,7 @@ class RunConfig:
         if self.min_clients > self.num_clients:
             raise ConfigError(f"min-clients ({self.min_clients}) cannot exceed num-clients ({self.num_clients})")
         self._check_anchors_mode()
+        self._check_encoders()
         try:
             payload_codec(self.payload).check(required_similarities(self.aggregation), self.anchors)
         except ValueError as err:
@@ -141,6 +142,13 @@ class RunConfig:
             raise ConfigError("anchors-mode bootstrapped matches clients to each other: set min-clients >= 2")
         if self.anchors_mode in TWO_PHASE_MODES and self.seed_anchors > self.anchors:
             raise ConfigError(f"seed-anchors ({self.seed_anchors}) cannot exceed anchors ({self.anchors}): seeds are anchors")
+
+    def _check_encoders(self) -> None:
+        try:
+            for spec in EncoderSpec.parse_list(self.encoder):
+                spec.entry()
+        except ValueError as err:
+            raise ConfigError(f"encoder: {err}") from None
 
     @property
     def num_rounds(self) -> int:

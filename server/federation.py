@@ -29,6 +29,7 @@ from relatlas.benchmarks.splits import FederationPlan, plan_for_task
 from relatlas.benchmarks.streams import class_schedule
 from relatlas.clients import protocol
 from relatlas.clients.anchoring import TWO_PHASE_MODES
+from relatlas.clients.encoder_spec import EncoderSpec, widest_embedding
 from relatlas.clients.training import TrainConfig
 from relatlas.server import interruption
 from relatlas.server.anchoring import AnchorPlan, pair_anchors
@@ -166,7 +167,7 @@ class Federation:
         baselines = config.simulation_baselines and static  # the continual baseline is `relatlas bench continual`
         expected = Expected(
             required_similarities(config.aggregation), len(samples), len(anchors), config.num_clients, baselines,
-            config.anchors_mode, config.seed_anchors, config.embedding_dim,
+            config.anchors_mode, config.seed_anchors, widest_embedding(config.encoder, config.embedding_dim),
             partition_sizes=tuple(len(rows) for rows in plan.client_indices), payload_noise=config.payload_noise,
             payload=config.payload,
         )  # fmt: skip
@@ -181,7 +182,9 @@ class Federation:
             train = TrainConfig(
                 epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed
             )
-            central = CentralizedReference(dataset, plan, embedding_dim=config.embedding_dim, encoder=config.encoder, train=train)
+            central = CentralizedReference(
+                dataset, plan, embedding_dim=config.embedding_dim, encoder=EncoderSpec.for_client(config.encoder, 0), train=train
+            )  # the first client's encoder
         sent = anchor_plan.inputs() | {protocol.SAMPLES: Array(np.ascontiguousarray(samples))}
         return cls(config, dataset, plan, anchors, samples, labels, anchor_plan, sent, expected, probes, central, experiences)
 
@@ -345,6 +348,8 @@ class Federation:
             "clients_answered": len(replies),
             "payload_bytes_per_client": float(np.mean([r.payload_bytes for r in replies])),
             "client_train_seconds": [r.metrics.get("train-seconds", 0.0) for r in replies],
+            "client_embedding_dim": [r.metrics.get(protocol.EMBEDDING_DIM) for r in replies],
+            "client_encoder_parameters": [r.metrics.get(protocol.ENCODER_PARAMETERS) for r in replies],
         }
 
 

@@ -26,7 +26,10 @@ HELP = {
     "batch-size": "local training batch size",
     "learning-rate": "local Adam learning rate",
     "embedding-dim": "width of each client's latent space",
-    "encoder": "client encoder; auto picks the CNN for 28x28 and larger images",
+    "encoder": (
+        "each client's encoder, NAME[:KEY=VALUE...] (auto, mlp, cnn, resnet8, resnet20 or a plugin's; dim=N: that client's "
+        "width; auto: the CNN for 28x28 and larger images), comma-separated and cycled over the clients"
+    ),
     "seed": "the same seed gives the same numbers (0 to 2^32-1)",
     "min-clients": "valid replies a round needs to go on",
     "node-timeout": "seconds to wait for the clients to connect",

@@ -20,6 +20,8 @@ def test_auto_encoder_picks_cnn_for_images_and_mlp_otherwise():
     assert isinstance(build_classifier((1, 28, 28), 10).embedder[0], torch.nn.Conv2d)
     assert isinstance(build_classifier((1, 8, 8), 10).embedder[1], torch.nn.Linear)
     assert predict(build_classifier((3, 32, 32), 10).embedder, np.zeros((2, 3, 32, 32))).shape == (2, 64)
+    with pytest.raises(ValueError, match=r"cnn encoder needs \[C, H, W\] images with H = W >= 28, got input shape \(1, 8, 8\)"):
+        build_classifier((1, 8, 8), 10, encoder="cnn")
     with pytest.raises(ValueError, match="cnn encoder needs"):
         build_classifier((64,), 10, encoder="cnn")
 
