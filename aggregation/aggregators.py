@@ -17,6 +17,8 @@ from relatlas.aggregation.merge import concat_merge, mean_merge, median_merge, p
 from relatlas.aggregation.projection import SIMILARITIES
 from torch import Tensor
 
+from relatlas.registries import AGGREGATIONS as REGISTERED_NAMES
+
 ClientSpace = Mapping[str, Tensor]
 # (the clients' spaces, their weights or None, their sample masks [K, N] or None) -> the merged space
 MergeFn = Callable[[Sequence[ClientSpace], Sequence[float] | None, Tensor | None], Tensor]
@@ -37,7 +39,7 @@ def register_aggregation(name: str, similarities: tuple[str, ...] = ("cosine",))
     """Register ``merge`` under ``name``; clients then send ``similarities``."""
 
     def decorate(merge: MergeFn) -> MergeFn:
-        AGGREGATIONS[name] = Aggregation(similarities, merge)
+        AGGREGATIONS[name] = REGISTERED_NAMES.register(name, Aggregation(similarities, merge), replace=True)
         return merge
 
     return decorate

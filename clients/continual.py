@@ -8,12 +8,10 @@ whole stream).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from avalanche.benchmarks.scenarios.generic_scenario import CLScenario
@@ -23,6 +21,7 @@ from avalanche.training import DER, ER_ACE, Naive, Replay
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 from relatlas.benchmarks.casper import CaSpeRPlugin
+from relatlas.clients.continual_config import ContinualConfig
 from relatlas.clients.training import derive_seed, device_for_worker
 from torch import nn
 
@@ -30,27 +29,6 @@ STRATEGIES = ("naive", "replay", "er-ace", "der")
 REGULARIZERS = ("none", "casper")
 EVAL_BATCH = 1024
 CASPER_STREAM = 30_000  # seed stream of CaSpeR's graph batches, apart from training's
-
-
-@dataclass(frozen=True)
-class ContinualConfig:
-    """How a learner trains on each experience."""
-
-    strategy: str = "replay"
-    regularizer: str = "none"
-    buffer: int = 200
-    epochs: int = 1
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    casper_rho: float = 0.01
-    casper_classes: int = 0  # 0: the classes of the experience being trained
-    casper_batch: int = 0  # 0: batch_size
-    casper_k: int = 10
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> ContinualConfig:
-        """Pick this config's keys (hyphenated, as in a run config) out of ``values``."""
-        return cls(**{f.name: values[f.name.replace("_", "-")] for f in dataclasses.fields(cls)})
 
 
 def head_accuracy_key(experience: int) -> str:

@@ -10,12 +10,18 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from relatlas.aggregation.aggregators import AGGREGATIONS, required_similarities
-from relatlas.benchmarks.splits import SPLITS
-from relatlas.benchmarks.streams import STREAMS
-from relatlas.clients.anchoring import ANCHOR_MODES, TRANSLATIONS, TWO_PHASE_MODES
-from relatlas.clients.continual import REGULARIZERS, STRATEGIES, ContinualConfig
-from relatlas.clients.payload import PayloadFormat
+from relatlas.clients.continual_config import ContinualConfig
+
+from relatlas.registries import (
+    AGGREGATIONS,
+    ANCHOR_MODES,
+    ENCODERS,
+    REGULARIZERS,
+    SPLITS,
+    STRATEGIES,
+    STREAMS,
+    TRANSLATIONS,
+)  # fmt: skip
 
 MAX_SEED = 2**32 - 1
 
@@ -24,7 +30,7 @@ class ConfigError(ValueError):
     """A run-config value that is missing, of the wrong type or out of range."""
 
 
-# The allowed values of the fields that name a choice (AGGREGATIONS grows as merges register).
+# The allowed values of the fields that name a choice: registries grow as plugins register.
 CHOICES: dict[str, Collection[str]] = {
     "split": SPLITS,
     "aggregation": AGGREGATIONS,
@@ -32,7 +38,7 @@ CHOICES: dict[str, Collection[str]] = {
     "anchors_mode": ANCHOR_MODES,
     "translation": TRANSLATIONS,
     "merge_weights": ("uniform", "samples"),
-    "encoder": ("auto", "mlp", "cnn"),
+    "encoder": ENCODERS,
     "scenario": ("static", "continual"),
     "stream": STREAMS,
     "strategy": STRATEGIES,
@@ -93,6 +99,7 @@ class RunConfig:
     experiment: str = "relatlas"
     parent_run: str = ""  # MLflow run id to nest this run under (benchmark suites)
     resume: str = ""  # the out-dir of a killed run to continue from its checkpoint (server/checkpoint.py)
+    plugins: str = ""  # comma-separated modules that register entries, imported by every process (relatlas.plugins)
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -113,16 +120,7 @@ class RunConfig:
         if self.min_clients > self.num_clients:
             raise ConfigError(f"min-clients ({self.min_clients}) cannot exceed num-clients ({self.num_clients})")
         self._check_anchors_mode()
-        try:
-            payload = PayloadFormat.parse(self.payload)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        if payload.kind == "topk" and (required_similarities(self.aggregation) != ("cosine",) or payload.k > self.anchors):
-            cosine_only = [name for name, method in AGGREGATIONS.items() if method.similarities == ("cosine",)]
-            raise ConfigError(
-                f"payload {self.payload} keeps each row's largest cosines: it needs K <= anchors and an aggregation of "
-                f"cosines only ({', '.join(cosine_only)})"
-            )
+        self._check_payload()
         if self.scenario == "continual" and self.rounds not in (1, self.experiences):
             raise ConfigError(
                 f"in the continual scenario each round is one experience: leave rounds at 1 or set it to {self.experiences}"
@@ -138,7 +136,27 @@ class RunConfig:
                 f"and casper-classes + 2 at most; got casper-k {self.casper_k}, casper-classes {self.casper_classes}"
             )
 
+    def _check_payload(self) -> None:
+        """The payload parses, and top-k suits the aggregation; imported here, not at
+        module level, because they pull in torch, which ``relatlas --help`` must not."""
+        from relatlas.aggregation.aggregators import AGGREGATIONS as MERGES
+        from relatlas.aggregation.aggregators import required_similarities
+        from relatlas.clients.payload import PayloadFormat
+
+        try:
+            payload = PayloadFormat.parse(self.payload)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if payload.kind == "topk" and (required_similarities(self.aggregation) != ("cosine",) or payload.k > self.anchors):
+            cosine_only = [name for name, method in MERGES.items() if method.similarities == ("cosine",)]
+            raise ConfigError(
+                f"payload {self.payload} keeps each row's largest cosines: it needs K <= anchors and an aggregation of "
+                f"cosines only ({', '.join(cosine_only)})"
+            )
+
     def _check_anchors_mode(self) -> None:
+        from relatlas.clients.anchoring import TWO_PHASE_MODES
+
         if self.anchors_mode != "shared" and self.split == "disjoint-classes":
             raise ConfigError(
                 f"anchors-mode {self.anchors_mode} pairs anchors by classes all clients hold; the disjoint-classes split has none"

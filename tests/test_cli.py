@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 import pytest
-from relatlas.server.cli import results_table
+from relatlas.server.cli_report import results_table
 from relatlas.server.config import RunConfig
 from relatlas.server.option_help import HELP
 
