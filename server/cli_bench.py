@@ -81,7 +81,7 @@ def _bench_stitching(args: argparse.Namespace) -> int:
 def _bench_perf(args: argparse.Namespace) -> int:
     config = PerfConfig(
         dataset=args.dataset, data_root=args.data_root, sections=tuple(args.sections), scale_clients=tuple(args.scale_clients),
-        payloads=tuple(args.payloads), out_dir=args.out, tracking_uri=args.tracking_uri,
+        payloads=tuple(args.payloads), startup_samples=args.startup_samples, out_dir=args.out, tracking_uri=args.tracking_uri,
     )  # fmt: skip
     unknown = sorted(set(config.sections) - set(SECTIONS))
     if unknown:
@@ -165,6 +165,7 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     perf.add_argument("--sections", nargs="+", default=list(defaults.sections), help=f"of {', '.join(SECTIONS)}")
     perf.add_argument("--scale-clients", nargs="+", type=int, default=list(defaults.scale_clients))
     perf.add_argument("--payloads", nargs="+", default=list(defaults.payloads))
+    perf.add_argument("--startup-samples", type=int, default=defaults.startup_samples, help="fresh processes per startup figure")
     perf.add_argument("--out", default=defaults.out_dir)
     perf.add_argument("--tracking-uri", default=defaults.tracking_uri)
     perf.set_defaults(handler=_bench_perf)
