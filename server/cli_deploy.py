@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from relatlas.server.cli_report import print_report
@@ -12,6 +11,8 @@ from relatlas.server.config import ConfigError
 from relatlas.server.credentials import DEFAULT_HOSTS, generate_credentials
 from relatlas.server.deployment import DeploymentError, LocalDeployment
 from relatlas.server.tracking import absolute_tracking_uri
+
+from relatlas.api import Results
 
 DEPLOY_DIR = ".flwr/deployment"
 
@@ -48,8 +49,7 @@ def _deploy_run(args: argparse.Namespace) -> int:
     deployment.run(Path(__file__).resolve().parent.parent, config.to_mapping() | paths)
     if not (Path(paths["out-dir"]) / "results.json").exists():
         raise DeploymentError(f"the run wrote no results; see {deployment.directory}/superlink.log")
-    out_dir = Path(paths["out-dir"])
-    return print_report(json.loads((out_dir / "results.json").read_text()), out_dir, paths["tracking-uri"])
+    return print_report(Results.from_file(Path(paths["out-dir"]) / "results.json"), paths["tracking-uri"])
 
 
 def _deploy_down(args: argparse.Namespace) -> int:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from relatlas.api import Results
 
 
 def _fmt(value: Any) -> str:
@@ -50,13 +51,13 @@ def results_table(results: dict[str, Any]) -> Table:
     return table
 
 
-def print_report(results: dict[str, Any], out_dir: Path, tracking_uri: str) -> int:
+def print_report(results: Results, tracking_uri: str) -> int:
     """Print a finished run's table; exit status 1 unless it completed."""
     console = Console()
-    console.print(results_table(results))
-    console.print(f"results: {out_dir / 'results.json'}")
-    console.print(f"MLflow run id: {results['mlflow_run_id']} ({tracking_uri})")
-    return 0 if results["status"] == "completed" else 1
+    console.print(results_table(dict(results.raw)))
+    console.print(f"results: {results.out_dir / 'results.json'}")
+    console.print(f"MLflow run id: {results.mlflow_run_id} ({tracking_uri})")
+    return 0 if results.completed else 1
 
 
 def print_run_failure(message: str) -> None:

@@ -95,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         cause = err.__cause__ or err
         print_run_failure(f"run failed: {type(cause).__name__}: {cause}")
         return 1
-    return print_report(results.raw, results.out_dir, config.tracking_uri)
+    return print_report(results, config.tracking_uri)
 
 
 def add_run_command(parser: argparse.ArgumentParser) -> None:

@@ -6,21 +6,23 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).parents[1] / "examples"
+ROOT = Path(__file__).parents[1]
+EXAMPLES = ROOT / "examples"
 SMALL = ["--clients", "2", "--epochs", "1", "--probe-epochs", "5", "--simulation-baselines", "false", "--client-scores", "false"]
 # The encoder registry (clients/encoders.py, build_classifier reading ENCODERS) lands separately.
 ENCODER_REGISTRY = importlib.util.find_spec("relatlas.clients.encoders") is not None
 
 
-def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def _run(command: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
     path = os.pathsep.join([str(EXAMPLES), *filter(None, [os.environ.get("PYTHONPATH")])])
-    env = os.environ | {"PYTHONPATH": path, "FLWR_TELEMETRY_ENABLED": "0"}
+    env = os.environ | {"PYTHONPATH": path, "FLWR_TELEMETRY_ENABLED": "0"} | env
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -52,3 +54,34 @@ def test_a_plugin_registers_entries_the_cli_and_every_client_use(tmp_path, optio
     assert all(results["config"][option.removeprefix("--")] == value for option, value in given.items())
     assert results["merged_accuracy"] > 0.3  # ten classes: well above chance
     assert "merged (rank-mean, label-free)" in " ".join(done.stdout.split())
+
+
+def test_flwr_run_loads_the_plugin_in_the_server_and_client_apps(tmp_path):
+    """``flwr run .`` (as ``make flwr-run``): the run config's ``plugins`` reaches the
+    ServerApp and, through the task, each ClientApp."""
+    home, out = tmp_path / "flwr-home", tmp_path / "out"
+    overrides = (
+        f'out-dir="{out}" tracking-uri="sqlite:///{tmp_path}/mlflow.db" plugins="my_encoder_plugin" aggregation="rank-mean" '
+        "num-clients=2 epochs=1 probe-epochs=5 simulation-baselines=false client-scores=false"
+    )
+    command = [str(Path(sys.executable).parent / "flwr"), "run", ".", "local", "--stream",
+               "--federation-config", "num-supernodes=2", "--run-config", overrides]  # fmt: skip
+    try:
+        done = _run(command, ROOT, FLWR_HOME=str(home), FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1")
+    finally:
+        _stop_superlinks_of(home)
+    assert done.returncode == 0, done.stdout[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["status"] == "completed" and results["config"]["aggregation"] == "rank-mean"
+
+
+def _stop_superlinks_of(home: Path) -> None:
+    """Stop the local SuperLink ``flwr run`` started for this FLWR_HOME, and no other."""
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            mine = f"FLWR_HOME={home}".encode() in environ.read_bytes().split(b"\0")
+            command = (environ.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if mine and b"flower-superlink" in command:
+            os.kill(int(environ.parent.name), signal.SIGTERM)
