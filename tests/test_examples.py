@@ -63,16 +63,19 @@ def test_flwr_run_loads_the_plugin_in_the_server_and_client_apps(tmp_path):
     overrides = (
         f'out-dir="{out}" tracking-uri="sqlite:///{tmp_path}/mlflow.db" plugins="my_encoder_plugin" aggregation="rank-mean" '
         "num-clients=2 epochs=1 probe-epochs=5 simulation-baselines=false client-scores=false"
-    )
-    command = [str(Path(sys.executable).parent / "flwr"), "run", ".", "local", "--stream",
+    ) + (' encoder="wide-mlp"' if ENCODER_REGISTRY else "")
+    bin_dir = str(Path(sys.executable).parent)  # flwr starts flower-superlink from PATH
+    command = [str(Path(bin_dir) / "flwr"), "run", ".", "local", "--stream",
                "--federation-config", "num-supernodes=2", "--run-config", overrides]  # fmt: skip
     try:
-        done = _run(command, ROOT, FLWR_HOME=str(home), FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1")
+        path = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+        done = _run(command, ROOT, FLWR_HOME=str(home), FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1", PATH=path)
     finally:
         _stop_superlinks_of(home)
-    assert done.returncode == 0, done.stdout[-2000:]
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
     results = json.loads((out / "results.json").read_text())
     assert results["status"] == "completed" and results["config"]["aggregation"] == "rank-mean"
+    assert results["config"]["encoder"] == ("wide-mlp" if ENCODER_REGISTRY else "auto")
 
 
 def _stop_superlinks_of(home: Path) -> None:
