@@ -12,7 +12,9 @@ and a markdown table:
   over the same training, projection, merge and scoring in one process;
 - ``scale``: round seconds and the server's peak memory at growing client counts;
 - ``payload``: bytes per client and merged accuracy for each payload format,
-  next to the bytes of the embedder's weights.
+  next to the bytes of the embedder's weights;
+- ``startup``: seconds to start the CLI and to import relatlas, torch and a
+  client actor's modules (``benchmarks/startup.py``).
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ from relatlas.aggregation.aggregators import required_similarities
 from relatlas.aggregation.projection import relative_projection, relative_subspaces
 from relatlas.benchmarks.datasets import load_dataset, stratified_split
 from relatlas.benchmarks.splits import plan_for_task
+from relatlas.benchmarks.startup import startup_figures
 from relatlas.clients.models import build_classifier
 from relatlas.clients.training import predict, train_like_client
 from relatlas.server.config import RunConfig
 from relatlas.server.tracking import use_tracking
 
-SECTIONS = ("kernels", "overhead", "scale", "payload")
+SECTIONS = ("kernels", "overhead", "scale", "payload", "startup")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class PerfConfig:
     scale_clients: tuple[int, ...] = (10, 100, 1000)
     scale_eval_samples: int = 1000
     payloads: tuple[str, ...] = ("fp32", "fp16", "topk:16", "topk:4")
+    startup_samples: int = 5  # fresh processes per startup figure (their median)
     sections: tuple[str, ...] = SECTIONS
     out_dir: str = "runs/bench-perf"
     tracking_uri: str = "sqlite:///mlflow.db"
@@ -216,6 +220,12 @@ def perf_table(perf: dict[str, Any]) -> str:
             accuracy = "-" if r["merged_accuracy"] is None else f"{r['merged_accuracy']:.3f}"
             change = "-" if r["accuracy_change"] is None else f"{r['accuracy_change']:+.3f}"
             lines.append(f"| {r['payload']} | {r['bytes_per_client']:,.0f} | {accuracy} | {change} |")
+    if "startup" in perf:
+        lines += ["", "| startup (median of fresh processes) | seconds |", "|---|---|"]
+        startup = perf["startup"]
+        for key in ("cli_help_seconds", "import_relatlas_seconds", "import_torch_seconds", "client_actor_import_seconds"):
+            lines.append(f"| `{key.removesuffix('_seconds')}` | {startup[key]:.3f} |")
+        lines.append(f"| `import_ratio` (relatlas / torch; target <= 1.3) | {startup['import_ratio']:.2f} |")
     return "\n".join(lines)
 
 
@@ -224,7 +234,10 @@ def run_perf(config: PerfConfig) -> dict[str, Any]:
     themselves); ``perf.json`` and ``table.md`` are rewritten after each."""
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections = {"kernels": kernel_figures, "overhead": overhead_figures, "scale": scale_figures, "payload": payload_figures}
+    sections = {
+        "kernels": kernel_figures, "overhead": overhead_figures, "scale": scale_figures, "payload": payload_figures,
+        "startup": lambda config: startup_figures(config.startup_samples),
+    }  # fmt: skip
     perf: dict[str, Any] = {}
     use_tracking(config.tracking_uri, config.experiment)
     with mlflow.start_run(run_name="bench-perf") as parent:
@@ -234,7 +247,8 @@ def run_perf(config: PerfConfig) -> dict[str, Any]:
             perf[name] = sections[name](config)
             (out_dir / "perf.json").write_text(json.dumps(perf, indent=2))
             (out_dir / "table.md").write_text(perf_table(perf) + "\n")
-        scalars = {k: v for section in ("kernels", "overhead") for k, v in perf.get(section, {}).items() if isinstance(v, float)}
+        timed = ("kernels", "overhead", "startup")
+        scalars = {k: v for section in timed for k, v in perf.get(section, {}).items() if isinstance(v, float)}
         mlflow.log_metrics(scalars)
         for name in ("perf.json", "table.md"):
             mlflow.log_artifact(str(out_dir / name))

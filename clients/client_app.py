@@ -31,6 +31,8 @@ from relatlas.clients.payload import add_gaussian_noise, payload_codec
 from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
 from torch import Tensor
 
+from relatlas.plugins import load_plugins, parse_plugins
+
 MODEL_STATE, BUFFER_STATE, METRICS_STATE = "model", "replay-buffer", "train-metrics"
 NOISE_STREAM = 20_000  # seed stream of the payload noise, apart from training's
 
@@ -42,6 +44,7 @@ def train(msg: Message, context: Context) -> Message:
     """Train (``epochs`` more epochs, or the round's experience), then project the
     server's samples, or send what pairs anchors across clients (two-phase modes)."""
     task: ConfigRecord = msg.content[protocol.TASK]
+    load_plugins(parse_plugins(str(task["plugins"])))  # a Ray worker or SuperNode registers the user's entries too
     _use_cpus(task)
     dataset, partition, local = _local_data(task)
     _restore_if_resumed(task, context, partition)
@@ -85,6 +88,7 @@ def query(msg: Message, context: Context) -> Message:
     """Second phase of ``bootstrapped`` and ``translated`` rounds: project on the
     anchors the server paired, with the model trained in this round's ``train``."""
     task: ConfigRecord = msg.content[protocol.TASK]
+    load_plugins(parse_plugins(str(task["plugins"])))
     if MODEL_STATE not in context.state or METRICS_STATE not in context.state:
         raise RuntimeError("query before train: this client has no model trained in this run")
     _use_cpus(task)

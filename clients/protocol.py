@@ -50,5 +50,5 @@ TASK_KEYS = (
     "anchors", "anchor-sampling", "anchors-mode", "seed-anchors", "translation", "payload", "payload-noise",
     "seed", "epochs", "batch-size", "learning-rate", "embedding-dim", "encoder",
     "scenario", "experiences", "stream", "strategy", "regularizer", "buffer",
-    "casper-rho", "casper-classes", "casper-batch", "casper-k", "num-cpus",
+    "casper-rho", "casper-classes", "casper-batch", "casper-k", "num-cpus", "plugins",
 )  # fmt: skip

@@ -10,13 +10,18 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from relatlas.aggregation.aggregators import required_similarities
-from relatlas.clients.anchoring import ANCHOR_MODES, TRANSLATIONS, TWO_PHASE_MODES
 from relatlas.clients.continual_config import ContinualConfig
 from relatlas.clients.encoder_spec import EncoderSpec
-from relatlas.clients.payload import payload_codec
 
-from relatlas.registries import AGGREGATIONS, REGULARIZERS, SPLITS, STRATEGIES, STREAMS
+from relatlas.registries import (
+    AGGREGATIONS,
+    ANCHOR_MODES,
+    REGULARIZERS,
+    SPLITS,
+    STRATEGIES,
+    STREAMS,
+    TRANSLATIONS,
+)  # fmt: skip
 
 MAX_SEED = 2**32 - 1
 
@@ -25,7 +30,7 @@ class ConfigError(ValueError):
     """A run-config value that is missing, of the wrong type or out of range."""
 
 
-# The allowed values of the fields that name a choice; a registry grows as entries register.
+# The allowed values of the fields that name a choice: registries grow as plugins register.
 CHOICES: dict[str, Collection[str]] = {
     "split": SPLITS,
     "aggregation": AGGREGATIONS,
@@ -93,6 +98,7 @@ class RunConfig:
     experiment: str = "relatlas"
     parent_run: str = ""  # MLflow run id to nest this run under (benchmark suites)
     resume: str = ""  # the out-dir of a killed run to continue from its checkpoint (server/checkpoint.py)
+    plugins: str = ""  # comma-separated modules that register entries, imported by every process (relatlas.plugins)
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -114,10 +120,7 @@ class RunConfig:
             raise ConfigError(f"min-clients ({self.min_clients}) cannot exceed num-clients ({self.num_clients})")
         self._check_anchors_mode()
         self._check_encoders()
-        try:
-            payload_codec(self.payload).check(required_similarities(self.aggregation), self.anchors)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+        self._check_payload()
         if self.scenario == "continual" and self.rounds not in (1, self.experiences):
             raise ConfigError(
                 f"in the continual scenario each round is one experience: leave rounds at 1 or set it to {self.experiences}"
@@ -133,7 +136,20 @@ class RunConfig:
                 f"and casper-classes + 2 at most; got casper-k {self.casper_k}, casper-classes {self.casper_classes}"
             )
 
+    def _check_payload(self) -> None:
+        """The payload parses and suits the aggregation; imported here, not at module
+        level, because they pull in torch, which ``relatlas --help`` must not."""
+        from relatlas.aggregation.aggregators import required_similarities
+        from relatlas.clients.payload import payload_codec
+
+        try:
+            payload_codec(self.payload).check(required_similarities(self.aggregation), self.anchors)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
     def _check_anchors_mode(self) -> None:
+        from relatlas.clients.anchoring import TWO_PHASE_MODES
+
         if self.anchors_mode != "shared" and self.split == "disjoint-classes":
             raise ConfigError(
                 f"anchors-mode {self.anchors_mode} pairs anchors by classes all clients hold; the disjoint-classes split has none"

@@ -56,4 +56,5 @@ HELP = {
     "experiment": "MLflow experiment name",
     "parent-run": "MLflow run id to nest this run under",
     "resume": "continue the killed or interrupted run of this out-dir",
+    "plugins": "comma-separated modules to import first, in every process: they register encoders, aggregations, ...",
 }

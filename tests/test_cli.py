@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 import pytest
-from relatlas.server.cli import results_table
+from relatlas.server.cli_report import results_table
 from relatlas.server.config import RunConfig
 from relatlas.server.option_help import HELP
 
@@ -30,6 +30,8 @@ from relatlas.server.option_help import HELP
         (["--tracking-uri", "sqlite:////nonexistent/m.db"], "its folder /nonexistent is missing or cannot be written"),
         (["--dataset", "npz:gaps.npz"], "labels must be 0..C-1 with every class in y; found 3 classes (3, 7, 9)"),
         (["--dataset", "npz:one-per-class.npz"], "asked for 64 anchors but only 4 samples"),
+        (["--plugins", "no_such_plugin"], "plugin module 'no_such_plugin' could not be imported: ModuleNotFoundError"),
+        (["--encoder", "wide-mlp"], "encoder must be one of auto, mlp, cnn"),
     ],
 )
 def test_bad_input_exits_with_one_line_before_anything_starts(tmp_path, args, message):
@@ -84,3 +86,12 @@ def test_every_run_option_has_a_description_and_its_allowed_values():
     aggregation = "how the server merges the clients' relative spaces; one of mean, product, concat, median, trimmed-mean"
     assert f"--aggregation STR {aggregation} (default: 'mean')" in flat
     assert "--outlier-threshold FLOAT drop a client this many times" in flat
+
+
+@pytest.mark.parametrize("command", [["-m", "relatlas.server.cli", "--help"], ["-m", "relatlas.server.cli", "run", "--help"],
+                                     ["-c", "import relatlas"]])  # fmt: skip
+def test_help_and_import_start_without_the_heavy_libraries(command):
+    done = subprocess.run([sys.executable, "-X", "importtime", *command], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "relatlas" in imported and not imported & {"torch", "avalanche", "jax", "mlflow", "ray", "flwr", "numpy"}

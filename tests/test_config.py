@@ -3,7 +3,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from relatlas.server.cli import _config_from_args, build_parser
+from relatlas.server.cli import build_parser
+from relatlas.server.cli_run import config_from_args
 from relatlas.server.config import ConfigError, RunConfig
 
 
@@ -19,7 +20,7 @@ def test_round_trip_through_a_flower_run_config():
 
 def test_cli_options_mirror_the_config():
     args = build_parser().parse_args(["run", "--clients", "4", "--aggregation", "product", "--simulation-baselines", "false"])
-    config = _config_from_args(args)
+    config = config_from_args(args)
     assert (config.num_clients, config.aggregation, config.simulation_baselines) == (4, "product", False)
     assert dataclasses.replace(config, num_clients=3, aggregation="mean", simulation_baselines=True) == RunConfig()
 

@@ -4,6 +4,7 @@ and reports ratios; the figures themselves belong to `relatlas bench perf`."""
 from __future__ import annotations
 
 from relatlas.benchmarks.perf import PerfConfig, kernel_figures, peak_memory_added, perf_table
+from relatlas.benchmarks.startup import startup_figures
 
 
 def test_kernel_figures_are_positive_ratios_of_equal_results():
@@ -17,3 +18,13 @@ def test_kernel_figures_are_positive_ratios_of_equal_results():
 
 def test_peak_memory_sees_a_large_allocation():
     assert peak_memory_added(lambda: bytearray(64 * 1024 * 1024)) >= 60 * 1024 * 1024
+
+
+def test_startup_figures_time_fresh_processes_and_make_a_table():
+    figures = startup_figures(samples=1)
+    seconds = ("cli_help_seconds", "import_relatlas_seconds", "import_torch_seconds", "client_actor_import_seconds")
+    assert all(figures[key] > 0 for key in seconds) and figures["samples"] == 1
+    assert figures["import_ratio"] == figures["import_relatlas_seconds"] / figures["import_torch_seconds"]
+    assert figures["client_actor_import_seconds"] > figures["import_relatlas_seconds"]  # the actor imports relatlas and more
+    table = perf_table({"startup": figures})
+    assert "| `cli_help` |" in table and "| `client_actor_import` |" in table and "| `import_ratio`" in table

@@ -1,0 +1,171 @@
+"""``relatlas bench``: the MLflow-tracked benchmark suites, their trials in parallel on Ray."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from relatlas.benchmarks.anchors_suite import AnchorSuiteConfig, run_anchor_suite
+from relatlas.benchmarks.atlas_suite import AtlasSuiteConfig, run_atlas_suite
+from relatlas.benchmarks.continual_suite import SuiteConfig, run_suite
+from relatlas.benchmarks.perf import SECTIONS, PerfConfig, run_perf
+from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
+from relatlas.benchmarks.sweep import SweepResources
+from relatlas.server.cli_run import refuse_bad_input
+from relatlas.server.config import ConfigError, RunConfig
+
+
+def _resources(args: argparse.Namespace) -> SweepResources:
+    return SweepResources(args.ray_address, args.cpus_per_trial, args.gpus_per_trial)
+
+
+def _announce(suite: str, configs: Sequence[RunConfig], trials: int, out_dir: str) -> None:
+    """Refuse bad data for every config before Ray starts, then say what will run."""
+    for config in configs:
+        refuse_bad_input(config)
+    print(f"relatlas bench {suite}: {trials} trials, results in {out_dir}/table.md", flush=True)
+
+
+def _bench_atlas(args: argparse.Namespace) -> int:
+    suite = AtlasSuiteConfig(
+        datasets=tuple(args.datasets), splits=tuple(args.splits), aggregations=tuple(args.aggregations),
+        anchor_counts=tuple(args.anchors), seeds=tuple(args.seeds), num_clients=args.clients, epochs=args.epochs,
+        data_root=args.data_root, out_dir=args.out, tracking_uri=args.tracking_uri,
+    )  # fmt: skip
+    resources, trials = _resources(args), suite.trials()  # every config validated before the first trial
+    _announce("atlas", [RunConfig.from_mapping(t.params) for t in trials], len(trials), suite.out_dir)
+    run_atlas_suite(suite, resources)
+    return 0
+
+
+def _bench_continual(args: argparse.Namespace) -> int:
+    suite = SuiteConfig(
+        dataset=args.dataset, data_root=args.data_root, experiences=args.experiences, strategies=tuple(args.strategies),
+        buffers=tuple(args.buffers), seeds=tuple(args.seeds), settings=tuple(args.settings),
+        regularizers=tuple(args.regularizers), num_clients=args.clients, epochs=args.epochs, encoder=args.encoder,
+        out_dir=args.out, tracking_uri=args.tracking_uri, casper_rho=args.casper_rho, casper_classes=args.casper_classes,
+        casper_batch=args.casper_batch, casper_k=args.casper_k,
+    )  # fmt: skip
+    resources, trials = _resources(args), suite.trials()
+    _announce("continual", [config for _, config in suite.run_configs()], len(trials), suite.out_dir)
+    run_suite(suite, resources)
+    return 0
+
+
+def _bench_anchors(args: argparse.Namespace) -> int:
+    suite = AnchorSuiteConfig(
+        dataset=args.dataset, data_root=args.data_root, seed_counts=tuple(args.seed_anchors),
+        translation_counts=tuple(args.translation_seed_anchors), seeds=tuple(args.seeds), modes=tuple(args.modes),
+        num_clients=args.clients, epochs=args.epochs, out_dir=args.out, tracking_uri=args.tracking_uri,
+    )  # fmt: skip
+    resources, trials = _resources(args), suite.trials()
+    _announce("anchors", [config for _, _, config in suite.run_configs()], len(trials), suite.out_dir)
+    run_anchor_suite(suite, resources)
+    return 0
+
+
+def _bench_stitching(args: argparse.Namespace) -> int:
+    suite = StitchingSuiteConfig(
+        dataset=args.dataset, data_root=args.data_root, seeds=tuple(args.seeds), cnn_seeds=tuple(args.cnn_seeds),
+        epochs=args.epochs, train_samples=args.train_samples, anchors=args.anchors,
+        translation_anchors=tuple(args.translation_anchors), out_dir=args.out, tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+    )  # fmt: skip
+    resources, trials = _resources(args), suite.trials(suite.load())  # bad data or sizes fail here, before Ray starts
+    print(f"relatlas bench stitching: {len(trials)} encoders, results in {suite.out_dir}/table.md", flush=True)
+    return 0 if "summary" in run_stitching_suite(suite, resources) else 1
+
+
+def _bench_perf(args: argparse.Namespace) -> int:
+    config = PerfConfig(
+        dataset=args.dataset, data_root=args.data_root, sections=tuple(args.sections), scale_clients=tuple(args.scale_clients),
+        payloads=tuple(args.payloads), startup_samples=args.startup_samples, out_dir=args.out, tracking_uri=args.tracking_uri,
+    )  # fmt: skip
+    unknown = sorted(set(config.sections) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown perf sections {unknown}; choose from {', '.join(SECTIONS)}")
+    for payload in config.payloads:
+        config.run_config("check", payload=payload)  # refuses a bad payload before anything runs
+    refuse_bad_input(dataclasses.replace(config.run_config("check"), out_dir=config.out_dir))
+    print(f"relatlas bench perf: {', '.join(config.sections)}; results in {config.out_dir}/perf.json", flush=True)
+    run_perf(config)
+    return 0
+
+
+def _add_sweep_options(parser: argparse.ArgumentParser, defaults: Any) -> None:
+    """Options every suite has: seeds, where and how wide trials run, where results go."""
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
+    parser.add_argument("--ray-address", default="", help="join this Ray cluster (default: RAY_ADDRESS, else a local instance)")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs each parallel trial holds (default: 1)")
+    parser.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs each parallel trial holds (default: 0)")
+    if hasattr(defaults, "num_clients"):  # suites of federations
+        parser.add_argument("--clients", type=int, default=defaults.num_clients)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--data-root", default=defaults.data_root)
+    parser.add_argument("--out", default=defaults.out_dir)
+    parser.add_argument("--tracking-uri", default=defaults.tracking_uri)
+
+
+def add_bench_command(bench: argparse.ArgumentParser) -> None:
+    suites = bench.add_subparsers(dest="suite", required=True)
+
+    atlas = suites.add_parser("atlas", help="static federations: datasets x splits x aggregations x anchor counts x seeds")
+    defaults = AtlasSuiteConfig()
+    atlas.add_argument("--datasets", nargs="+", default=list(defaults.datasets))
+    atlas.add_argument("--splits", nargs="+", default=list(defaults.splits))
+    atlas.add_argument("--aggregations", nargs="+", default=list(defaults.aggregations))
+    atlas.add_argument("--anchors", nargs="+", type=int, default=list(defaults.anchor_counts))
+    _add_sweep_options(atlas, defaults)
+    atlas.set_defaults(handler=_bench_atlas)
+
+    continual = suites.add_parser("continual", help="Replay / ER-ACE with and without CaSpeR, centralised and federated")
+    defaults = SuiteConfig()
+    continual.add_argument("--dataset", default=defaults.dataset)
+    continual.add_argument("--experiences", type=int, default=defaults.experiences)
+    continual.add_argument("--strategies", nargs="+", default=list(defaults.strategies))
+    continual.add_argument("--buffers", nargs="+", type=int, default=list(defaults.buffers))
+    continual.add_argument("--settings", nargs="+", default=list(defaults.settings))
+    continual.add_argument("--regularizers", nargs="+", default=list(defaults.regularizers))
+    continual.add_argument("--encoder", default=defaults.encoder, help=f"as run --encoder (default: {defaults.encoder})")
+    continual.add_argument("--casper-rho", type=float, default=defaults.casper_rho)
+    continual.add_argument("--casper-classes", type=int, default=defaults.casper_classes, help="0: classes per experience")
+    continual.add_argument("--casper-batch", type=int, default=defaults.casper_batch, help="0: the training batch size")
+    continual.add_argument("--casper-k", type=int, default=defaults.casper_k)
+    _add_sweep_options(continual, defaults)
+    continual.set_defaults(handler=_bench_continual)
+
+    anchors = suites.add_parser("anchors", help="disjoint anchor modes against shared anchors; translation quality")
+    defaults = AnchorSuiteConfig()
+    anchors.add_argument("--dataset", default=defaults.dataset)
+    anchors.add_argument("--seed-anchors", nargs="+", type=int, default=list(defaults.seed_counts), help="K of the federations")
+    anchors.add_argument(
+        "--translation-seed-anchors", nargs="+", type=int, default=list(defaults.translation_counts), help="K of the translations"
+    )
+    anchors.add_argument("--modes", nargs="+", default=list(defaults.modes), help="federations to run (default: all)")
+    _add_sweep_options(anchors, defaults)
+    anchors.set_defaults(handler=_bench_anchors)
+
+    stitching = suites.add_parser("stitching", help="zero-shot stitching: heads of one encoder's space on another encoder's")
+    defaults = StitchingSuiteConfig()
+    stitching.add_argument("--dataset", default=defaults.dataset)
+    stitching.add_argument("--cnn-seeds", nargs="*", type=int, default=list(defaults.cnn_seeds), help="CNNs (--seeds: MLPs)")
+    stitching.add_argument("--train-samples", type=int, default=defaults.train_samples, help="training subset (0: all)")
+    stitching.add_argument("--anchors", type=int, default=defaults.anchors)
+    stitching.add_argument("--translation-anchors", nargs="+", type=int, default=list(defaults.translation_anchors))
+    stitching.add_argument("--experiment", default=defaults.experiment)
+    _add_sweep_options(stitching, defaults)
+    stitching.set_defaults(handler=_bench_stitching)
+
+    perf = suites.add_parser("perf", help="kernel speed, Flower overhead, scale and payload sizes; perf.json and a table")
+    defaults = PerfConfig()
+    perf.add_argument("--dataset", default=defaults.dataset)
+    perf.add_argument("--data-root", default=defaults.data_root)
+    perf.add_argument("--sections", nargs="+", default=list(defaults.sections), help=f"of {', '.join(SECTIONS)}")
+    perf.add_argument("--scale-clients", nargs="+", type=int, default=list(defaults.scale_clients))
+    perf.add_argument("--payloads", nargs="+", default=list(defaults.payloads))
+    perf.add_argument("--startup-samples", type=int, default=defaults.startup_samples, help="fresh processes per startup figure")
+    perf.add_argument("--out", default=defaults.out_dir)
+    perf.add_argument("--tracking-uri", default=defaults.tracking_uri)
+    perf.set_defaults(handler=_bench_perf)

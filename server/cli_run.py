@@ -1,0 +1,103 @@
+"""``relatlas run``: one option per run-config key, then ``relatlas.run``.
+
+Importing this module costs no torch, Ray, Flower or MLflow: the options and their
+allowed values come from ``RunConfig`` and the registries' names, so ``relatlas run
+--help`` answers at once; what runs the federation is imported by the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from relatlas.server.config import CHOICES, ConfigError, RunConfig
+from relatlas.server.interruption import Interrupted
+from relatlas.server.option_help import HELP
+
+from relatlas.plugins import load_plugins, parse_plugins
+
+ALIASES = {
+    "num-clients": ["--clients"], "out-dir": ["--out"], "learning-rate": ["--lr"],
+    "num-cpus": ["--client-cpus"], "num-gpus": ["--client-gpus"],
+}  # fmt: skip
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per run-config key, with the same name and the same default."""
+    for field in dataclasses.fields(RunConfig):
+        key = field.name.replace("_", "-")
+        kind = type(field.default)
+        parser.add_argument(
+            f"--{key}",
+            *ALIASES.get(key, []),
+            dest=field.name,
+            type=str if kind is bool else kind,
+            default=None,
+            metavar=kind.__name__.upper(),
+            help=_help(field),
+        )
+
+
+def _help(field: dataclasses.Field) -> str:
+    """The option's line: what it does, its allowed values, its default."""
+    allowed = CHOICES.get(field.name)
+    one_of = f"; one of {', '.join(allowed)}" if allowed else ""
+    return f"{HELP[field.name.replace('_', '-')]}{one_of} (default: {field.default!r})".replace("%", "%%")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The options given, after importing ``--plugins`` (so their names validate);
+    with ``--resume DIR``, on top of that run's checkpointed config."""
+    given = {f.name.replace("_", "-"): getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
+    given = {key: value for key, value in given.items() if value is not None}
+    load_plugins(parse_plugins(given.get("plugins", "")))
+    if given.get("resume"):
+        from relatlas.server.checkpoint import resume_config
+
+        return resume_config(Path(given.pop("resume")), given)
+    return RunConfig.from_mapping(given)
+
+
+def refuse_bad_input(config: RunConfig) -> None:
+    """Check the outputs, load the data and make the split (and class schedule)
+    before Ray starts; a bad place, dataset or size fails here in one line. Later
+    loads hit the cache."""
+    from relatlas.benchmarks.datasets import load_dataset
+    from relatlas.benchmarks.splits import plan_for_task
+    from relatlas.benchmarks.streams import class_schedule
+    from relatlas.server.tracking import check_outputs
+
+    check_outputs(Path(config.out_dir), config.tracking_uri)
+    dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
+    plan_for_task(dataset.y_train, config.to_mapping())
+    if config.scenario == "continual":
+        class_schedule(dataset.num_classes, config.experiences, config.stream, config.seed)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from relatlas.server.cli_report import print_report, print_run_failure
+
+    from relatlas.api import run
+
+    config = config_from_args(args)
+    refuse_bad_input(config)
+    try:
+        results = run(config)
+    except ConfigError:
+        raise  # resources no Ray node has: one line, exit 2, like any bad config
+    except Interrupted as err:
+        print_run_failure(
+            f"{err}; finished rounds in {Path(config.out_dir) / 'results.json'}; go on with --resume {config.out_dir}"
+        )
+        return err.exit_code
+    except Exception as err:  # noqa: BLE001 - reported in one line; results.json keeps finished rounds
+        cause = err.__cause__ or err
+        print_run_failure(f"run failed: {type(cause).__name__}: {cause}")
+        return 1
+    return print_report(results, config.tracking_uri)
+
+
+def add_run_command(parser: argparse.ArgumentParser) -> None:
+    add_config_options(parser)
+    parser.set_defaults(handler=_run)
