@@ -1,0 +1,208 @@
+"""The run configuration's sections: data, model, anchors, merge (aggregation
+and payload), continual, runtime, evaluation and tracking.
+
+Each section is a frozen dataclass that checks its own fields when built, with
+the allowed names read from the registries (so a plug-in's entry is allowed as
+soon as it registers). ``RunConfig`` (``server/config.py``) is their union and
+checks only what spans sections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import ClassVar
+
+from relatlas.clients.continual_config import ContinualConfig
+from relatlas.clients.encoder_spec import EncoderSpec
+
+from relatlas.registries import AGGREGATIONS, ANCHOR_MODES, REGULARIZERS, SPLITS, STRATEGIES, STREAMS, TRANSLATIONS
+
+MAX_SEED = 2**32 - 1
+
+
+class ConfigError(ValueError):
+    """A run-config value that is missing, of the wrong type or out of range."""
+
+
+def config_key(field_name: str) -> str:
+    """A field's run-config key and CLI option: its name with hyphens."""
+    return field_name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Section:
+    """A group of settings that checks itself when built: the choices, positive and
+    non-negative numbers its class declares, then its own ``validate``. A class
+    made of several sections (``RunConfig``) runs each one's checks, then its own."""
+
+    choices: ClassVar[dict[str, Collection[str]]] = {}
+    positive: ClassVar[tuple[str, ...]] = ()
+    non_negative: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        for cls in reversed(type(self).__mro__):
+            if issubclass(cls, Section) and cls is not Section:
+                _check_declared(self, cls)
+                if "validate" in vars(cls):
+                    vars(cls)["validate"](self)
+
+
+def _check_declared(values: Section, section: type[Section]) -> None:
+    """The rules ``section`` itself declares (not those it inherits) on ``values``."""
+    for name, allowed in vars(section).get("choices", {}).items():
+        if getattr(values, name) not in allowed:
+            raise ConfigError(f"{config_key(name)} must be one of {', '.join(allowed)}; got {getattr(values, name)!r}")
+    for name in vars(section).get("positive", ()):
+        if getattr(values, name) <= 0:
+            raise ConfigError(f"{config_key(name)} must be positive; got {getattr(values, name)}")
+    for name in vars(section).get("non_negative", ()):
+        if getattr(values, name) < 0:
+            raise ConfigError(f"{config_key(name)} must be zero or more; got {getattr(values, name)}")
+
+
+@dataclass(frozen=True)
+class DataSection(Section):
+    """Which dataset, and how its classes and samples are split over the clients."""
+
+    choices: ClassVar[dict[str, Collection[str]]] = {"split": SPLITS}
+    positive: ClassVar[tuple[str, ...]] = ("num_clients", "alpha")
+    non_negative: ClassVar[tuple[str, ...]] = ("shared_classes", "novel_classes")
+
+    dataset: str = "digits"
+    data_root: str = ""
+    split: str = "shared-classes"
+    num_clients: int = 3
+    shared_classes: int = 4
+    novel_classes: int = 0  # 0: (classes - S) // clients
+    alpha: float = 0.5
+
+
+@dataclass(frozen=True)
+class ModelSection(Section):
+    """What each client trains, and how long."""
+
+    positive: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "learning_rate", "embedding_dim")
+
+    encoder: str = "auto"  # per client, cycled: name[:key=value...], comma-separated (clients/encoder_spec.py)
+    embedding_dim: int = 64
+    epochs: int = 3
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+
+    def validate(self) -> None:
+        try:
+            for spec in EncoderSpec.parse_list(self.encoder):
+                spec.entry()
+        except ValueError as err:
+            raise ConfigError(f"encoder: {err}") from None
+
+
+@dataclass(frozen=True)
+class AnchorsSection(Section):
+    """The anchors clients project on, and how they are matched across clients."""
+
+    choices: ClassVar[dict[str, Collection[str]]] = {
+        "anchor_sampling": ("uniform", "stratified"), "anchors_mode": ANCHOR_MODES, "translation": TRANSLATIONS,
+    }  # fmt: skip
+    positive: ClassVar[tuple[str, ...]] = ("anchors", "seed_anchors")
+
+    anchors: int = 64
+    anchor_sampling: str = "uniform"
+    anchors_mode: str = "shared"
+    seed_anchors: int = 8  # K public seed pairs of the bootstrapped and translated modes
+    translation: str = "procrustes"
+
+
+@dataclass(frozen=True)
+class MergeSection(Section):
+    """How clients pack their relative spaces, and how the server merges them."""
+
+    choices: ClassVar[dict[str, Collection[str]]] = {"aggregation": AGGREGATIONS, "merge_weights": ("uniform", "samples")}
+    non_negative: ClassVar[tuple[str, ...]] = ("payload_noise", "outlier_threshold")
+
+    aggregation: str = "mean"
+    payload: str = "fp32"  # how clients pack relative spaces: fp32, fp16, topk:K[:P]
+    payload_noise: float = 0.0  # sigma of the Gaussian noise clients add to their relative spaces
+    merge_weights: str = "uniform"
+    outlier_threshold: float = 0.0  # drop a client whose space is this many times the median distance (0: off)
+
+
+@dataclass(frozen=True)
+class ContinualSection(Section):
+    """The continual scenario: a stream of experiences, one per round."""
+
+    choices: ClassVar[dict[str, Collection[str]]] = {
+        "scenario": ("static", "continual"), "stream": STREAMS, "strategy": STRATEGIES, "regularizer": REGULARIZERS,
+    }  # fmt: skip
+    positive: ClassVar[tuple[str, ...]] = ("experiences", "buffer", "casper_k")
+    non_negative: ClassVar[tuple[str, ...]] = ("casper_rho", "casper_classes", "casper_batch")
+
+    scenario: str = "static"
+    experiences: int = 5
+    stream: str = "class-incremental"
+    strategy: str = ContinualConfig.strategy
+    regularizer: str = ContinualConfig.regularizer
+    buffer: int = ContinualConfig.buffer
+    casper_rho: float = ContinualConfig.casper_rho
+    casper_classes: int = ContinualConfig.casper_classes  # 0: the classes of the experience being trained
+    casper_batch: int = ContinualConfig.casper_batch  # 0: batch-size
+    casper_k: int = ContinualConfig.casper_k
+
+    def validate(self) -> None:
+        if self.regularizer == "casper" and self.strategy == "naive":
+            raise ConfigError(
+                "regularizer casper draws its batches from a replay buffer; strategy naive has none: use replay, er-ace or der"
+            )
+
+
+@dataclass(frozen=True)
+class RuntimeSection(Section):
+    """Rounds, seeds, waiting, and the resources of each simulated client."""
+
+    positive: ClassVar[tuple[str, ...]] = ("rounds", "min_clients", "node_timeout", "round_timeout", "num_cpus")
+    non_negative: ClassVar[tuple[str, ...]] = ("seed", "num_gpus")
+
+    rounds: int = 1
+    seed: int = 0
+    min_clients: int = 2
+    node_timeout: float = 120.0
+    round_timeout: float = 900.0
+    num_cpus: float = 1.0  # per simulated client (a Ray actor)
+    num_gpus: float = 0.0  # per simulated client; fractions share a GPU
+    ray_address: str = ""  # join this Ray cluster ("auto": the local one); empty: RAY_ADDRESS, else a new local instance
+    plugins: str = ""  # comma-separated modules that register entries, imported by every process (relatlas.plugins)
+
+    def validate(self) -> None:
+        if self.seed > MAX_SEED:
+            raise ConfigError(f"seed must be in 0..{MAX_SEED} (NumPy's seed range); got {self.seed}")
+
+
+@dataclass(frozen=True)
+class EvaluationSection(Section):
+    """How the server scores the merged space and the baselines."""
+
+    positive: ClassVar[tuple[str, ...]] = ("probe_epochs",)
+    non_negative: ClassVar[tuple[str, ...]] = ("eval_samples",)
+
+    probe_epochs: int = 30
+    eval_samples: int = 0  # a seeded stratified subset of the test set to project and score; 0: all of it
+    client_scores: bool = True  # static: also score each client's space, stitching and the concatenation
+    simulation_baselines: bool = True
+
+
+@dataclass(frozen=True)
+class TrackingSection(Section):
+    """Where results, MLflow runs and checkpoints go."""
+
+    out_dir: str = "runs/latest"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "relatlas"
+    parent_run: str = ""  # MLflow run id to nest this run under (benchmark suites)
+    resume: str = ""  # the out-dir of a killed run to continue from its checkpoint (server/checkpoint.py)
+
+
+SECTIONS: tuple[type[Section], ...] = (
+    DataSection, ModelSection, AnchorsSection, MergeSection, ContinualSection, RuntimeSection, EvaluationSection,
+    TrackingSection,
+)  # fmt: skip
