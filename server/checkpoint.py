@@ -23,6 +23,8 @@ import torch
 from relatlas.server.config import ConfigError, RunConfig
 from torch import Tensor
 
+from relatlas.plugins import load_plugins, parse_plugins
+
 CHECKPOINT_DIR, STATE_FILE = "checkpoint", "state.json"
 # Where and how patiently a run executes, not what it computes: free to change on resume
 RESUME_FREE_KEYS = ("resume", "ray-address", "node-timeout", "round-timeout")
@@ -102,7 +104,9 @@ def resume_config(out_dir: Path, given: dict[str, Any]) -> RunConfig:
     """The checkpointed run's config with the options ``given`` now; refused if they
     change what the run computes (anything outside ``RESUME_FREE_KEYS``)."""
     checkpoint = Checkpoint.load(out_dir)
-    config = RunConfig.from_mapping(checkpoint.config | given | {"resume": str(out_dir)})
+    values = checkpoint.config | given | {"resume": str(out_dir)}
+    load_plugins(parse_plugins(str(values.get("plugins", ""))))  # the run's own entries, before its names are checked
+    config = RunConfig.from_mapping(values)
     check_resumable(config, checkpoint)
     return config
 
