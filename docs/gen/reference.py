@@ -49,8 +49,9 @@ def lay_out_package(root: Path, target: Path) -> None:
 
 def configuration_page() -> str:
     from relatlas.server.cli import build_parser
-    from relatlas.server.config import CHOICES, RunConfig
+    from relatlas.server.config import CHOICES
     from relatlas.server.option_help import HELP
+    from relatlas.server.sections import SECTIONS
 
     from relatlas import registries
     from relatlas.registry import Registry
@@ -61,17 +62,25 @@ def configuration_page() -> str:
         "",
         "Every setting of a run is a field of `relatlas.server.config.RunConfig`. The same key is a `relatlas run` option",
         "(`--key`), a Flower run-config key (`--run-config 'key=value'`, `[tool.flwr.app.config]` in pyproject.toml) and a",
-        "keyword of `RunConfig(...)` with underscores. This page is generated from the code when the site is built.",
-        "",
-        "| key | option | type | default | allowed values | meaning |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "keyword of `RunConfig(...)` with underscores. The fields come in sections (`relatlas.server.sections`), each",
+        "checking its own values when built. This page is generated from the code when the site is built.",
     ]
-    for field in dataclasses.fields(RunConfig):
-        key = field.name.replace("_", "-")
-        options = ", ".join(f"`{option}`" for option in run_options[field.name])
-        allowed = ", ".join(f"`{name}`" for name in CHOICES.get(field.name, ()))
-        kind = type(field.default).__name__
-        lines.append(f"| `{key}` | {options} | {kind} | `{field.default!r}` | {allowed} | {_cell(HELP[key])} |")
+    for section in SECTIONS:
+        lines += [
+            "",
+            f"## {section.__name__.removesuffix('Section')}",
+            "",
+            section.__doc__ or "",
+            "",
+            "| key | option | type | default | allowed values | meaning |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for field in dataclasses.fields(section):
+            key = field.name.replace("_", "-")
+            options = ", ".join(f"`{option}`" for option in run_options[field.name])
+            allowed = ", ".join(f"`{name}`" for name in CHOICES.get(field.name, ()))
+            kind = type(field.default).__name__
+            lines.append(f"| `{key}` | {options} | {kind} | `{field.default!r}` | {allowed} | {_cell(HELP[key])} |")
     lines += [
         "",
         "## Extension points",
