@@ -22,6 +22,7 @@ from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, run_stitch
 from relatlas.benchmarks.streams import class_schedule
 from relatlas.benchmarks.sweep import SweepResources
 from relatlas.clients.checkpoint import default_state_root
+from relatlas.clients.models import check_encoders
 from relatlas.server.checkpoint import resume_config
 from relatlas.server.config import CHOICES, ConfigError, RunConfig
 from relatlas.server.credentials import DEFAULT_HOSTS, CredentialsError, generate_credentials
@@ -120,6 +121,10 @@ def _refuse_bad_input(config: RunConfig) -> None:
     check_outputs(Path(config.out_dir), config.tracking_uri)
     dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
     plan_for_task(dataset.y_train, config.to_mapping())
+    try:
+        check_encoders(config.encoder, dataset.input_shape, config.embedding_dim)
+    except ValueError as err:
+        raise ConfigError(f"encoder: {err}") from None
     if config.scenario == "continual":
         class_schedule(dataset.num_classes, config.experiences, config.stream, config.seed)
 
