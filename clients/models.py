@@ -39,6 +39,13 @@ def build_classifier(
         return Classifier(factory(tuple(input_shape), width, **dict(spec.options)), width, num_classes)
 
 
+def check_encoders(encoders: str, input_shape: tuple[int, ...], embedding_dim: int) -> None:
+    """Build each of a run's specs once for the dataset's inputs, so an encoder that
+    cannot take them (``cnn`` on flat digits) fails before any client starts."""
+    for spec in EncoderSpec.parse_list(encoders):
+        build_classifier(input_shape, 2, embedding_dim=embedding_dim, encoder=spec)
+
+
 def parameter_count(module: nn.Module) -> int:
     """Trainable numbers in ``module``."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

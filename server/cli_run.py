@@ -66,11 +66,16 @@ def refuse_bad_input(config: RunConfig) -> None:
     from relatlas.benchmarks.datasets import load_dataset
     from relatlas.benchmarks.splits import plan_for_task
     from relatlas.benchmarks.streams import class_schedule
+    from relatlas.clients.models import check_encoders
     from relatlas.server.tracking import check_outputs
 
     check_outputs(Path(config.out_dir), config.tracking_uri)
     dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
     plan_for_task(dataset.y_train, config.to_mapping())
+    try:
+        check_encoders(config.encoder, dataset.input_shape, config.embedding_dim)
+    except ValueError as err:
+        raise ConfigError(f"encoder: {err}") from None
     if config.scenario == "continual":
         class_schedule(dataset.num_classes, config.experiences, config.stream, config.seed)
 

@@ -31,7 +31,9 @@ from relatlas.server.option_help import HELP
         (["--dataset", "npz:gaps.npz"], "labels must be 0..C-1 with every class in y; found 3 classes (3, 7, 9)"),
         (["--dataset", "npz:one-per-class.npz"], "asked for 64 anchors but only 4 samples"),
         (["--plugins", "no_such_plugin"], "plugin module 'no_such_plugin' could not be imported: ModuleNotFoundError"),
-        (["--encoder", "wide-mlp"], "encoder must be one of auto, mlp, cnn"),
+        (["--encoder", "wide-mlp"], "encoder: unknown encoder 'wide-mlp' in 'wide-mlp'; registered: auto, mlp, cnn"),
+        (["--encoder", "mlp,vgg"], "encoder: unknown encoder 'vgg' in 'vgg'; registered: auto, mlp, cnn, resnet8, resnet20"),
+        (["--encoder", "mlp,cnn"], "encoder: the cnn encoder needs [C, H, W] images with H = W >= 28, got input shape (64,)"),
     ],
 )
 def test_bad_input_exits_with_one_line_before_anything_starts(tmp_path, args, message):
