@@ -13,9 +13,10 @@ from typing import Any
 from relatlas.aggregation.aggregators import AGGREGATIONS, required_similarities
 from relatlas.benchmarks.splits import SPLITS
 from relatlas.benchmarks.streams import STREAMS
-from relatlas.clients.anchoring import ANCHOR_MODES, TRANSLATIONS, TWO_PHASE_MODES
 from relatlas.clients.continual import REGULARIZERS, STRATEGIES, ContinualConfig
 from relatlas.clients.payload import PayloadFormat
+
+from relatlas.registries import ANCHOR_MODES, TRANSLATIONS
 
 MAX_SEED = 2**32 - 1
 
@@ -139,14 +140,11 @@ class RunConfig:
             )
 
     def _check_anchors_mode(self) -> None:
-        if self.anchors_mode != "shared" and self.split == "disjoint-classes":
-            raise ConfigError(
-                f"anchors-mode {self.anchors_mode} pairs anchors by classes all clients hold; the disjoint-classes split has none"
-            )
-        if self.anchors_mode == "bootstrapped" and self.min_clients < 2:
-            raise ConfigError("anchors-mode bootstrapped matches clients to each other: set min-clients >= 2")
-        if self.anchors_mode in TWO_PHASE_MODES and self.seed_anchors > self.anchors:
-            raise ConfigError(f"seed-anchors ({self.seed_anchors}) cannot exceed anchors ({self.anchors}): seeds are anchors")
+        """The anchor mode's own conditions on the run (``AnchorMode.check``)."""
+        try:
+            ANCHOR_MODES.get(self.anchors_mode).check(self)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
     @property
     def num_rounds(self) -> int:

@@ -28,10 +28,9 @@ from relatlas.benchmarks.datasets import Dataset, load_dataset, stratified_split
 from relatlas.benchmarks.splits import FederationPlan, plan_for_task
 from relatlas.benchmarks.streams import class_schedule
 from relatlas.clients import protocol
-from relatlas.clients.anchoring import TWO_PHASE_MODES
 from relatlas.clients.training import TrainConfig
 from relatlas.server import interruption
-from relatlas.server.anchoring import AnchorPlan, pair_anchors
+from relatlas.server.anchor_modes import AnchorMode, AnchorPlan
 from relatlas.server.centralized import CentralizedReference
 from relatlas.server.checkpoint import Checkpoint, check_resumable, config_hash, restore_rng_states, rng_states
 from relatlas.server.config import RunConfig
@@ -42,6 +41,8 @@ from relatlas.server.plots import plot_accuracies, plot_accuracy_curves, plot_ac
 from relatlas.server.replies import AnchoringReply, ClientReply, Expected, ReplyError, parse_anchoring, parse_reply
 from relatlas.server.tracking import mlflow_run, scalar_metrics, write_results
 from torch import Tensor
+
+from relatlas.registries import ANCHOR_MODES
 
 log = logging.getLogger("relatlas")
 
@@ -145,6 +146,7 @@ class Federation:
     anchors: np.ndarray
     samples: np.ndarray  # the evaluation samples every client projects
     labels: np.ndarray  # theirs, for scoring only; never sent
+    anchor_mode: AnchorMode
     anchor_plan: AnchorPlan
     sent: dict[str, Array]  # raw inputs as sent: the plan's anchors (if any) and the samples, serialised once
     expected: Expected
@@ -161,7 +163,8 @@ class Federation:
         if 0 < config.eval_samples < len(labels):
             _, subset = stratified_split(labels, config.eval_samples / len(labels), config.seed)
             samples, labels = samples[subset], labels[subset]
-        anchor_plan = AnchorPlan.build(config, dataset, plan)
+        anchor_mode = ANCHOR_MODES.get(config.anchors_mode)
+        anchor_plan = anchor_mode.plan(config, dataset, plan)
         static = config.scenario == "static"
         baselines = config.simulation_baselines and static  # the continual baseline is `relatlas bench continual`
         expected = Expected(
@@ -182,7 +185,10 @@ class Federation:
             )
             central = CentralizedReference(dataset, plan, embedding_dim=config.embedding_dim, encoder=config.encoder, train=train)
         sent = anchor_plan.inputs() | {protocol.SAMPLES: Array(np.ascontiguousarray(samples))}
-        return cls(config, dataset, plan, anchors, samples, labels, anchor_plan, sent, expected, probes, central, experiences)
+        return cls(
+            config, dataset, plan, anchors, samples, labels, anchor_mode, anchor_plan, sent, expected, probes, central,
+            experiences,
+        )  # fmt: skip
 
     @functools.cached_property
     def run_key(self) -> str:
@@ -208,8 +214,7 @@ class Federation:
 
     def round_messages(self, nodes: Sequence[int], round_number: int) -> list[Message]:
         """One ``train`` message per node: the client's task, anchors and the samples to project."""
-        two_phase = self.config.anchors_mode in TWO_PHASE_MODES  # samples come with the query
-        inputs = {name: array for name, array in self.sent.items() if not (two_phase and name == protocol.SAMPLES)}
+        inputs = self.anchor_mode.train_inputs(self.sent)
         task = self._task(round_number)
         return [
             Message(
@@ -254,7 +259,7 @@ class Federation:
         train_central = (lambda: self.central.train_round(round_number)) if self.central is not None else None
         answers, silent = exchange(grid, self.round_messages(nodes, round_number), timeout, train_central)
         failures = _silent(silent, timeout, round_number)
-        if self.config.anchors_mode not in TWO_PHASE_MODES:
+        if not self.anchor_mode.two_phase:
             replies, invalid = validate(answers, self.expected, round_number, parse_reply, self.partitions)
             return replies, invalid + failures
         return self._pair_and_project(grid, answers, failures, round_number)
@@ -269,7 +274,7 @@ class Federation:
         if len(anchorings) < self.config.min_clients:
             return [], failures
         try:
-            paired = pair_anchors(self.config.anchors_mode, anchorings, self.config.seed_anchors, self.config.anchors)
+            paired = self.anchor_mode.pair(anchorings, self.config)
         except ValueError as err:
             raise FederationError(f"round {round_number}: cannot pair the clients' anchors: {err}") from err
         first = {a.node_id: a for a in anchorings}
