@@ -8,7 +8,7 @@ infinite on conversion), finite, each similarity within its value range
 (``aggregation.projection.VALUE_RANGES``, so cosines within [-1, 1]); the sample
 count at most the partition's training samples; metric names that MLflow
 accepts and finite values. A partition answered by two nodes keeps neither
-answer beyond the first; ``server/federation.py`` binds partitions to nodes."""
+answer beyond the first; ``server/strategy.py`` binds partitions to nodes."""
 
 from __future__ import annotations
 
