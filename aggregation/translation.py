@@ -82,6 +82,11 @@ class ProcrustesTranslation:
         return self.target.invert((_pad(self.source.apply(x), width) @ self.rotation)[:, : self.target_dim])
 
 
+def translate_by_procrustes(x: Tensor, source_anchors: Tensor, target_anchors: Tensor) -> Tensor:
+    """Source points to the target space by the Procrustes translation fitted on the anchor pairs."""
+    return ProcrustesTranslation.fit(source_anchors, target_anchors)(x)
+
+
 def inverse_relative_projection(relative: Tensor, target_anchors: Tensor, *, ridge: float = RIDGE) -> Tensor:
     """Target-space points whose cosines to ``target_anchors`` [m, d] best match
     ``relative`` [N, m] (Tikhonov-regularised, see the module docstring), rescaled

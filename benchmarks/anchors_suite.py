@@ -31,11 +31,13 @@ from relatlas.benchmarks.datasets import Dataset, load_dataset
 from relatlas.benchmarks.splits import FederationPlan, plan_for_task
 from relatlas.benchmarks.suite import grouped_table, run_sweep
 from relatlas.benchmarks.sweep import SweepResources, Trial
-from relatlas.clients.anchoring import anchor_seed, bootstrap_candidates, translate
+from relatlas.clients.anchoring import anchor_seed, bootstrap_candidates
 from relatlas.clients.training import predict, train_like_client
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.tracking import use_tracking
 from torch import Tensor
+
+from relatlas.registries import TRANSLATIONS
 
 MODES = ("shared", "class-matched", "bootstrapped", "translated-procrustes", "translated-inversion")
 
@@ -130,11 +132,11 @@ def translation_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpu
         _quality("constant (target mean)", None, floor, target, seed),
     ]
     for k in suite.translation_counts:
-        for method in ("procrustes", "inversion"):
-            records.append(_quality(method, k, translate(source, seeds_source[:k], seeds_target[:k], method), target, seed))
+        for method, translate in TRANSLATIONS.items():
+            records.append(_quality(method, k, translate(source, seeds_source[:k], seeds_target[:k]), target, seed))
         if k < suite.anchors:
             pairs = _bootstrapped_pairs(data, plan, encoders, public[:k], suite.anchors, config.seed)
-            moved = translate(source, pairs[1], pairs[0], "procrustes")
+            moved = TRANSLATIONS.get("procrustes")(source, pairs[1], pairs[0])
             records.append(_quality(f"bootstrapped to {suite.anchors} + procrustes", k, moved, target, seed))
     use_tracking(suite.tracking_uri, suite.experiment)
     with mlflow.start_run(run_name=f"translation-seed{seed}", parent_run_id=parent_run_id):

@@ -128,7 +128,7 @@ def in_process_seconds(config: RunConfig) -> float:
     """The work of one static round of ``config`` without Flower or Ray: each client
     trains (one after another), projects, then the server merges and scores."""
     from relatlas.server.evaluation import ProbeSplit, evaluate_round
-    from relatlas.server.federation import PROBE_TEST_FRACTION
+    from relatlas.server.run_setup import PROBE_TEST_FRACTION
 
     load_dataset.cache_clear()  # loading the data is part of the work
     started = time.perf_counter()

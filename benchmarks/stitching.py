@@ -24,9 +24,10 @@ from relatlas.aggregation.aggregators import required_similarities
 from relatlas.aggregation.measures import centred_cosine, linear_cka, matched_cosine, mean_reciprocal_rank, topk_jaccard
 from relatlas.aggregation.merge import product_merge, standardize_rows
 from relatlas.aggregation.projection import relative_projection, relative_subspaces
-from relatlas.clients.anchoring import TRANSLATIONS, translate
 from relatlas.server.evaluation import Probe, train_probe
 from torch import Tensor, nn
+
+from relatlas.registries import TRANSLATIONS
 
 # absolute: only comparable between encoders of equal width (every encoder of the suite has the same).
 # cosine: the paper's relative space, as the mean merge uses it.
@@ -135,7 +136,7 @@ def translation_rows(
     own = {"": head.accuracy(target.test, labels), "probe_": probe.accuracy(target.test, labels)}
     rows = []
     for source, k, method in itertools.product(_others(encoders, target), counts, TRANSLATIONS):
-        moved = translate(source.test, source.anchors[:k], target.anchors[:k], method)
+        moved = TRANSLATIONS.get(method)(source.test, source.anchors[:k], target.anchors[:k])
         row = {
             "source": source.name, "target": target.name, "pair": f"{source.kind}-{target.kind}", "method": method,
             "anchors": k, "cosine": matched_cosine(moved, target.test), "centred_cosine": centred_cosine(moved, target.test),

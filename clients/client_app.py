@@ -5,7 +5,7 @@ Model weights survive between rounds in ``context.state`` (each message may
 start a fresh process in deployment); the data never leaves the client. With
 two-phase anchor modes the ``train`` reply carries what the server needs to pair
 anchors across clients, and a ``query`` message then asks for the projection
-(see ``clients/anchoring.py`` and ``clients/protocol.py``).
+(see ``server/anchor_modes.py`` and ``clients/protocol.py``).
 """
 
 from __future__ import annotations
@@ -17,21 +17,20 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from relatlas.aggregation.anchors import class_matched_anchors
-from relatlas.aggregation.bootstrap import cosine_gram
 from relatlas.aggregation.projection import relative_subspaces
 from relatlas.benchmarks.datasets import Dataset, load_dataset
 from relatlas.benchmarks.splits import plan_for_task
 from relatlas.clients import protocol
-from relatlas.clients.anchoring import TWO_PHASE_MODES, anchor_seed, bootstrap_candidates, translate
 from relatlas.clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state
 from relatlas.clients.encoder_spec import EncoderSpec
 from relatlas.clients.models import Classifier, build_classifier, parameter_count
 from relatlas.clients.payload import add_gaussian_noise, payload_codec
 from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
+from relatlas.server.anchor_modes import LocalView
 from torch import Tensor
 
 from relatlas.plugins import load_plugins, parse_plugins
+from relatlas.registries import ANCHOR_MODES
 
 MODEL_STATE, BUFFER_STATE, METRICS_STATE = "model", "replay-buffer", "train-metrics"
 NOISE_STREAM = 20_000  # seed stream of the payload noise, apart from training's
@@ -63,30 +62,22 @@ def train(msg: Message, context: Context) -> Message:
     metrics = MetricRecord({"partition-id": partition} | metrics | _model_facts(model))
 
     inputs: ArrayRecord = msg.content[protocol.INPUTS]
-    mode = str(task["anchors-mode"])
-    if mode in TWO_PHASE_MODES:
+    mode = ANCHOR_MODES.get(str(task["anchors-mode"]))
+    local_view = LocalView(dataset, local, task, partition, model.embedder)
+    anchoring = mode.first_phase(local_view, inputs)
+    if anchoring is not None:
         context.state[METRICS_STATE] = metrics
-        seeds = inputs[protocol.ANCHORS].numpy()
-        if mode == "bootstrapped":
-            gram = cosine_gram(predict(model.embedder, _bootstrap_pool(seeds, dataset, local, task, partition)))
-            anchoring = {protocol.GRAM: gram}
-        else:
-            own = _own_anchors(dataset, local, task, partition)
-            anchoring = {protocol.SEEDS: predict(model.embedder, seeds), protocol.ANCHORS: predict(model.embedder, own)}
         record = ArrayRecord({name: Array(np.ascontiguousarray(a.numpy())) for name, a in anchoring.items()})
         return Message(RecordDict({protocol.METRICS: metrics, protocol.ANCHORING: record}), reply_to=msg)
-    if mode == "shared":
-        anchors = inputs[protocol.ANCHORS].numpy()
-    else:  # class-matched
-        anchors = _own_anchors(dataset, local, task, partition)
     samples = predict(model.embedder, inputs[protocol.SAMPLES].numpy())
-    return _projection_reply(msg, task, samples, samples, predict(model.embedder, anchors), metrics)
+    projected, anchors = mode.projection(local_view, inputs, samples)
+    return _projection_reply(msg, task, projected, samples, anchors, metrics)
 
 
 @app.query()
 def query(msg: Message, context: Context) -> Message:
-    """Second phase of ``bootstrapped`` and ``translated`` rounds: project on the
-    anchors the server paired, with the model trained in this round's ``train``."""
+    """Second phase of a two-phase anchor mode: project on the anchors the server
+    paired, with the model trained in this round's ``train``."""
     task: ConfigRecord = msg.content[protocol.TASK]
     load_plugins(parse_plugins(str(task["plugins"])))
     if MODEL_STATE not in context.state or METRICS_STATE not in context.state:
@@ -96,20 +87,9 @@ def query(msg: Message, context: Context) -> Message:
     model = _model(dataset, task, partition, context)
     inputs: ArrayRecord = msg.content[protocol.INPUTS]
     samples = predict(model.embedder, inputs[protocol.SAMPLES].numpy())
-    seeds = inputs[protocol.ANCHORS].numpy()
-    if str(task["anchors-mode"]) == "bootstrapped":
-        pool = _bootstrap_pool(seeds, dataset, local, task, partition)
-        rows = np.asarray(task["anchor-indices"], dtype=np.int64)
-        if rows.min() < 0 or rows.max() >= len(pool):
-            raise ValueError(f"anchor-indices must be rows of this client's pool of {len(pool)}")
-        anchors = predict(model.embedder, pool[rows])
-        return _projection_reply(msg, task, samples, samples, anchors, context.state[METRICS_STATE])
-    translated = samples
-    if partition != int(task["reference-partition"]):
-        reference_seeds = torch.as_tensor(inputs[protocol.REFERENCE_SEEDS].numpy(), dtype=torch.float32)
-        translated = translate(samples, predict(model.embedder, seeds), reference_seeds, str(task["translation"]))
-    reference_anchors = torch.as_tensor(inputs[protocol.REFERENCE_ANCHORS].numpy(), dtype=torch.float32)
-    return _projection_reply(msg, task, translated, samples, reference_anchors, context.state[METRICS_STATE])
+    mode = ANCHOR_MODES.get(str(task["anchors-mode"]))
+    projected, anchors = mode.projection(LocalView(dataset, local, task, partition, model.embedder), inputs, samples)
+    return _projection_reply(msg, task, projected, samples, anchors, context.state[METRICS_STATE])
 
 
 def _use_cpus(task: ConfigRecord) -> None:
@@ -170,21 +150,6 @@ def _encoder(task: ConfigRecord, partition: int, context: Context) -> EncoderSpe
 def _model_facts(model: Classifier) -> dict[str, int]:
     """What the server records of each client's encoder: its width and its size."""
     return {protocol.EMBEDDING_DIM: model.head.in_features, protocol.ENCODER_PARAMETERS: parameter_count(model.embedder)}
-
-
-def _own_anchors(dataset: Dataset, local: np.ndarray, task: ConfigRecord, partition: int) -> np.ndarray:
-    """Raw inputs of this client's class-matched anchors (the same every round)."""
-    seed = anchor_seed(int(task["seed"]), partition)
-    rows = class_matched_anchors(dataset.y_train[local], list(task["anchor-classes"]), seed=seed)
-    return dataset.x_train[local[rows]]
-
-
-def _bootstrap_pool(seeds: np.ndarray, dataset: Dataset, local: np.ndarray, task: ConfigRecord, partition: int) -> np.ndarray:
-    """Raw inputs of the bootstrapping pool: the public seeds, then local candidates."""
-    rows = bootstrap_candidates(
-        dataset.y_train[local], int(task["anchors"]), list(task["anchor-classes"]), anchor_seed(int(task["seed"]), partition)
-    )
-    return np.concatenate([seeds, dataset.x_train[local[rows]]])
 
 
 def _projection_reply(

@@ -25,7 +25,7 @@ Client -> server, the final reply of a round:
         (list: the local model's accuracy on each test experience so far) and
         Avalanche's evaluation metrics, each prefixed ``avalanche/``.
 
-Anchor modes with two phases (see ``clients/anchoring.py``) answer ``train`` with
+Anchor modes with two phases (see ``server/anchor_modes.py``) answer ``train`` with
 ``metrics`` and ``anchoring`` (ArrayRecord) instead: ``gram`` [K+P, K+P] for
 ``bootstrapped``; ``seeds`` [K, d] and ``anchors`` [m, d] embeddings for
 ``translated``. The server then sends message type ``query`` with the same task

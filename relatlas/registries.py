@@ -47,18 +47,19 @@ AGGREGATIONS: Registry = Registry("aggregation", {
     "trimmed-mean": "relatlas.aggregation.aggregators:trimmed_mean",
 })  # fmt: skip
 
-# Translations between two clients' absolute spaces, fitted on seed pairs.
+# Translations between two clients' absolute spaces, fitted on seed pairs:
+# ``(samples, own_seeds, reference_seeds) -> Tensor``, the samples in the reference's space.
 TRANSLATIONS: Registry = Registry("translation", {
-    "procrustes": "relatlas.aggregation.translation:procrustes",
-    "inversion": "relatlas.aggregation.translation:inversion",
+    "procrustes": "relatlas.aggregation.translation:translate_by_procrustes",
+    "inversion": "relatlas.aggregation.translation:translate_by_inversion",
 })  # fmt: skip
 
-# Anchor modes: a server half and a client half each (``AnchorMode``).
+# Anchor modes: a server half and a client half each (``relatlas.server.anchor_modes.AnchorMode``).
 ANCHOR_MODES: Registry = Registry("anchor mode", {
-    "shared": "relatlas.server.anchor_modes:shared",
-    "class-matched": "relatlas.server.anchor_modes:class_matched",
-    "bootstrapped": "relatlas.server.anchor_modes:bootstrapped",
-    "translated": "relatlas.server.anchor_modes:translated",
+    "shared": "relatlas.server.anchor_mode_shared:shared",
+    "class-matched": "relatlas.server.anchor_mode_class_matched:class_matched",
+    "bootstrapped": "relatlas.server.anchor_mode_bootstrapped:bootstrapped",
+    "translated": "relatlas.server.anchor_mode_translated:translated",
 })  # fmt: skip
 
 # Payload codecs: ``(argument) -> PayloadCodec`` (``clients/payload.py``); ``topk:K:P`` passes ``K:P``.

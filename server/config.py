@@ -25,6 +25,8 @@ from relatlas.server.sections import (
     config_key,
 )
 
+from relatlas.registries import ANCHOR_MODES
+
 __all__ = ["CHOICES", "ConfigError", "RunConfig"]
 
 # The allowed values of the fields that name a choice: registries grow as plugins register.
@@ -68,16 +70,11 @@ class RunConfig(
             raise ConfigError(str(err)) from None
 
     def _check_anchors_mode(self) -> None:
-        from relatlas.clients.anchoring import TWO_PHASE_MODES
-
-        if self.anchors_mode != "shared" and self.split == "disjoint-classes":
-            raise ConfigError(
-                f"anchors-mode {self.anchors_mode} pairs anchors by classes all clients hold; the disjoint-classes split has none"
-            )
-        if self.anchors_mode == "bootstrapped" and self.min_clients < 2:
-            raise ConfigError("anchors-mode bootstrapped matches clients to each other: set min-clients >= 2")
-        if self.anchors_mode in TWO_PHASE_MODES and self.seed_anchors > self.anchors:
-            raise ConfigError(f"seed-anchors ({self.seed_anchors}) cannot exceed anchors ({self.anchors}): seeds are anchors")
+        """The anchor mode's own conditions on the run (``AnchorMode.check``)."""
+        try:
+            ANCHOR_MODES.get(self.anchors_mode).check(self)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
     @property
     def num_rounds(self) -> int:

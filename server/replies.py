@@ -8,7 +8,7 @@ infinite on conversion), finite, each similarity within its value range
 (the registered ``Similarity.value_range``, so cosines within [-1, 1]); the sample
 count at most the partition's training samples; metric names that MLflow
 accepts and finite values. A partition answered by two nodes keeps neither
-answer beyond the first; ``server/federation.py`` binds partitions to nodes."""
+answer beyond the first; ``server/strategy.py`` binds partitions to nodes."""
 
 from __future__ import annotations
 
@@ -21,11 +21,10 @@ import numpy as np
 import torch
 from flwr.app import Message, RecordDict
 from relatlas.clients import protocol
-from relatlas.clients.anchoring import CANDIDATES_PER_ANCHOR
 from relatlas.clients.payload import payload_codec
 from torch import Tensor
 
-from relatlas.registries import SIMILARITIES
+from relatlas.registries import ANCHOR_MODES, SIMILARITIES
 
 ALLOWED_DTYPES = (np.float32, np.float16)  # what payloads fp32, fp16 and topk send
 HEADER_SLACK = 4096  # bytes of array headers and metrics on the wire, beyond the values
@@ -82,19 +81,13 @@ class Expected:
         relative = self.num_samples * self.num_anchors * 12 * len(self.similarities)
         return relative + (self.num_samples * self.embedding_dim * 4 if self.absolute else 0) + _METRICS_BYTES
 
-    @property
-    def max_anchoring_bytes(self) -> int:
-        """The most bytes a first-phase reply may hold, in float32, and metrics."""
-        pool = self.num_seeds + CANDIDATES_PER_ANCHOR * self.num_anchors
-        return 4 * max(pool * pool, (self.num_seeds + self.num_anchors) * self.embedding_dim) + _METRICS_BYTES
-
 
 _METRICS_BYTES = HEADER_SLACK + 8 * MAX_METRIC_VALUES
 
 
 @dataclass(frozen=True)
 class AnchoringReply:
-    """A validated first-phase reply of a two-phase anchor mode (``clients/anchoring.py``)."""
+    """A validated first-phase reply of a two-phase anchor mode (``server/anchor_modes.py``)."""
 
     node_id: int
     partition_id: int
@@ -111,7 +104,7 @@ def error_reason(message: Message) -> str:
     return f"client failed: {reason[:300]}"
 
 
-def _array(record, key: str, what: str, value_range: tuple[float, float] = (-math.inf, math.inf)) -> np.ndarray:
+def float_array(record, key: str, what: str, value_range: tuple[float, float] = (-math.inf, math.inf)) -> np.ndarray:
     """A float32 or float16 array of finite values within ``value_range`` (up to rounding)."""
     if key not in record:
         raise ReplyError(f"{what} lacks array {key!r}; has {sorted(record.keys())}")
@@ -180,7 +173,7 @@ def parse_reply(message: Message, expected: Expected) -> ClientReply:
     if expected.absolute:
         if protocol.ABSOLUTE not in content:
             raise ReplyError("reply lacks the absolute embeddings asked for")
-        embeddings = _array(content[protocol.ABSOLUTE], protocol.SAMPLES, protocol.ABSOLUTE)
+        embeddings = float_array(content[protocol.ABSOLUTE], protocol.SAMPLES, protocol.ABSOLUTE)
         if embeddings.ndim != 2 or embeddings.shape[0] != expected.num_samples:
             raise ReplyError(f"absolute embeddings have shape {embeddings.shape}; expected ({expected.num_samples}, d)")
         absolute = torch.from_numpy(embeddings.astype(np.float32))
@@ -202,7 +195,7 @@ def _relative_space(record, similarity: str, expected: Expected) -> tuple[Tensor
     shape = (expected.num_samples, expected.num_anchors)
 
     def floats(key: str, value_range: tuple[float, float]) -> np.ndarray:
-        return _array(record, key, protocol.RELATIVE, value_range)
+        return float_array(record, key, protocol.RELATIVE, value_range)
 
     try:
         return codec.decode(record, similarity, shape, expected.value_range(similarity), floats)
@@ -221,24 +214,12 @@ def _partition(metrics: dict[str, float], expected: Expected) -> int:
 
 
 def parse_anchoring(message: Message, expected: Expected) -> AnchoringReply:
-    """Check a first-phase reply: a bootstrapping pool's cosine Gram matrix, or a
-    translating client's seed and anchor embeddings; raise ``ReplyError`` if invalid."""
-    content = _content(message, (protocol.ANCHORING, protocol.METRICS), expected.max_anchoring_bytes)
+    """Check a first-phase reply of a two-phase anchor mode (the mode checks its
+    ``anchoring`` arrays); raise ``ReplyError`` if invalid."""
+    mode = ANCHOR_MODES.get(expected.anchors_mode)
+    content = _content(message, (protocol.ANCHORING, protocol.METRICS), mode.first_reply_bytes(expected) + _METRICS_BYTES)
     metrics, _ = _metrics(content)
-    partition, record = _partition(metrics, expected), content[protocol.ANCHORING]
-    if expected.anchors_mode == "bootstrapped":
-        gram = _array(record, protocol.GRAM, protocol.ANCHORING, SIMILARITIES.get("cosine").value_range)
-        largest = expected.num_seeds + CANDIDATES_PER_ANCHOR * expected.num_anchors
-        if gram.ndim != 2 or gram.shape[0] != gram.shape[1] or not expected.num_anchors <= len(gram) <= largest:
-            raise ReplyError(f"gram has shape {gram.shape}; expected a square pool of {expected.num_anchors} to {largest} rows")
-        arrays = {protocol.GRAM: gram}
-    else:
-        seeds = _array(record, protocol.SEEDS, protocol.ANCHORING)
-        anchors = _array(record, protocol.ANCHORS, protocol.ANCHORING)
-        if seeds.ndim != 2 or seeds.shape[0] != expected.num_seeds or anchors.shape != (expected.num_anchors, seeds.shape[1]):
-            raise ReplyError(
-                f"seeds {seeds.shape}, anchors {anchors.shape}; expected ({expected.num_seeds}, d), ({expected.num_anchors}, d)"
-            )
-        arrays = {protocol.SEEDS: seeds, protocol.ANCHORS: anchors}
+    partition = _partition(metrics, expected)
+    arrays = mode.first_reply_arrays(content[protocol.ANCHORING], expected)
     tensors = {name: torch.from_numpy(array.astype(np.float32)) for name, array in arrays.items()}
     return AnchoringReply(message.metadata.src_node_id, partition, tensors, sum(a.nbytes for a in arrays.values()))

@@ -16,12 +16,13 @@ from collections.abc import Mapping, Sequence
 import ray
 from flwr.app import Context, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.serverapp import ServerApp
 from flwr.simulation.run_simulation import _run_simulation
 from flwr.supercore.telemetry import EventType
 from relatlas.clients.client_app import app as default_client_app
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.interruption import on_signals
-from relatlas.server.server_app import app as server_app
+from relatlas.server.server_app import app as default_server_app
 
 
 class ResourceError(ConfigError):
@@ -71,15 +72,16 @@ def start_ray(config: RunConfig, own_instance: tuple[int, int] | None = None) ->
 
 
 def run_simulation(
-    config: RunConfig, *, client_app: ClientApp | None = None, own_instance: tuple[int, int] | None = None
-) -> None:
+    config: RunConfig, *, client_app: ClientApp | None = None, server_app: ServerApp | None = None,
+    own_instance: tuple[int, int] | None = None,
+) -> None:  # fmt: skip
     """Simulate ``config.num_clients`` SuperNodes, one ClientApp each, on Ray.
 
     This is the engine that ``flwr run`` starts inside its ``flwr-simulation``
     process, driven directly so that no background SuperLink is left behind; the
     ServerApp receives ``config`` as its run config, as under ``flwr run``.
-    ``client_app`` replaces relatlas's own ClientApp (tests inject faulty ones);
-    ``own_instance``: see ``start_ray``.
+    ``client_app`` replaces relatlas's own ClientApp (tests inject faulty ones),
+    ``server_app`` its ServerApp (a Flower user's own); ``own_instance``: see ``start_ray``.
     """
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     start_ray(config, own_instance)
@@ -90,7 +92,7 @@ def run_simulation(
             num_supernodes=config.num_clients,
             exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
             client_app=client_app or default_client_app,
-            server_app=server_app,
+            server_app=server_app or default_server_app,
             backend_config={"client_resources": {"num_cpus": config.num_cpus, "num_gpus": config.num_gpus}},
             server_app_context=context,
         )

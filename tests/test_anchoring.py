@@ -1,7 +1,10 @@
-"""Anchor modes: what the server sends, how it pairs first replies, and the
-client's translation step."""
+"""Anchor modes: what the server sends, how it pairs first replies, the
+client's translation step, and that a user's mode plugs in."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,11 +14,12 @@ from relatlas.aggregation.bootstrap import cosine_gram
 from relatlas.benchmarks.datasets import load_dataset
 from relatlas.benchmarks.splits import plan_for_task
 from relatlas.clients import protocol
-from relatlas.clients.anchoring import bootstrap_candidates, translate
-from relatlas.server.anchoring import AnchorPlan, pair_anchors
-from relatlas.server.config import RunConfig
+from relatlas.clients.anchoring import bootstrap_candidates
+from relatlas.server.anchor_modes import AnchorMode, AnchorPlan
+from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.replies import AnchoringReply
 
+from relatlas.registries import ANCHOR_MODES, TRANSLATIONS
 from tests.conftest import random_orthogonal
 
 
@@ -23,7 +27,7 @@ def _anchor_plan(**overrides) -> tuple[AnchorPlan, np.ndarray]:
     config = RunConfig(**overrides)
     dataset = load_dataset("digits")
     plan = plan_for_task(dataset.y_train, config.to_mapping())
-    return AnchorPlan.build(config, dataset, plan), dataset.y_train[plan.anchor_indices]
+    return ANCHOR_MODES.get(config.anchors_mode).plan(config, dataset, plan), dataset.y_train[plan.anchor_indices]
 
 
 def test_anchor_plans_send_public_anchors_seeds_or_only_classes():
@@ -49,7 +53,7 @@ def test_pairing_bootstrapped_pools_matches_each_client_to_the_reference(cluster
     copy = torch.empty_like(points)
     copy[torch.as_tensor(hidden)] = 2.0 * points @ random_orthogonal(16, seed=1).float()
     replies = [AnchoringReply(100 + p, p, {protocol.GRAM: cosine_gram(space)}, 0) for p, space in enumerate((points, copy))]
-    paired = pair_anchors("bootstrapped", replies, num_seeds=6, num_anchors=30)
+    paired = ANCHOR_MODES.get("bootstrapped").pair(replies, RunConfig(anchors_mode="bootstrapped", seed_anchors=6, anchors=30))
     rows_0, rows_1 = (np.asarray(paired[p][0]["anchor-indices"]) for p in (0, 1))
     assert len(rows_0) == 30 and list(rows_0[:6]) == list(range(6))
     assert np.mean(hidden[rows_0] == rows_1) > 0.9
@@ -58,7 +62,7 @@ def test_pairing_bootstrapped_pools_matches_each_client_to_the_reference(cluster
 def test_pairing_for_translation_sends_the_lowest_partitions_embeddings():
     arrays = {p: {protocol.SEEDS: torch.full((4, 3), float(p)), protocol.ANCHORS: torch.full((10, 3), float(p))} for p in (1, 2)}
     replies = [AnchoringReply(100 + p, p, arrays[p], 0) for p in (2, 1)]  # partition 0 did not answer
-    paired = pair_anchors("translated", replies, num_seeds=4, num_anchors=10)
+    paired = ANCHOR_MODES.get("translated").pair(replies, RunConfig(anchors_mode="translated", seed_anchors=4, anchors=10))
     assert set(paired) == {1, 2}
     task, inputs = paired[2]
     assert task == {"reference-partition": 1} and (inputs[protocol.REFERENCE_ANCHORS].numpy() == 1.0).all()
@@ -69,5 +73,40 @@ def test_translation_moves_samples_into_the_reference_space(method):
     gen = torch.Generator().manual_seed(0)
     reference = torch.randn(200, 8, generator=gen)
     own = 3.0 * reference @ random_orthogonal(8, seed=2).float()
-    moved = translate(own[40:], own[:40], reference[:40], method)
+    moved = TRANSLATIONS.get(method)(own[40:], own[:40], reference[:40])
     assert F.cosine_similarity(moved, reference[40:]).mean() > 0.95
+
+
+class _FirstRows(AnchorMode):
+    """A user's one-phase mode: the first training rows as shared anchors, at most 32 of them."""
+
+    def check(self, config: RunConfig) -> None:
+        if config.anchors > 32:
+            raise ValueError("first-rows takes at most 32 anchors")
+
+    def plan(self, config, dataset, federation_plan) -> AnchorPlan:
+        return AnchorPlan(dataset.x_train[: config.anchors], ())
+
+    def projection(self, local, inputs, samples):
+        return samples, local.embed(inputs[protocol.ANCHORS].numpy())
+
+
+def test_a_users_anchor_mode_registers_and_the_config_asks_it():
+    ANCHOR_MODES.register("first-rows", _FirstRows(), replace=True)
+    try:
+        assert RunConfig(anchors_mode="first-rows", anchors=16).anchors_mode == "first-rows"
+        with pytest.raises(ConfigError, match="first-rows takes at most 32 anchors"):
+            RunConfig(anchors_mode="first-rows", anchors=64)
+        plan, _ = _anchor_plan(anchors_mode="first-rows", anchors=16)
+        assert isinstance(plan, AnchorPlan) and plan.sent.shape[0] == 16
+    finally:
+        ANCHOR_MODES._entries.pop("first-rows")
+
+
+def test_the_client_half_of_every_mode_imports_no_server_only_package():
+    code = (
+        "import sys; from relatlas.registries import ANCHOR_MODES; import relatlas.clients.client_app; "
+        "[ANCHOR_MODES.get(n) for n in ANCHOR_MODES]; print(sorted({'mlflow', 'ray'} & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

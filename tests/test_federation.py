@@ -7,7 +7,7 @@ import dataclasses
 import cloudpickle
 import mlflow
 import pytest
-from relatlas.server.federation import FederationError
+from relatlas.server.exchange import FederationError
 from relatlas.server.simulation import run_simulation
 
 from tests import faulty_clients

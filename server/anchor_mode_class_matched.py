@@ -1,0 +1,29 @@
+"""``class-matched``: each client's own samples; anchor i is of the public class
+``anchor-classes[i]`` on every client. Only the classes are sent."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flwr.app import ArrayRecord
+from relatlas.benchmarks.datasets import Dataset
+from relatlas.benchmarks.splits import FederationPlan
+from relatlas.server.anchor_modes import AnchorMode, AnchorPlan, LocalView, anchor_classes, require_common_classes
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from relatlas.server.config import RunConfig
+
+
+class ClassMatchedAnchors(AnchorMode):
+    def check(self, config: RunConfig) -> None:
+        require_common_classes(config)
+
+    def plan(self, config: RunConfig, dataset: Dataset, federation_plan: FederationPlan) -> AnchorPlan:
+        return AnchorPlan(None, anchor_classes(dataset.y_train[federation_plan.anchor_indices]))
+
+    def projection(self, local: LocalView, inputs: ArrayRecord, samples: Tensor) -> tuple[Tensor, Tensor]:
+        return samples, local.embed(local.own_anchors())
+
+
+class_matched = ClassMatchedAnchors()

@@ -1,0 +1,26 @@
+"""``shared``: the server's public anchor samples, embedded by every client."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flwr.app import ArrayRecord
+from relatlas.benchmarks.datasets import Dataset
+from relatlas.benchmarks.splits import FederationPlan
+from relatlas.clients import protocol
+from relatlas.server.anchor_modes import AnchorMode, AnchorPlan, LocalView
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from relatlas.server.config import RunConfig
+
+
+class SharedAnchors(AnchorMode):
+    def plan(self, config: RunConfig, dataset: Dataset, federation_plan: FederationPlan) -> AnchorPlan:
+        return AnchorPlan(dataset.x_train[federation_plan.anchor_indices], ())
+
+    def projection(self, local: LocalView, inputs: ArrayRecord, samples: Tensor) -> tuple[Tensor, Tensor]:
+        return samples, local.embed(inputs[protocol.ANCHORS].numpy())
+
+
+shared = SharedAnchors()

@@ -1,0 +1,173 @@
+"""What stays fixed over a federated run: the data plan, the anchor mode and
+its plan, what every round sends, and how a round's replies are scored."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+from relatlas.aggregation.aggregators import required_similarities
+from relatlas.benchmarks.datasets import Dataset, load_dataset, stratified_split
+from relatlas.benchmarks.splits import FederationPlan, plan_for_task
+from relatlas.benchmarks.streams import class_schedule
+from relatlas.clients import protocol
+from relatlas.clients.encoder_spec import EncoderSpec, widest_embedding
+from relatlas.clients.training import TrainConfig
+from relatlas.server.anchor_modes import AnchorMode, AnchorPlan, QueryMessage
+from relatlas.server.centralized import CentralizedReference
+from relatlas.server.checkpoint import config_hash
+from relatlas.server.config import RunConfig
+from relatlas.server.continual import ExperienceProbes, evaluate_experience, head_accuracy
+from relatlas.server.evaluation import ProbeSplit, evaluate_round
+from relatlas.server.replies import ClientReply, Expected
+from torch import Tensor
+
+from relatlas.registries import ANCHOR_MODES
+
+PROBE_TEST_FRACTION = 0.3
+
+
+@dataclass
+class RoundOutcome:
+    metrics: dict[str, Any]
+    merged: Tensor | None  # static scenario only, for the figures
+    central: Tensor | None
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """A run's fixed parts, built once from its config (``prepare``)."""
+
+    config: RunConfig
+    dataset: Dataset
+    plan: FederationPlan
+    anchors: np.ndarray
+    samples: np.ndarray  # the evaluation samples every client projects
+    labels: np.ndarray  # theirs, for scoring only; never sent
+    anchor_mode: AnchorMode
+    anchor_plan: AnchorPlan
+    sent: dict[str, Array]  # raw inputs as sent: the plan's anchors (if any) and the samples, serialised once
+    expected: Expected
+    probes: ProbeSplit
+    central: CentralizedReference | None
+    experiences: ExperienceProbes | None
+
+    @classmethod
+    def prepare(cls, config: RunConfig) -> RunSetup:
+        dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
+        plan = plan_for_task(dataset.y_train, config.to_mapping())
+        anchors, samples, labels = dataset.x_train[plan.anchor_indices], dataset.x_test, dataset.y_test
+        if 0 < config.eval_samples < len(labels):
+            _, subset = stratified_split(labels, config.eval_samples / len(labels), config.seed)
+            samples, labels = samples[subset], labels[subset]
+        anchor_mode = ANCHOR_MODES.get(config.anchors_mode)
+        anchor_plan = anchor_mode.plan(config, dataset, plan)
+        static = config.scenario == "static"
+        baselines = config.simulation_baselines and static  # the continual baseline is `relatlas bench continual`
+        expected = Expected(
+            required_similarities(config.aggregation), len(samples), len(anchors), config.num_clients, baselines,
+            config.anchors_mode, config.seed_anchors, widest_embedding(config.encoder, config.embedding_dim),
+            partition_sizes=tuple(len(rows) for rows in plan.client_indices), payload_noise=config.payload_noise,
+            payload=config.payload,
+        )  # fmt: skip
+        train_part, test_part = stratified_split(labels, PROBE_TEST_FRACTION, config.seed)
+        probes = ProbeSplit(train_part, test_part, labels, dataset.num_classes, config.probe_epochs, config.seed)
+        experiences = None
+        if not static:
+            schedule = class_schedule(dataset.num_classes, config.experiences, config.stream, config.seed)
+            experiences = ExperienceProbes.build(probes, schedule, config.stream, config.seed)
+        central = None
+        if baselines:
+            train = TrainConfig(
+                epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed
+            )
+            central = CentralizedReference(
+                dataset, plan, embedding_dim=config.embedding_dim, encoder=EncoderSpec.for_client(config.encoder, 0), train=train
+            )  # the first client's encoder
+        sent = anchor_plan.inputs() | {protocol.SAMPLES: Array(np.ascontiguousarray(samples))}
+        return cls(
+            config, dataset, plan, anchors, samples, labels, anchor_mode, anchor_plan, sent, expected, probes, central,
+            experiences,
+        )  # fmt: skip
+
+    @functools.cached_property
+    def run_key(self) -> str:
+        """The config hash: names the clients' saved state and the checkpoint's run."""
+        return config_hash(self.config)
+
+    def task(self, round_number: int) -> dict[str, Any]:
+        """A round's task entries, the same for every client but its ``partition-id``."""
+        values = self.config.to_mapping()
+        task = {key: values[key] for key in protocol.TASK_KEYS} | self.anchor_plan.task()
+        return task | {
+            "round": round_number,
+            "similarities": list(self.expected.similarities),
+            "send-absolute": self.expected.absolute,
+            "run-key": self.run_key,
+            "keep-state": round_number < self.config.num_rounds,  # a resumed run may need it
+        }
+
+    def train_messages(self, partitions: Mapping[int, int], round_number: int) -> list[Message]:
+        """One ``train`` message per node (``partitions``: node -> partition): the
+        client's task, and the inputs of the anchor mode's first message."""
+        inputs = self.anchor_mode.train_inputs(self.sent)
+        task = self.task(round_number)
+        return [
+            _message(task | {"partition-id": partition}, inputs, node, protocol.TRAIN, round_number)
+            for node, partition in partitions.items()
+        ]
+
+    def query_messages(self, paired: dict[int, QueryMessage], nodes: Mapping[int, int], round_number: int) -> list[Message]:
+        """Second phase: one ``query`` message per paired partition (``nodes``: partition -> node)."""
+        task = self.task(round_number)
+        return [
+            _message(task | extra_task | {"partition-id": partition}, self.sent | extra_inputs, nodes[partition],
+                     protocol.QUERY, round_number)
+            for partition, (extra_task, extra_inputs) in paired.items()
+        ]  # fmt: skip
+
+    def evaluate(self, replies: Sequence[ClientReply], round_number: int) -> RoundOutcome:
+        """Merge the replies and score the merged space against the references."""
+        weights = [r.num_examples for r in replies] if self.config.merge_weights == "samples" else None
+        if self.experiences is not None:
+            metrics = evaluate_experience(
+                self.config.aggregation, [r.spaces for r in replies], [r.partition_id for r in replies],
+                self.experiences, round_number, weights,
+            )  # fmt: skip
+            metrics["client_head_accuracy"] = [head_accuracy(r, round_number) for r in replies]
+            return RoundOutcome(metrics | _round_facts(replies, round_number), None, None)
+        centralized = None
+        if self.central is not None:
+            centralized = self.central.spaces(self.anchors, self.samples, self.expected.similarities)
+        metrics, merged, central = evaluate_round(
+            self.config.aggregation,
+            [r.spaces for r in replies],
+            [r.partition_id for r in replies],
+            self.probes,
+            self.plan,
+            weights=weights,
+            absolute=[r.absolute for r in replies] if self.expected.absolute else None,
+            centralized=centralized,
+            client_scores=self.config.client_scores,
+        )
+        return RoundOutcome(metrics | _round_facts(replies, round_number), merged, central)
+
+
+def _message(task: dict[str, Any], inputs: dict[str, Array], node: int, message_type: str, round_number: int) -> Message:
+    content = RecordDict({protocol.TASK: ConfigRecord(task), protocol.INPUTS: ArrayRecord(inputs)})
+    return Message(content, dst_node_id=node, message_type=message_type, group_id=str(round_number))
+
+
+def _round_facts(replies: Sequence[ClientReply], round_number: int) -> dict[str, Any]:
+    return {
+        "round": round_number,
+        "clients_answered": len(replies),
+        "payload_bytes_per_client": float(np.mean([r.payload_bytes for r in replies])),
+        "client_train_seconds": [r.metrics.get("train-seconds", 0.0) for r in replies],
+        "client_embedding_dim": [r.metrics.get(protocol.EMBEDDING_DIM) for r in replies],
+        "client_encoder_parameters": [r.metrics.get(protocol.ENCODER_PARAMETERS) for r in replies],
+    }

@@ -1,0 +1,161 @@
+"""The relative-space merge as a Flower Message-API ``Strategy``.
+
+``RelativeStrategy`` fits a Flower user's own ServerApp::
+
+    @app.main()
+    def main(grid, context):
+        strategy = RelativeStrategy(RunConfig.from_mapping(context.run_config))
+        result = strategy.start(grid, ArrayRecord(), num_rounds=strategy.config.num_rounds)
+
+``configure_train`` binds the nodes to partitions (once) and sends each its task,
+the public samples and the anchor mode's first message; ``aggregate_train``
+validates the replies (``server/replies.py``), drops outliers, merges them with
+the run's aggregation and scores the merged space: the aggregated arrays are the
+merged relative space (static scenario), the metrics the round's scalars.
+Clients are not asked to evaluate (the merge is scored on the server), so
+``configure_evaluate`` sends nothing.
+
+Two-phase anchor modes need a second exchange (``query``) inside a round. It
+runs in ``aggregate_train``, through the grid ``configure_train`` was given:
+then Flower's own ``Strategy.start`` loop, and any loop a user writes, drives
+every mode unchanged, where an overridden ``start`` would tie the modes to it.
+relatlas's own loop (``server/federation.py``) calls the same two methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+from relatlas.aggregation.screening import screen
+from relatlas.server.config import RunConfig
+from relatlas.server.exchange import FederationError, exchange, unanswered, validate, wait_for_nodes
+from relatlas.server.replies import ClientReply, parse_anchoring, parse_reply
+from relatlas.server.run_setup import RoundOutcome, RunSetup
+from relatlas.server.tracking import scalar_metrics
+
+log = logging.getLogger("relatlas")
+
+MERGED = "merged"  # the aggregated ArrayRecord's one array: the merged relative space
+
+
+class RelativeStrategy(Strategy):
+    """Federated merging of relative representations, round by round.
+
+    ``rounds`` and ``failures`` grow as rounds finish (start them from a checkpoint's
+    to resume); ``outcome`` is the last round's. ``on_valid_replies`` sees each
+    round's valid replies before they are merged (relatlas logs continual clients).
+    """
+
+    def __init__(
+        self, config: RunConfig, setup: RunSetup | None = None,
+        on_valid_replies: Callable[[list[ClientReply], int], None] | None = None,
+    ) -> None:  # fmt: skip
+        self.config = config
+        self.setup = setup or RunSetup.prepare(config)
+        self.on_valid_replies = on_valid_replies
+        self.partitions: dict[int, int] = {}  # node -> the partition the server assigned it
+        self.rounds: list[dict] = []
+        self.failures: list[dict] = []
+        self.outcome: RoundOutcome | None = None
+        self._grid: Grid | None = None
+        self._sent: list[Message] = []
+        self._round_started = 0.0
+        self._reference_round = 0  # the last round the centralised reference trained for
+
+    def assign(self, nodes: Sequence[int]) -> None:
+        """Bind the nodes, in id order, to partitions 0, 1, ...: a node trains on the
+        partition its task names, and a reply claiming another is dropped."""
+        self.partitions = {node: partition for partition, node in enumerate(sorted(nodes))}
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+        """The round's ``train`` messages; the first call waits for the nodes (``node-timeout``).
+        Clients keep their own models, so ``arrays`` and ``config`` are not sent."""
+        self._grid = grid
+        if not self.partitions:
+            cfg = self.config
+            self.assign(wait_for_nodes(grid, cfg.num_clients, cfg.min_clients, cfg.node_timeout))
+            log.info("%d clients; rounds %d-%d, %d epochs each", len(self.partitions), server_round, cfg.num_rounds, cfg.epochs)
+        log.info("round %d/%d: training on %d clients", server_round, self.config.num_rounds, len(self.partitions))
+        self._round_started = time.perf_counter()
+        self._sent = self.setup.train_messages(self.partitions, server_round)
+        return self._sent
+
+    def train_reference(self, server_round: int) -> None:
+        """Train the centralised reference for ``server_round`` (once), e.g. while the clients train."""
+        if self.setup.central is not None and self._reference_round < server_round:
+            self.setup.central.train_round(server_round)
+            self._reference_round = server_round
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Validate, screen, merge and score the replies to this round's ``configure_train``."""
+        self.train_reference(server_round)
+        valid, failures = self._collect(list(replies), server_round)
+        scores, outliers = screen([r.spaces for r in valid], self.config.outlier_threshold)
+        for position, reason in outliers.items():
+            failures.append({"node": valid[position].node_id, "round": server_round, "reason": reason})
+        scores = [score for i, score in enumerate(scores) if i not in outliers]
+        valid = [reply for i, reply in enumerate(valid) if i not in outliers]
+        self.failures += failures
+        for failure in failures:
+            log.warning("round %d: dropped node %s: %s", server_round, failure["node"], failure["reason"])
+        if len(valid) < self.config.min_clients:
+            raise FederationError(f"round {server_round}: {len(valid)} valid replies, min-clients is {self.config.min_clients}")
+        if self.on_valid_replies is not None:
+            self.on_valid_replies(valid, server_round)
+        outcome = self.setup.evaluate(valid, server_round)
+        outcome.metrics["clients_failed"] = len(failures)
+        outcome.metrics["client_outlier_score"] = scores
+        outcome.metrics["round_seconds"] = time.perf_counter() - self._round_started
+        self.rounds.append(outcome.metrics)
+        self.outcome = outcome
+        log.info("round %d: merged accuracy %.3f", server_round, outcome.metrics["merged_accuracy"])
+        merged = None if outcome.merged is None else ArrayRecord({MERGED: Array(np.ascontiguousarray(outcome.merged.numpy()))})
+        return merged, MetricRecord(scalar_metrics(outcome.metrics))
+
+    def _collect(self, answers: list[Message], server_round: int) -> tuple[list[ClientReply], list[dict]]:
+        """The valid final replies and the failures; a two-phase mode's first replies
+        are paired and the same clients asked to project (``query``)."""
+        timeout = self.config.round_timeout
+        silent = unanswered(self._sent, answers, timeout, server_round)
+        setup = self.setup
+        if not setup.anchor_mode.two_phase:
+            valid, invalid = validate(answers, setup.expected, server_round, parse_reply, self.partitions)
+            return valid, invalid + silent
+        anchorings, invalid = validate(answers, setup.expected, server_round, parse_anchoring, self.partitions)
+        failures = silent + invalid
+        if len(anchorings) < self.config.min_clients:
+            return [], failures
+        try:
+            paired = setup.anchor_mode.pair(anchorings, self.config)
+        except ValueError as err:
+            raise FederationError(f"round {server_round}: cannot pair the clients' anchors: {err}") from err
+        owners = {a.partition_id: a.node_id for a in anchorings}
+        queries = setup.query_messages(paired, owners, server_round)
+        answers = exchange(self._grid, queries, timeout)
+        projected, invalid = validate(answers, setup.expected, server_round, parse_reply, self.partitions)
+        failures += invalid + unanswered(queries, answers, timeout, server_round)
+        first = {a.node_id: a for a in anchorings}  # the payload counts both phases
+        return [
+            dataclasses.replace(r, payload_bytes=r.payload_bytes + first[r.node_id].payload_bytes) for r in projected
+        ], failures
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+        """None: the merged space is scored on the server, in ``aggregate_train``."""
+        return []
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        return None
+
+    def summary(self) -> None:
+        cfg = self.config
+        log.info(
+            "RelativeStrategy: %d clients (min %d), anchors-mode %s, %d anchors, aggregation %s, %s scenario",
+            cfg.num_clients, cfg.min_clients, cfg.anchors_mode, cfg.anchors, cfg.aggregation, cfg.scenario,
+        )  # fmt: skip

@@ -1,0 +1,97 @@
+"""RelativeStrategy in a Flower user's own loop: ``Strategy.start`` on a grid
+whose nodes are relatlas ClientApps called in this process (no Ray), against
+relatlas's own loop on the same grid."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from flwr.app import ArrayRecord, Context, Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.supercore.task_identity import TaskIdentity
+from relatlas.clients import protocol
+from relatlas.clients.checkpoint import STATE_DIR_KEY
+from relatlas.clients.client_app import query, train
+from relatlas.server.federation import run_federation
+from relatlas.server.strategy import MERGED, RelativeStrategy
+
+from tests.conftest import small_run_config
+
+HANDLERS = {protocol.TRAIN: train, protocol.QUERY: query}
+
+
+@pytest.fixture(autouse=True)
+def serverapp_identity(tmp_path, monkeypatch):
+    """What Flower's ServerApp runtime sets before messages are made; runs write under ``tmp_path``."""
+    monkeypatch.chdir(tmp_path)
+    for name, value in (("_task_id", 1), ("_run_id", 1), ("_node_id", 1)):
+        monkeypatch.setattr(TaskIdentity, name, value)
+
+
+class InProcessGrid(Grid):
+    """Flower's Message API to nodes 101, 102, ... that answer at once; ``silent`` nodes never do."""
+
+    def __init__(self, num_nodes: int, state_dir: Path, silent: tuple[int, ...] = ()) -> None:
+        config = {STATE_DIR_KEY: str(state_dir)}
+        self.contexts = {n: Context(0, n, config, RecordDict(), {}) for n in range(101, 101 + num_nodes)}
+        self.silent = silent
+        self.replies: dict[str, Message] = {}
+
+    def set_run(self, run_id: int) -> None:
+        raise NotImplementedError
+
+    @property
+    def run(self):
+        raise NotImplementedError
+
+    def create_message(self, *args, **kwargs) -> Message:
+        raise NotImplementedError
+
+    def get_node_ids(self) -> Iterable[int]:
+        return list(self.contexts)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        ids = []
+        for message in messages:
+            message.metadata.__dict__["_message_id"] = str(uuid4())  # as Flower's own grids do
+            node = message.metadata.dst_node_id
+            if node not in self.silent:
+                handler = HANDLERS[message.metadata.message_type]
+                self.replies[message.metadata.message_id] = handler(message, self.contexts[node])
+            ids.append(message.metadata.message_id)
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return [self.replies.pop(mid) for mid in message_ids if mid in self.replies]
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        return self.pull_messages(self.push_messages(messages))
+
+
+def _config(tmp_path: Path, **overrides):
+    values = {"eval-samples": 200, "simulation-baselines": False, "client-scores": False, "round-timeout": 1.0}
+    return small_run_config(tmp_path, **values | overrides)
+
+
+@pytest.mark.parametrize("mode", ["shared", "bootstrapped"])
+def test_flowers_own_loop_runs_the_strategy_with_the_numbers_of_relatlas_loop(tmp_path, mode):
+    config = _config(tmp_path, **{"anchors-mode": mode, "seed-anchors": 4})
+    strategy = RelativeStrategy(config)
+    result = strategy.start(InProcessGrid(3, tmp_path / "a"), ArrayRecord(), num_rounds=1, timeout=10.0)
+    metrics = result.train_metrics_clientapp[1]
+    assert strategy.failures == [] and 0.5 < metrics["merged_accuracy"] <= 1.0
+    assert result.arrays[MERGED].numpy().shape == (len(strategy.setup.samples), 64)  # samples x anchors
+    own = run_federation(InProcessGrid(3, tmp_path / "b"), config)
+    assert own["status"] == "completed" and own["merged_accuracy"] == metrics["merged_accuracy"]
+    assert own["payload_bytes_per_client"] == metrics["payload_bytes_per_client"]
+
+
+def test_a_silent_node_is_dropped_with_its_reason(tmp_path):
+    config = _config(tmp_path, **{"num-clients": 4, "anchors-mode": "translated", "seed-anchors": 4})
+    strategy = RelativeStrategy(config)
+    strategy.start(InProcessGrid(4, tmp_path, silent=(102,)), ArrayRecord(), num_rounds=1, timeout=1.0)
+    assert strategy.failures == [{"node": 102, "round": 1, "reason": "no reply within round-timeout 1 s"}]
+    assert strategy.rounds[0]["client_partitions"] == [0, 2, 3]
