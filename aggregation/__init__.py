@@ -8,7 +8,6 @@ from relatlas.aggregation.anchors import select_anchors
 from relatlas.aggregation.measures import linear_cka, matched_cosine, mean_reciprocal_rank, topk_jaccard
 from relatlas.aggregation.merge import concat_merge, mean_merge, product_merge, standardize_rows
 from relatlas.aggregation.projection import relative_projection, relative_subspaces
-
 from relatlas.registries import AGGREGATIONS, SIMILARITIES
 
 __all__ = [

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from relatlas.aggregation.merge import concat_merge, mean_merge, median_merge, product_merge, trimmed_mean_merge
 from torch import Tensor
 
+from relatlas.aggregation.merge import concat_merge, mean_merge, median_merge, product_merge, trimmed_mean_merge
 from relatlas.registries import AGGREGATIONS
 
 ClientSpace = Mapping[str, Tensor]

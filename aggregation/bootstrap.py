@@ -19,9 +19,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch.nn.functional as F
-from relatlas.aggregation.projection import relative_projection
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
+
+from relatlas.aggregation.projection import relative_projection
 
 
 def cosine_gram(space: Tensor) -> Tensor:

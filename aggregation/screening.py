@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-from relatlas.aggregation.merge import median_merge
 from torch import Tensor
+
+from relatlas.aggregation.merge import median_merge
 
 MIN_CLIENTS = 3
 

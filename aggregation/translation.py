@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from relatlas.aggregation.projection import relative_projection
 from torch import Tensor
+
+from relatlas.aggregation.projection import relative_projection
 
 RIDGE = 0.1  # Tikhonov strength of inverse relative projection, relative to the largest singular value
 

@@ -25,6 +25,8 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
+from torch import Tensor
+
 from relatlas.aggregation.bootstrap import bootstrap_anchors, cosine_gram
 from relatlas.aggregation.measures import centred_cosine, matched_cosine, retrieval_top1
 from relatlas.benchmarks.datasets import Dataset, load_dataset
@@ -33,11 +35,9 @@ from relatlas.benchmarks.suite import grouped_table, run_sweep
 from relatlas.benchmarks.sweep import SweepResources, Trial
 from relatlas.clients.anchoring import anchor_seed, bootstrap_candidates
 from relatlas.clients.training import predict, train_like_client
+from relatlas.registries import TRANSLATIONS
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.tracking import use_tracking
-from torch import Tensor
-
-from relatlas.registries import TRANSLATIONS
 
 MODES = ("shared", "class-matched", "bootstrapped", "translated-procrustes", "translated-inversion")
 

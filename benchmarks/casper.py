@@ -23,8 +23,9 @@ from collections.abc import Callable
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
-from relatlas.benchmarks.rehearsal import buffer_arrays, replay_storage
 from torch import Tensor, nn
+
+from relatlas.benchmarks.rehearsal import buffer_arrays, replay_storage
 
 LOG1MEXP_GUARD = 1e-7  # bounds log1mexp's backward pass where its derivative diverges, as the reference does
 

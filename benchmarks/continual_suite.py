@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from relatlas.benchmarks.continual_metrics import summarize
 from relatlas.benchmarks.mlflow_logger import MLflowLogger
 from relatlas.benchmarks.splits import plan_for_task
@@ -28,10 +29,9 @@ from relatlas.clients.continual_config import ContinualConfig
 from relatlas.clients.encoder_spec import EncoderSpec
 from relatlas.clients.models import build_classifier
 from relatlas.clients.training import derive_seed
+from relatlas.registries import REGULARIZERS
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.plots import plot_accuracy_curves, plot_accuracy_matrix
-
-from relatlas.registries import REGULARIZERS
 
 SETTINGS = ("centralised", "federated")
 CENTRAL_ID = 10_000  # seed stream of the single learner, apart from the clients'

@@ -30,6 +30,7 @@ from typing import Any
 
 import mlflow
 import torch
+
 from relatlas.aggregation.aggregators import required_similarities
 from relatlas.aggregation.projection import relative_projection, relative_subspaces
 from relatlas.benchmarks.datasets import load_dataset, stratified_split

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from relatlas.aggregation.anchors import AnchorSampling, select_anchors
 from relatlas.benchmarks.datasets import first_few
-
 from relatlas.registries import SPLITS
 from relatlas.registry import RegistryError
 

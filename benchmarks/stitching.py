@@ -20,14 +20,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor, nn
+
 from relatlas.aggregation.aggregators import required_similarities
 from relatlas.aggregation.measures import centred_cosine, linear_cka, matched_cosine, mean_reciprocal_rank, topk_jaccard
 from relatlas.aggregation.merge import product_merge, standardize_rows
 from relatlas.aggregation.projection import relative_projection, relative_subspaces
-from relatlas.server.evaluation import Probe, train_probe
-from torch import Tensor, nn
-
 from relatlas.registries import TRANSLATIONS
+from relatlas.server.evaluation import Probe, train_probe
 
 # absolute: only comparable between encoders of equal width (every encoder of the suite has the same).
 # cosine: the paper's relative space, as the mean merge uses it.

@@ -30,6 +30,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
+
 from relatlas.aggregation.anchors import select_anchors
 from relatlas.benchmarks.datasets import Dataset, load_dataset
 from relatlas.benchmarks.stitching import (

@@ -24,9 +24,9 @@ from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datas
 from avalanche.benchmarks.scenarios.generic_scenario import CLScenario
 from avalanche.benchmarks.utils import _make_taskaware_classification_dataset
 from avalanche.benchmarks.utils.classification_dataset import TaskAwareSupervisedClassificationDataset
+
 from relatlas.benchmarks.datasets import Dataset, load_dataset
 from relatlas.benchmarks.splits import SplitError
-
 from relatlas.registries import STREAMS
 from relatlas.registry import RegistryError
 

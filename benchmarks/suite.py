@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+
 from relatlas.benchmarks.sweep import SweepResources, Trial, run_trials
 from relatlas.server.tracking import use_tracking
 

@@ -26,8 +26,9 @@ from typing import Any
 
 import ray
 import torch
-from relatlas.server.config import ConfigError
 from rich.progress import Progress
+
+from relatlas.server.config import ConfigError
 
 # A trial's runner: (params, parent MLflow run id, CPUs, GPUs) -> the trial's record fields.
 Runner = Callable[[dict[str, Any], str, int, float], dict[str, Any]]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 from relatlas.aggregation.anchors import select_anchors
 from relatlas.clients.training import derive_seed
 

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from torch import Tensor
+
 from relatlas.aggregation.projection import relative_subspaces
 from relatlas.benchmarks.datasets import Dataset, load_dataset
 from relatlas.benchmarks.splits import plan_for_task
@@ -26,11 +28,9 @@ from relatlas.clients.encoder_spec import EncoderSpec
 from relatlas.clients.models import Classifier, build_classifier, parameter_count
 from relatlas.clients.payload import add_gaussian_noise, payload_codec
 from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
-from relatlas.server.anchor_modes import LocalView
-from torch import Tensor
-
 from relatlas.plugins import load_plugins, parse_plugins
 from relatlas.registries import ANCHOR_MODES
+from relatlas.server.anchor_modes import LocalView
 
 MODEL_STATE, BUFFER_STATE, METRICS_STATE = "model", "replay-buffer", "train-metrics"
 NOISE_STREAM = 20_000  # seed stream of the payload noise, apart from training's

@@ -19,10 +19,10 @@ from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
 from avalanche.logging import BaseLogger
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
-from relatlas.clients.continual_config import ContinualConfig
-from relatlas.clients.training import device_for_worker
 from torch import nn
 
+from relatlas.clients.continual_config import ContinualConfig
+from relatlas.clients.training import device_for_worker
 from relatlas.registries import REGULARIZERS, STRATEGIES
 
 EVAL_BATCH = 1024

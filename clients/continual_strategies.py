@@ -16,10 +16,11 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training import DER, ER_ACE, Naive, Replay
 from avalanche.training.templates import SupervisedTemplate
+from torch import nn
+
 from relatlas.benchmarks.casper import CaSpeRPlugin
 from relatlas.clients.continual_config import ContinualConfig
 from relatlas.clients.training import derive_seed
-from torch import nn
 
 CASPER_STREAM = 30_000  # seed stream of CaSpeR's graph batches, apart from training's
 

@@ -4,8 +4,9 @@ registered in ``relatlas.registries.ENCODERS``) followed by a linear head."""
 from __future__ import annotations
 
 import torch
-from relatlas.clients.encoder_spec import EncoderSpec
 from torch import Tensor, nn
+
+from relatlas.clients.encoder_spec import EncoderSpec
 
 
 class Classifier(nn.Module):

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from relatlas.aggregation.sparse import densify, topk_sparsify
 from torch import Tensor
 
+from relatlas.aggregation.sparse import densify, topk_sparsify
 from relatlas.registries import AGGREGATIONS, PAYLOADS
 from relatlas.registry import split_spec
 

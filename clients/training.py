@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor, nn
+
 from relatlas.benchmarks.datasets import Dataset
 from relatlas.clients.models import Classifier, build_classifier
-from torch import Tensor, nn
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ import math
 from collections.abc import Sequence
 
 import torch
-from relatlas.aggregation.aggregators import ClientSpace, register_aggregation
-from relatlas.aggregation.merge import mean_merge
 from torch import Tensor, nn
 
+from relatlas.aggregation.aggregators import ClientSpace, register_aggregation
+from relatlas.aggregation.merge import mean_merge
 from relatlas.registries import ENCODERS
 
 

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from flwr.app import ArrayRecord
+from torch import Tensor
+
 from relatlas.aggregation.bootstrap import bootstrap_anchors, cosine_gram
 from relatlas.clients import protocol
 from relatlas.clients.anchoring import CANDIDATES_PER_ANCHOR, anchor_seed, bootstrap_candidates
+from relatlas.registries import SIMILARITIES
 from relatlas.server.anchor_modes import LocalView, QueryMessage, TwoPhaseAnchorMode
 from relatlas.server.replies import ReplyError, float_array
-from torch import Tensor
-
-from relatlas.registries import SIMILARITIES
 
 if TYPE_CHECKING:
     from relatlas.server.config import RunConfig

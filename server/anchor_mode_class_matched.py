@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flwr.app import ArrayRecord
+from torch import Tensor
+
 from relatlas.benchmarks.datasets import Dataset
 from relatlas.benchmarks.splits import FederationPlan
 from relatlas.server.anchor_modes import AnchorMode, AnchorPlan, LocalView, anchor_classes, require_common_classes
-from torch import Tensor
 
 if TYPE_CHECKING:
     from relatlas.server.config import RunConfig

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flwr.app import ArrayRecord
+from torch import Tensor
+
 from relatlas.benchmarks.datasets import Dataset
 from relatlas.benchmarks.splits import FederationPlan
 from relatlas.clients import protocol
 from relatlas.server.anchor_modes import AnchorMode, AnchorPlan, LocalView
-from torch import Tensor
 
 if TYPE_CHECKING:
     from relatlas.server.config import RunConfig

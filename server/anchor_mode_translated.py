@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord
-from relatlas.clients import protocol
-from relatlas.server.anchor_modes import LocalView, QueryMessage, TwoPhaseAnchorMode
-from relatlas.server.replies import ReplyError, float_array
 from torch import Tensor
 
+from relatlas.clients import protocol
 from relatlas.registries import TRANSLATIONS
+from relatlas.server.anchor_modes import LocalView, QueryMessage, TwoPhaseAnchorMode
+from relatlas.server.replies import ReplyError, float_array
 
 if TYPE_CHECKING:
     from relatlas.server.config import RunConfig

@@ -39,13 +39,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from flwr.app import Array, ArrayRecord
+from torch import Tensor, nn
+
 from relatlas.aggregation.anchors import class_matched_anchors, select_anchors
 from relatlas.benchmarks.datasets import Dataset
 from relatlas.benchmarks.splits import FederationPlan
 from relatlas.clients import protocol
 from relatlas.clients.anchoring import anchor_seed
 from relatlas.clients.training import predict
-from torch import Tensor, nn
 
 if TYPE_CHECKING:
     from relatlas.server.config import RunConfig

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from relatlas.server.config import ConfigError, RunConfig
 from torch import Tensor
 
 from relatlas.plugins import load_plugins, parse_plugins
+from relatlas.server.config import ConfigError, RunConfig
 
 CHECKPOINT_DIR, STATE_FILE = "checkpoint", "state.json"
 # Where and how patiently a run executes, not what it computes: free to change on resume

@@ -47,11 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _log_to_console()
     from relatlas.benchmarks.datasets import DatasetError
     from relatlas.benchmarks.splits import SplitError
+    from relatlas.registry import RegistryError
     from relatlas.server.config import ConfigError
     from relatlas.server.credentials import CredentialsError
     from relatlas.server.deployment import DeploymentError
-
-    from relatlas.registry import RegistryError
 
     try:
         return args.handler(args)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from relatlas.api import Results
 from relatlas.server.cli_report import print_report
 from relatlas.server.cli_run import add_config_options, config_from_args, refuse_bad_input
 from relatlas.server.config import ConfigError
 from relatlas.server.credentials import DEFAULT_HOSTS, generate_credentials
 from relatlas.server.deployment import DeploymentError, LocalDeployment
 from relatlas.server.tracking import absolute_tracking_uri
-
-from relatlas.api import Results
 
 DEPLOY_DIR = ".flwr/deployment"
 

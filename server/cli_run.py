@@ -11,11 +11,10 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from relatlas.plugins import load_plugins, parse_plugins
 from relatlas.server.config import CHOICES, ConfigError, RunConfig
 from relatlas.server.interruption import Interrupted
 from relatlas.server.option_help import HELP
-
-from relatlas.plugins import load_plugins, parse_plugins
 
 ALIASES = {
     "num-clients": ["--clients"], "out-dir": ["--out"], "learning-rate": ["--lr"],
@@ -81,9 +80,8 @@ def refuse_bad_input(config: RunConfig) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from relatlas.server.cli_report import print_report, print_run_failure
-
     from relatlas.api import run
+    from relatlas.server.cli_report import print_report, print_run_failure
 
     config = config_from_args(args)
     refuse_bad_input(config)

@@ -11,6 +11,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from relatlas.registries import ANCHOR_MODES
 from relatlas.server.sections import (
     SECTIONS,
     AnchorsSection,
@@ -24,8 +25,6 @@ from relatlas.server.sections import (
     TrackingSection,
     config_key,
 )
-
-from relatlas.registries import ANCHOR_MODES
 
 __all__ = ["CHOICES", "ConfigError", "RunConfig"]
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from torch import Tensor
+
 from relatlas.aggregation.aggregators import ClientSpace, aggregate
 from relatlas.benchmarks.continual_metrics import summarize
 from relatlas.benchmarks.mlflow_logger import MLflowLogger
@@ -23,7 +25,6 @@ from relatlas.clients import protocol
 from relatlas.server.evaluation import ProbeSplit
 from relatlas.server.plots import plot_accuracy_curves, plot_accuracy_matrix
 from relatlas.server.replies import ClientReply
-from torch import Tensor
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
 from relatlas.server.credentials import (
     CA_CERT,
     SERVER_CERT,

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import Tensor, nn
+
 from relatlas.aggregation.aggregators import ClientSpace, aggregate
 from relatlas.aggregation.measures import linear_cka, topk_jaccard
 from relatlas.benchmarks.splits import FederationPlan
 from relatlas.clients.training import TrainConfig, fit, predict
-from torch import Tensor, nn
 
 PROBE_HIDDEN = 256
 

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from flwr.app import Message
 from flwr.serverapp import Grid
+
 from relatlas.server import interruption
 from relatlas.server.replies import AnchoringReply, ClientReply, Expected, ReplyError
 

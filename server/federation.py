@@ -20,6 +20,7 @@ import mlflow
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
+
 from relatlas.server.checkpoint import Checkpoint, check_resumable, restore_rng_states, rng_states
 from relatlas.server.config import RunConfig
 from relatlas.server.continual import ClientRuns, continual_summary

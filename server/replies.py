@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from flwr.app import Message, RecordDict
-from relatlas.clients import protocol
-from relatlas.clients.payload import payload_codec
 from torch import Tensor
 
+from relatlas.clients import protocol
+from relatlas.clients.payload import payload_codec
 from relatlas.registries import ANCHOR_MODES, SIMILARITIES
 
 ALLOWED_DTYPES = (np.float32, np.float16)  # what payloads fp32, fp16 and topk send

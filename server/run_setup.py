@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+from torch import Tensor
+
 from relatlas.aggregation.aggregators import required_similarities
 from relatlas.benchmarks.datasets import Dataset, load_dataset, stratified_split
 from relatlas.benchmarks.splits import FederationPlan, plan_for_task
@@ -17,6 +19,7 @@ from relatlas.benchmarks.streams import class_schedule
 from relatlas.clients import protocol
 from relatlas.clients.encoder_spec import EncoderSpec, widest_embedding
 from relatlas.clients.training import TrainConfig
+from relatlas.registries import ANCHOR_MODES
 from relatlas.server.anchor_modes import AnchorMode, AnchorPlan, QueryMessage
 from relatlas.server.centralized import CentralizedReference
 from relatlas.server.checkpoint import config_hash
@@ -24,9 +27,6 @@ from relatlas.server.config import RunConfig
 from relatlas.server.continual import ExperienceProbes, evaluate_experience, head_accuracy
 from relatlas.server.evaluation import ProbeSplit, evaluate_round
 from relatlas.server.replies import ClientReply, Expected
-from torch import Tensor
-
-from relatlas.registries import ANCHOR_MODES
 
 PROBE_TEST_FRACTION = 0.3
 

@@ -15,7 +15,6 @@ from typing import ClassVar
 
 from relatlas.clients.continual_config import ContinualConfig
 from relatlas.clients.encoder_spec import EncoderSpec
-
 from relatlas.registries import AGGREGATIONS, ANCHOR_MODES, REGULARIZERS, SPLITS, STRATEGIES, STREAMS, TRANSLATIONS
 
 MAX_SEED = 2**32 - 1

@@ -6,10 +6,10 @@ import logging
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
-from relatlas.server.config import RunConfig
-from relatlas.server.federation import run_federation
 
 from relatlas.plugins import load_plugins, parse_plugins
+from relatlas.server.config import RunConfig
+from relatlas.server.federation import run_federation
 
 app = ServerApp()
 

@@ -19,6 +19,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 from flwr.simulation.run_simulation import _run_simulation
 from flwr.supercore.telemetry import EventType
+
 from relatlas.clients.client_app import app as default_client_app
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.interruption import on_signals

@@ -15,6 +15,7 @@ from typing import Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
+
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.interruption import Interrupted
 

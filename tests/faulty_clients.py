@@ -14,6 +14,7 @@ import time
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
+
 from relatlas.clients import protocol
 from relatlas.clients.client_app import query as honest_query
 from relatlas.clients.client_app import train as honest_train

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord
 from flwr.clientapp import ClientApp
+
 from relatlas.clients import protocol
 from relatlas.clients.client_app import train as honest_train
 

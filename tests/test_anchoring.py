@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from relatlas.aggregation.bootstrap import cosine_gram
 from relatlas.benchmarks.datasets import load_dataset
 from relatlas.benchmarks.splits import plan_for_task
 from relatlas.clients import protocol
 from relatlas.clients.anchoring import bootstrap_candidates
+from relatlas.registries import ANCHOR_MODES, TRANSLATIONS
 from relatlas.server.anchor_modes import AnchorMode, AnchorPlan
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.replies import AnchoringReply
-
-from relatlas.registries import ANCHOR_MODES, TRANSLATIONS
 from tests.conftest import random_orthogonal
 
 

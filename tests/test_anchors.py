@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from relatlas.aggregation.anchors import class_matched_anchors, select_anchors
 
 LABELS = np.repeat(np.arange(5), [40, 30, 20, 10, 5])

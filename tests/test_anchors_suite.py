@@ -7,6 +7,7 @@ import json
 
 import mlflow
 import pytest
+
 from relatlas.benchmarks.anchors_suite import AnchorSuiteConfig, run_anchor_suite
 from relatlas.benchmarks.sweep import SweepResources
 from relatlas.server.config import ConfigError

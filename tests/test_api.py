@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from relatlas.server.config import ConfigError, RunConfig
 
 from relatlas.api import Results, as_config
 from relatlas.registry import RegistryError
+from relatlas.server.config import ConfigError, RunConfig
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 

@@ -10,8 +10,8 @@ import json
 
 import cloudpickle
 import pytest
-from relatlas.server.simulation import run_simulation
 
+from relatlas.server.simulation import run_simulation
 from tests import hostile_clients
 from tests.conftest import read_results, small_run_config
 from tests.hostile_clients import ATTACKS, hostile_app

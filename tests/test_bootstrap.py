@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from relatlas.aggregation.bootstrap import bootstrap_anchors, cosine_gram, match
 
+from relatlas.aggregation.bootstrap import bootstrap_anchors, cosine_gram, match
 from tests.conftest import random_orthogonal
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from avalanche.core import SupervisedPlugin
+
 from relatlas.benchmarks.casper import (
     CasperError,
     CaSpeRPlugin,

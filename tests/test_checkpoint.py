@@ -6,6 +6,7 @@ import stat
 import numpy as np
 import pytest
 import torch
+
 from relatlas.clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state
 from relatlas.server.checkpoint import Checkpoint, check_resumable, config_hash, restore_rng_states, rng_states
 from relatlas.server.config import ConfigError, RunConfig

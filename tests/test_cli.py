@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from relatlas.server.cli_report import results_table
 from relatlas.server.config import RunConfig
 from relatlas.server.option_help import HELP

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from ray.cluster_utils import Cluster
+
 from relatlas.server.config import RunConfig
 from relatlas.server.simulation import run_simulation
 

@@ -3,6 +3,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
 from relatlas.server.cli import build_parser
 from relatlas.server.cli_run import config_from_args
 from relatlas.server.config import ConfigError, RunConfig

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from relatlas.benchmarks.continual_metrics import accuracy_matrix, average_accuracy, forgetting, summarize
 
 

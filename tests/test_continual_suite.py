@@ -7,6 +7,7 @@ import json
 
 import mlflow
 import pytest
+
 from relatlas.benchmarks.continual_suite import SuiteConfig, run_suite
 from relatlas.benchmarks.sweep import SweepResources
 from relatlas.server.config import ConfigError

@@ -7,6 +7,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 from flwr.cli.supernode.register import try_load_public_key
+
 from relatlas.server.credentials import (
     CA_CERT,
     SERVER_CERT,

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from relatlas.benchmarks.datasets import DEBIAN_FASHION_MNIST, DatasetError, load_dataset, stratified_split
 
 

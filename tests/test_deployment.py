@@ -16,12 +16,12 @@ from pathlib import Path
 import mlflow
 import psutil
 import pytest
+
 from relatlas.server.checkpoint import resume_config
 from relatlas.server.config import RunConfig
 from relatlas.server.credentials import CA_CERT, generate_supernode_keys
 from relatlas.server.deployment import DeploymentError, LocalDeployment, port_in_use, stop_processes, write_run_config
 from relatlas.server.simulation import run_simulation
-
 from tests.test_federation import _without_timings
 
 pytestmark = pytest.mark.deployment

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-from relatlas.clients.encoder_spec import EncoderSpec, widest_embedding
-from relatlas.clients.models import build_classifier, parameter_count
-from relatlas.server.config import ConfigError, RunConfig
 from torch import nn
 
+from relatlas.clients.encoder_spec import EncoderSpec, widest_embedding
+from relatlas.clients.models import build_classifier, parameter_count
 from relatlas.registries import ENCODERS
+from relatlas.server.config import ConfigError, RunConfig
 
 
 def _weights(model):

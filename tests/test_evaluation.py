@@ -4,6 +4,7 @@ classes each client trained on, and the owner protocol against its shuffled cont
 import numpy as np
 import pytest
 import torch
+
 from relatlas.benchmarks.datasets import stratified_split
 from relatlas.benchmarks.splits import FederationPlan
 from relatlas.server.evaluation import ProbeSplit, evaluate_round, owner_masks, shuffled_owner_masks

@@ -7,9 +7,9 @@ import dataclasses
 import cloudpickle
 import mlflow
 import pytest
+
 from relatlas.server.exchange import FederationError
 from relatlas.server.simulation import run_simulation
-
 from tests import faulty_clients
 from tests.conftest import read_results, small_run_config
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from flwr.app import Context, RecordDict
+
 from relatlas.clients.client_app import _encoder
 from relatlas.server.simulation import run_simulation
-
 from tests.conftest import read_results, small_run_config
 
 ENCODERS = "mlp,mlp:hidden=64:dim=32,mlp:hidden=128:dim=16"  # digits are flat 8x8: MLPs of three shapes

@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from relatlas.aggregation.measures import (
     centred_cosine,
     linear_cka,
@@ -8,7 +9,6 @@ from relatlas.aggregation.measures import (
     retrieval_top1,
     topk_jaccard,
 )
-
 from tests.conftest import random_orthogonal
 
 

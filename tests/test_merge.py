@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from relatlas.aggregation.aggregators import aggregate, required_similarities
 from relatlas.aggregation.merge import concat_merge, mean_merge, median_merge, product_merge, standardize_rows, trimmed_mean_merge
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from relatlas.clients.models import build_classifier
 from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
 

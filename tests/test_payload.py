@@ -1,4 +1,5 @@
 import torch
+
 from relatlas.clients.payload import add_gaussian_noise
 
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from relatlas.aggregation.projection import relative_projection, relative_subspaces
 
+from relatlas.aggregation.projection import relative_projection, relative_subspaces
 from relatlas.registries import SIMILARITIES
 from tests.conftest import random_orthogonal
 

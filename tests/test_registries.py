@@ -13,16 +13,16 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+
 from relatlas.aggregation.aggregators import aggregate, register_aggregation, required_similarities
 from relatlas.aggregation.projection import relative_projection
 from relatlas.aggregation.similarities import Similarity
 from relatlas.benchmarks.datasets import Dataset, DatasetError, load_dataset
 from relatlas.benchmarks.splits import Split, SplitError, class_plan, plan_federation
 from relatlas.clients.payload import payload_codec
+from relatlas.registries import AGGREGATIONS, DATASETS, PAYLOADS, REGULARIZERS, SIMILARITIES, SPLITS, STRATEGIES, STREAMS
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.replies import Expected, ReplyError, parse_reply
-
-from relatlas.registries import AGGREGATIONS, DATASETS, PAYLOADS, REGULARIZERS, SIMILARITIES, SPLITS, STRATEGIES, STREAMS
 
 CONVERTED = (SIMILARITIES, AGGREGATIONS, DATASETS, PAYLOADS, SPLITS, STREAMS, STRATEGIES, REGULARIZERS)
 
@@ -103,6 +103,7 @@ class Int8Codec:
 def test_a_user_payload_codec_is_validated_encoded_and_decoded_by_the_server():
     from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
     from flwr.supercore.task_identity import TaskIdentity
+
     from relatlas.clients import protocol
 
     PAYLOADS.register("int8", lambda argument: Int8Codec())
@@ -168,6 +169,7 @@ def test_a_user_stream_schedules_experiences():
 def test_a_user_strategy_and_regularizer_are_built():
     from avalanche.core import SupervisedPlugin
     from avalanche.training import Naive
+
     from relatlas.clients.continual import build_strategy
     from relatlas.clients.continual_config import ContinualConfig
 

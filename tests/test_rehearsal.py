@@ -8,6 +8,7 @@ import io
 import numpy as np
 import pytest
 import torch
+
 from relatlas.benchmarks.rehearsal import buffer_arrays, replay_storage, restore_buffer, save_buffer
 from relatlas.benchmarks.streams import DatasetRef, class_schedule, client_stream
 from relatlas.clients.continual import build_strategy, train_experience

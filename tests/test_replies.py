@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
+
 from relatlas.clients import protocol
 from relatlas.server.exchange import validate
 from relatlas.server.replies import Expected, ReplyError, parse_anchoring, parse_reply

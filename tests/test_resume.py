@@ -15,11 +15,11 @@ import cloudpickle
 import mlflow
 import psutil
 import pytest
+
 from relatlas.server.checkpoint import CHECKPOINT_DIR, STATE_FILE, Checkpoint
 from relatlas.server.cli import main
 from relatlas.server.config import RunConfig
 from relatlas.server.simulation import run_simulation
-
 from tests import hostile_clients
 from tests.test_federation import _without_timings
 

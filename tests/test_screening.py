@@ -1,4 +1,5 @@
 import torch
+
 from relatlas.aggregation.screening import outlier_scores, screen
 
 

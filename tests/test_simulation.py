@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from relatlas.server.simulation import ResourceError, check_client_resources
 
 LAPTOP = [{"CPU": 2.0, "memory": 1e9}]

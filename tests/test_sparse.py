@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from relatlas.aggregation.sparse import densify, topk_sparsify
 
 

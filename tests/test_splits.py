@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from relatlas.benchmarks.splits import SplitError, class_plan, plan_federation
 
 LABELS = np.repeat(np.arange(10), 50)

@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+
 from relatlas.benchmarks.stitching import (
     SPACES,
     Embedded,
@@ -22,7 +23,6 @@ from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, run_stitch
 from relatlas.benchmarks.sweep import SweepResources
 from relatlas.clients.training import TrainConfig, fit
 from relatlas.server.cli import main
-
 from tests.conftest import random_orthogonal
 
 

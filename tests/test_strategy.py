@@ -12,12 +12,12 @@ import pytest
 from flwr.app import ArrayRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
+
 from relatlas.clients import protocol
 from relatlas.clients.checkpoint import STATE_DIR_KEY
 from relatlas.clients.client_app import query, train
 from relatlas.server.federation import run_federation
 from relatlas.server.strategy import MERGED, RelativeStrategy
-
 from tests.conftest import small_run_config
 
 HANDLERS = {protocol.TRAIN: train, protocol.QUERY: query}

@@ -7,6 +7,7 @@ import pickle
 
 import numpy as np
 import pytest
+
 from relatlas.benchmarks.splits import SplitError
 from relatlas.benchmarks.streams import DatasetRef, DatasetRows, class_schedule, client_stream, experience_rows
 

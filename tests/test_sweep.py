@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import mlflow
 import pytest
+
 from relatlas.benchmarks.atlas_suite import AtlasSuiteConfig, atlas_table
 from relatlas.benchmarks.suite import run_sweep
 from relatlas.benchmarks.sweep import SweepResources, Trial

@@ -1,6 +1,7 @@
 import math
 
 import mlflow
+
 from relatlas.server.tracking import scalar_metrics, strict_json, use_tracking
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
 from relatlas.aggregation.translation import (
     RIDGE,
     ProcrustesTranslation,
@@ -11,7 +12,6 @@ from relatlas.aggregation.translation import (
     procrustes,
     translate_by_inversion,
 )
-
 from tests.conftest import random_orthogonal
 
 

@@ -48,13 +48,12 @@ def lay_out_package(root: Path, target: Path) -> None:
 
 
 def configuration_page() -> str:
+    from relatlas import registries
+    from relatlas.registry import Registry
     from relatlas.server.cli import build_parser
     from relatlas.server.config import CHOICES
     from relatlas.server.option_help import HELP
     from relatlas.server.sections import SECTIONS
-
-    from relatlas import registries
-    from relatlas.registry import Registry
 
     run_options = _option_strings(dict(_commands("relatlas", build_parser()))["relatlas run"])
     lines = [
