@@ -3,7 +3,6 @@ on PYTHONPATH, digits at a small size."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -16,8 +15,6 @@ import pytest
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT / "examples"
 SMALL = ["--clients", "2", "--epochs", "1", "--probe-epochs", "5", "--simulation-baselines", "false", "--client-scores", "false"]
-# The encoder registry (clients/encoders.py, build_classifier reading ENCODERS) lands separately.
-ENCODER_REGISTRY = importlib.util.find_spec("relatlas.clients.encoders") is not None
 
 
 def _run(command: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
@@ -38,10 +35,7 @@ def test_python_api_example_prints_the_merged_accuracy(tmp_path):
     "options",
     [
         ["--aggregation", "rank-mean"],
-        pytest.param(
-            ["--aggregation", "rank-mean", "--encoder", "wide-mlp"],
-            marks=pytest.mark.skipif(not ENCODER_REGISTRY, reason="build_classifier does not read ENCODERS yet"),
-        ),
+        ["--aggregation", "rank-mean", "--encoder", "wide-mlp"],
     ],
 )
 def test_a_plugin_registers_entries_the_cli_and_every_client_use(tmp_path, options):
@@ -56,6 +50,18 @@ def test_a_plugin_registers_entries_the_cli_and_every_client_use(tmp_path, optio
     assert "merged (rank-mean, label-free)" in " ".join(done.stdout.split())
 
 
+def test_heterogeneous_example_merges_clients_of_three_widths(tmp_path):
+    widths = "mlp:dim=64,mlp:hidden=64:dim=32,mlp:hidden=32:dim=16"
+    settings = [f'encoder="{widths}"', 'dataset="digits"', "anchors=32", "eval-samples=0", "probe-epochs=5"]
+    command = [sys.executable, str(EXAMPLES / "heterogeneous_federation.py"), "--out-dir", str(tmp_path / "out")]
+    done = _run([*command, *(f"--set={setting}" for setting in settings)], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("merged space (mean): accuracy") for line in lines)
+    assert sum("wide): own space accuracy" in line for line in lines) == 3
+    assert all(f"{width} wide): own space accuracy" in done.stdout for width in (64, 32, 16))
+
+
 def test_flwr_run_loads_the_plugin_in_the_server_and_client_apps(tmp_path):
     """``flwr run .`` (as ``make flwr-run``): the run config's ``plugins`` reaches the
     ServerApp and, through the task, each ClientApp."""
@@ -63,7 +69,8 @@ def test_flwr_run_loads_the_plugin_in_the_server_and_client_apps(tmp_path):
     overrides = (
         f'out-dir="{out}" tracking-uri="sqlite:///{tmp_path}/mlflow.db" plugins="my_encoder_plugin" aggregation="rank-mean" '
         "num-clients=2 epochs=1 probe-epochs=5 simulation-baselines=false client-scores=false"
-    ) + (' encoder="wide-mlp"' if ENCODER_REGISTRY else "")
+        ' encoder="wide-mlp"'
+    )
     bin_dir = str(Path(sys.executable).parent)  # flwr starts flower-superlink from PATH
     command = [str(Path(bin_dir) / "flwr"), "run", ".", "local", "--stream",
                "--federation-config", "num-supernodes=2", "--run-config", overrides]  # fmt: skip
@@ -75,7 +82,7 @@ def test_flwr_run_loads_the_plugin_in_the_server_and_client_apps(tmp_path):
     assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
     results = json.loads((out / "results.json").read_text())
     assert results["status"] == "completed" and results["config"]["aggregation"] == "rank-mean"
-    assert results["config"]["encoder"] == ("wide-mlp" if ENCODER_REGISTRY else "auto")
+    assert results["config"]["encoder"] == "wide-mlp"
 
 
 def _stop_superlinks_of(home: Path) -> None:
