@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from relatlas.plugins import load_plugins, parse_plugins
-from relatlas.server.config import CHOICES, ConfigError, RunConfig
+from relatlas.server.config import CHOICES, SPECS, ConfigError, RunConfig
 from relatlas.server.interruption import Interrupted
 from relatlas.server.option_help import HELP
 
@@ -40,8 +40,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 def _help(field: dataclasses.Field) -> str:
     """The option's line: what it does, its allowed values, its default."""
-    allowed = CHOICES.get(field.name)
-    one_of = f"; one of {', '.join(allowed)}" if allowed else ""
+    allowed, registered = CHOICES.get(field.name), SPECS.get(field.name)
+    one_of = f"; one of {', '.join(allowed)}" if allowed else f"; registered: {', '.join(registered)}" if registered else ""
     return f"{HELP[field.name.replace('_', '-')]}{one_of} (default: {field.default!r})".replace("%", "%%")
 
 

@@ -26,10 +26,12 @@ from relatlas.server.sections import (
     config_key,
 )
 
-__all__ = ["CHOICES", "ConfigError", "RunConfig"]
+__all__ = ["CHOICES", "SPECS", "ConfigError", "RunConfig"]
 
 # The allowed values of the fields that name a choice: registries grow as plugins register.
 CHOICES: dict[str, Collection[str]] = {name: allowed for section in SECTIONS for name, allowed in section.choices.items()}
+# The registered names of the fields whose value is NAME[:ARGUMENT] (a dataset, an encoder list, a payload).
+SPECS: dict[str, Collection[str]] = {name: registry for section in SECTIONS for name, registry in section.specs.items()}
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ allowed values (``server.config.CHOICES``) and the default."""
 from __future__ import annotations
 
 HELP = {
-    "dataset": "digits, fashion-mnist, mnist, cifar10, or npz:PATH (arrays X, y; optional X_test, y_test)",
+    "dataset": "NAME, or npz:PATH (arrays X, y; optional X_test, y_test)",
     "data-root": "torchvision root of fashion-mnist, mnist or cifar10",
     "split": "how the clients' training data differ",
     "num-clients": "simulated clients (SuperNodes)",
@@ -17,7 +17,7 @@ HELP = {
     "seed-anchors": "public seed pairs of the bootstrapped and translated modes",
     "translation": "how translated mode moves a client into the reference's space",
     "aggregation": "how the server merges the clients' relative spaces",
-    "payload": "how clients pack relative spaces: fp32, fp16, topk:K or topk:K:P",
+    "payload": "how clients pack relative spaces: NAME, or topk:K or topk:K:P",
     "payload-noise": "sigma of the Gaussian noise clients add before sending",
     "merge-weights": "weight each client equally or by its sample count",
     "outlier-threshold": "drop a client this many times the typical distance from the median space (0: off)",
@@ -27,8 +27,8 @@ HELP = {
     "learning-rate": "local Adam learning rate",
     "embedding-dim": "width of each client's latent space",
     "encoder": (
-        "each client's encoder, NAME[:KEY=VALUE...] (auto, mlp, cnn, resnet8, resnet20 or a plugin's; dim=N: that client's "
-        "width; auto: the CNN for 28x28 and larger images), comma-separated and cycled over the clients"
+        "each client's encoder, NAME[:KEY=VALUE...] (dim=N: that client's width; auto: the CNN for 28x28 and larger "
+        "images), comma-separated and cycled over the clients"
     ),
     "seed": "the same seed gives the same numbers (0 to 2^32-1)",
     "min-clients": "valid replies a round needs to go on",

@@ -15,7 +15,18 @@ from typing import ClassVar
 
 from relatlas.clients.continual_config import ContinualConfig
 from relatlas.clients.encoder_spec import EncoderSpec
-from relatlas.registries import AGGREGATIONS, ANCHOR_MODES, REGULARIZERS, SPLITS, STRATEGIES, STREAMS, TRANSLATIONS
+from relatlas.registries import (
+    AGGREGATIONS,
+    ANCHOR_MODES,
+    DATASETS,
+    ENCODERS,
+    PAYLOADS,
+    REGULARIZERS,
+    SPLITS,
+    STRATEGIES,
+    STREAMS,
+    TRANSLATIONS,
+)
 
 MAX_SEED = 2**32 - 1
 
@@ -36,6 +47,7 @@ class Section:
     made of several sections (``RunConfig``) runs each one's checks, then its own."""
 
     choices: ClassVar[dict[str, Collection[str]]] = {}
+    specs: ClassVar[dict[str, Collection[str]]] = {}  # NAME[:ARGUMENT] values; their entry checks the rest
     positive: ClassVar[tuple[str, ...]] = ()
     non_negative: ClassVar[tuple[str, ...]] = ()
 
@@ -65,6 +77,7 @@ class DataSection(Section):
     """Which dataset, and how its classes and samples are split over the clients."""
 
     choices: ClassVar[dict[str, Collection[str]]] = {"split": SPLITS}
+    specs: ClassVar[dict[str, Collection[str]]] = {"dataset": DATASETS}
     positive: ClassVar[tuple[str, ...]] = ("num_clients", "alpha")
     non_negative: ClassVar[tuple[str, ...]] = ("shared_classes", "novel_classes")
 
@@ -81,6 +94,7 @@ class DataSection(Section):
 class ModelSection(Section):
     """What each client trains, and how long."""
 
+    specs: ClassVar[dict[str, Collection[str]]] = {"encoder": ENCODERS}
     positive: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "learning_rate", "embedding_dim")
 
     encoder: str = "auto"  # per client, cycled: name[:key=value...], comma-separated (clients/encoder_spec.py)
@@ -118,6 +132,7 @@ class MergeSection(Section):
     """How clients pack their relative spaces, and how the server merges them."""
 
     choices: ClassVar[dict[str, Collection[str]]] = {"aggregation": AGGREGATIONS, "merge_weights": ("uniform", "samples")}
+    specs: ClassVar[dict[str, Collection[str]]] = {"payload": PAYLOADS}
     non_negative: ClassVar[tuple[str, ...]] = ("payload_noise", "outlier_threshold")
 
     aggregation: str = "mean"

@@ -51,7 +51,7 @@ def configuration_page() -> str:
     from relatlas import registries
     from relatlas.registry import Registry
     from relatlas.server.cli import build_parser
-    from relatlas.server.config import CHOICES
+    from relatlas.server.config import CHOICES, SPECS
     from relatlas.server.option_help import HELP
     from relatlas.server.sections import SECTIONS
 
@@ -77,7 +77,7 @@ def configuration_page() -> str:
         for field in dataclasses.fields(section):
             key = field.name.replace("_", "-")
             options = ", ".join(f"`{option}`" for option in run_options[field.name])
-            allowed = ", ".join(f"`{name}`" for name in CHOICES.get(field.name, ()))
+            allowed = ", ".join(f"`{name}`" for name in CHOICES.get(field.name, SPECS.get(field.name, ())))
             kind = type(field.default).__name__
             lines.append(f"| `{key}` | {options} | {kind} | `{field.default!r}` | {allowed} | {_cell(HELP[key])} |")
     lines += [
