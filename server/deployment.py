@@ -38,6 +38,7 @@ from relatlas.server.credentials import (
 
 CONNECTION = "relatlas-deployment"  # the SuperLink connection's name in FLWR_HOME/config.toml
 STOP_SECONDS = 10.0
+BOOT_TIME_JITTER_SECONDS = 1.0  # /proc/stat btime is wall clock minus uptime, so it can step by 1 s
 
 
 class DeploymentError(RuntimeError):
@@ -248,10 +249,14 @@ def _identity(pid: int) -> dict[str, Any]:
 
 
 def _same_process(entry: Mapping[str, Any]) -> bool:
+    """Same id, command line and start time, to within the second by which the
+    kernel's boot time (and so psutil's ``create_time``) may move between reads."""
     try:
-        return _identity(entry["pid"]) == dict(entry)
+        now = _identity(entry["pid"])
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
+    started_apart = abs(now["create_time"] - entry["create_time"])
+    return now["cmdline"] == entry["cmdline"] and started_apart <= BOOT_TIME_JITTER_SECONDS
 
 
 def stop_processes(pids: list[int], timeout: float = STOP_SECONDS) -> None:
