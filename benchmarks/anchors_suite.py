@@ -30,7 +30,7 @@ from torch import Tensor
 from relatlas.aggregation.bootstrap import bootstrap_anchors, cosine_gram
 from relatlas.aggregation.measures import centred_cosine, matched_cosine, retrieval_top1
 from relatlas.benchmarks.datasets import Dataset, load_dataset
-from relatlas.benchmarks.splits import FederationPlan, plan_for_task
+from relatlas.benchmarks.splits import FederationPlan, plan_for
 from relatlas.benchmarks.suite import grouped_table, run_sweep
 from relatlas.benchmarks.sweep import SweepResources, Trial
 from relatlas.clients.anchoring import anchor_seed, bootstrap_candidates
@@ -119,8 +119,8 @@ def translation_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpu
     suite = AnchorSuiteConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items() if k in fields})
     config = suite.base(seed, anchors=suite.translation_pool)
     data = load_dataset(config.dataset, config.data_root or None, seed)
-    plan = plan_for_task(data.y_train, config.to_mapping())
-    encoders = [train_like_client(config.to_mapping(), data, plan.client_indices[p], p).embedder for p in (0, 1)]
+    plan = plan_for(data.y_train, config, config, config.seed)
+    encoders = [train_like_client(config, config.seed, data, plan.client_indices[p], p).embedder for p in (0, 1)]
     rng = np.random.default_rng(seed)
     public = rng.permutation(plan.anchor_indices)  # seeds: its first K, so smaller K are subsets of larger
     held = rng.choice(len(data.x_test), size=min(suite.held_out, len(data.x_test)), replace=False)

@@ -20,15 +20,15 @@ import numpy as np
 
 from relatlas.benchmarks.continual_metrics import summarize
 from relatlas.benchmarks.mlflow_logger import MLflowLogger
-from relatlas.benchmarks.splits import plan_for_task
+from relatlas.benchmarks.splits import plan_for
 from relatlas.benchmarks.streams import DatasetRef, class_schedule, client_stream
 from relatlas.benchmarks.suite import grouped_table, run_sweep
 from relatlas.benchmarks.sweep import SweepResources, Trial
 from relatlas.clients.continual import build_strategy, train_experience
 from relatlas.clients.continual_config import ContinualConfig
-from relatlas.clients.encoder_spec import EncoderSpec
 from relatlas.clients.models import build_classifier
 from relatlas.clients.training import derive_seed
+from relatlas.encoder_spec import EncoderSpec
 from relatlas.registries import REGULARIZERS
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.plots import plot_accuracy_curves, plot_accuracy_matrix
@@ -108,7 +108,7 @@ def run_centralised(config: RunConfig, parent_run_id: str) -> dict[str, Any]:
     excluded), the same strategy and stream; Avalanche logs to a nested MLflow run."""
     ref = DatasetRef(config.dataset, config.data_root, config.seed)
     data = ref.load()
-    plan = plan_for_task(data.y_train, config.to_mapping())
+    plan = plan_for(data.y_train, config, config, config.seed)
     local = np.unique(np.concatenate(plan.client_indices))
     schedule = class_schedule(data.num_classes, config.experiences, config.stream, config.seed)
     benchmark = client_stream(ref, local, schedule, config.stream, config.seed)
@@ -117,7 +117,7 @@ def run_centralised(config: RunConfig, parent_run_id: str) -> dict[str, Any]:
     model = build_classifier(data.input_shape, data.num_classes, embedding_dim=config.embedding_dim, encoder=encoder, seed=seed)
     logger = MLflowLogger.nested(parent_run_id, Path(config.out_dir).name)
     logger.log_params(config.to_mapping())
-    strategy = build_strategy(model, ContinualConfig.from_mapping(config.to_mapping()), seed=seed, loggers=[logger])
+    strategy = build_strategy(model, ContinualConfig.from_sections(config, config), seed=seed, loggers=[logger])
     rows, seconds = [], 0.0
     for index in range(config.experiences):
         result = train_experience(strategy, benchmark, index, derive_seed(config.seed, CENTRAL_ID, index + 1))

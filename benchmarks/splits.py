@@ -8,9 +8,8 @@ holds, and how one class's samples are dealt among the clients holding it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -18,6 +17,7 @@ from relatlas.aggregation.anchors import AnchorSampling, select_anchors
 from relatlas.benchmarks.datasets import first_few
 from relatlas.registries import SPLITS
 from relatlas.registry import RegistryError
+from relatlas.sections import AnchorsSection, DataSection
 
 
 class SplitError(ValueError):
@@ -168,17 +168,18 @@ def plan_federation(
     return FederationPlan(anchors, client_indices, client_classes, shared_classes)
 
 
-def plan_for_task(labels: np.ndarray, task: Mapping[str, Any]) -> FederationPlan:
-    """The plan of a run config (hyphenated keys): server and clients derive the
-    same plan from the same values, so only the config travels."""
+def plan_for(labels: np.ndarray, data: DataSection, anchors: AnchorsSection, seed: int) -> FederationPlan:
+    """The plan of a run's data and anchors sections (a ``RunConfig`` is both): the
+    server and every client derive the same plan from the same settings, so only
+    the settings travel."""
     return plan_federation(
         labels,
-        task["split"],
-        int(task["num-clients"]),
-        num_anchors=int(task["anchors"]),
-        shared=int(task["shared-classes"]),
-        novel=int(task["novel-classes"]) or None,
-        alpha=float(task["alpha"]),
-        anchor_sampling=task["anchor-sampling"],
-        seed=int(task["seed"]),
+        data.split,
+        data.num_clients,
+        num_anchors=anchors.anchors,
+        shared=data.shared_classes,
+        novel=data.novel_classes or None,
+        alpha=data.alpha,
+        anchor_sampling=anchors.anchor_sampling,
+        seed=seed,
     )

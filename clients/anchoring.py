@@ -1,4 +1,4 @@
-"""Client-side helpers of the anchor modes (``relatlas.server.anchor_mode_*``):
+"""Client-side helpers of the anchor modes (``relatlas.clients.anchor_mode_*``):
 the seed of a client's own anchor draws and a bootstrapping pool's candidates.
 Only similarities or embeddings leave the client, never its samples.
 """

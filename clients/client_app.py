@@ -5,7 +5,7 @@ Model weights survive between rounds in ``context.state`` (each message may
 start a fresh process in deployment); the data never leaves the client. With
 two-phase anchor modes the ``train`` reply carries what the server needs to pair
 anchors across clients, and a ``query`` message then asks for the projection
-(see ``server/anchor_modes.py`` and ``clients/protocol.py``).
+(see ``clients/anchor_modes.py`` and ``clients/protocol.py``).
 """
 
 from __future__ import annotations
@@ -21,16 +21,17 @@ from torch import Tensor
 
 from relatlas.aggregation.projection import relative_subspaces
 from relatlas.benchmarks.datasets import Dataset, load_dataset
-from relatlas.benchmarks.splits import plan_for_task
+from relatlas.benchmarks.splits import plan_for
 from relatlas.clients import protocol
+from relatlas.clients.anchor_modes import LocalView
 from relatlas.clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state
-from relatlas.clients.encoder_spec import EncoderSpec
 from relatlas.clients.models import Classifier, build_classifier, parameter_count
 from relatlas.clients.payload import add_gaussian_noise, payload_codec
+from relatlas.clients.task import Task, plugins_of
 from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
+from relatlas.encoder_spec import EncoderSpec
 from relatlas.plugins import load_plugins, parse_plugins
 from relatlas.registries import ANCHOR_MODES
-from relatlas.server.anchor_modes import LocalView
 
 MODEL_STATE, BUFFER_STATE, METRICS_STATE = "model", "replay-buffer", "train-metrics"
 NOISE_STREAM = 20_000  # seed stream of the payload noise, apart from training's
@@ -42,28 +43,27 @@ app = ClientApp()
 def train(msg: Message, context: Context) -> Message:
     """Train (``epochs`` more epochs, or the round's experience), then project the
     server's samples, or send what pairs anchors across clients (two-phase modes)."""
-    task: ConfigRecord = msg.content[protocol.TASK]
-    load_plugins(parse_plugins(str(task["plugins"])))  # a Ray worker or SuperNode registers the user's entries too
+    task = _decode_task(msg)
     _use_cpus(task)
-    dataset, partition, local = _local_data(task)
-    _restore_if_resumed(task, context, partition)
-    model = _model(dataset, task, partition, context)
-    seed = derive_seed(int(task["seed"]), partition, int(task["round"]))
-    if task["scenario"] == "continual":
+    dataset, local = _local_data(task)
+    _restore_if_resumed(task, context)
+    model = _model(dataset, task, context)
+    seed = derive_seed(task.runtime.seed, task.partition_id, task.round)
+    if task.continual.scenario == "continual":
         metrics = _train_continual(model, task, local, context, seed)
     else:
         metrics = _train_static(model, task, dataset.x_train[local], dataset.y_train[local], seed)
     context.state[MODEL_STATE] = ArrayRecord(model.state_dict())
-    if bool(task["keep-state"]):
+    if task.keep_state:
         buffer = context.state[BUFFER_STATE].to_torch_state_dict() if BUFFER_STATE in context.state else None
-        save_client_state(_state_dir(task, context, partition), int(task["round"]), model.state_dict(), buffer)
+        save_client_state(_state_dir(task, context), task.round, model.state_dict(), buffer)
     else:  # the run's last round: nothing will resume from it
-        clear_client_state(_state_dir(task, context, partition))
-    metrics = MetricRecord({"partition-id": partition} | metrics | _model_facts(model))
+        clear_client_state(_state_dir(task, context))
+    metrics = MetricRecord({"partition-id": task.partition_id} | metrics | _model_facts(model))
 
     inputs: ArrayRecord = msg.content[protocol.INPUTS]
-    mode = ANCHOR_MODES.get(str(task["anchors-mode"]))
-    local_view = LocalView(dataset, local, task, partition, model.embedder)
+    mode = ANCHOR_MODES.get(task.anchors.anchors_mode)
+    local_view = LocalView(dataset, local, task, model.embedder)
     anchoring = mode.first_phase(local_view, inputs)
     if anchoring is not None:
         context.state[METRICS_STATE] = metrics
@@ -78,37 +78,43 @@ def train(msg: Message, context: Context) -> Message:
 def query(msg: Message, context: Context) -> Message:
     """Second phase of a two-phase anchor mode: project on the anchors the server
     paired, with the model trained in this round's ``train``."""
-    task: ConfigRecord = msg.content[protocol.TASK]
-    load_plugins(parse_plugins(str(task["plugins"])))
+    task = _decode_task(msg)
     if MODEL_STATE not in context.state or METRICS_STATE not in context.state:
         raise RuntimeError("query before train: this client has no model trained in this run")
     _use_cpus(task)
-    dataset, partition, local = _local_data(task)
-    model = _model(dataset, task, partition, context)
+    dataset, local = _local_data(task)
+    model = _model(dataset, task, context)
     inputs: ArrayRecord = msg.content[protocol.INPUTS]
     samples = predict(model.embedder, inputs[protocol.SAMPLES].numpy())
-    mode = ANCHOR_MODES.get(str(task["anchors-mode"]))
-    projected, anchors = mode.projection(LocalView(dataset, local, task, partition, model.embedder), inputs, samples)
+    mode = ANCHOR_MODES.get(task.anchors.anchors_mode)
+    projected, anchors = mode.projection(LocalView(dataset, local, task, model.embedder), inputs, samples)
     return _projection_reply(msg, task, projected, samples, anchors, context.state[METRICS_STATE])
 
 
-def _use_cpus(task: ConfigRecord) -> None:
+def _decode_task(msg: Message) -> Task:
+    """The message's task, after importing the run's plug-ins (a Ray worker or a
+    SuperNode registers the user's entries too, which the task may name)."""
+    record: ConfigRecord = msg.content[protocol.TASK]
+    load_plugins(parse_plugins(plugins_of(record)))
+    return Task.from_record(record)
+
+
+def _use_cpus(task: Task) -> None:
     """Torch threads = ``num-cpus``, on either engine: the thread count changes float
     sums, so a deployed client then computes what a simulated one does."""
-    torch.set_num_threads(max(1, int(float(task["num-cpus"]))))
+    torch.set_num_threads(max(1, int(task.runtime.num_cpus)))
 
 
-def _state_dir(task: ConfigRecord, context: Context, partition: int) -> Path:
-    return client_state_dir(context.node_config, str(task["run-key"]), partition)
+def _state_dir(task: Task, context: Context) -> Path:
+    return client_state_dir(context.node_config, task.run_key, task.partition_id)
 
 
-def _restore_if_resumed(task: ConfigRecord, context: Context, partition: int) -> None:
+def _restore_if_resumed(task: Task, context: Context) -> None:
     """A round after the first with nothing in ``context.state`` belongs to a
     resumed run: load the latest state this client saved before this round."""
-    round_number = int(task["round"])
-    if round_number == 1 or MODEL_STATE in context.state:
+    if task.round == 1 or MODEL_STATE in context.state:
         return
-    saved = load_client_state(_state_dir(task, context, partition), round_number - 1)
+    saved = load_client_state(_state_dir(task, context), task.round - 1)
     if saved is None:
         return
     model, buffer = saved
@@ -117,34 +123,33 @@ def _restore_if_resumed(task: ConfigRecord, context: Context, partition: int) ->
         context.state[BUFFER_STATE] = ArrayRecord(buffer)
 
 
-def _local_data(task: ConfigRecord) -> tuple[Dataset, int, np.ndarray]:
-    """The dataset, this client's partition id (the server assigns it) and its rows of the training set."""
-    partition = int(task["partition-id"])
-    dataset = load_dataset(str(task["dataset"]), str(task["data-root"]) or None, int(task["seed"]))
-    plan = plan_for_task(dataset.y_train, task)
-    if not 0 <= partition < len(plan.client_indices):
-        raise ValueError(f"partition-id {partition} is outside the {len(plan.client_indices)} clients of this run")
-    return dataset, partition, plan.client_indices[partition]
+def _local_data(task: Task) -> tuple[Dataset, np.ndarray]:
+    """The dataset and this client's rows of its training set (its partition: the server assigns it)."""
+    dataset = load_dataset(task.data.dataset, task.data.data_root or None, task.runtime.seed)
+    plan = plan_for(dataset.y_train, task.data, task.anchors, task.runtime.seed)
+    if not 0 <= task.partition_id < len(plan.client_indices):
+        raise ValueError(f"partition-id {task.partition_id} is outside the {len(plan.client_indices)} clients of this run")
+    return dataset, plan.client_indices[task.partition_id]
 
 
-def _model(dataset: Dataset, task: ConfigRecord, partition: int, context: Context) -> Classifier:
+def _model(dataset: Dataset, task: Task, context: Context) -> Classifier:
     """The client's model: seeded at first, then as the last round left it."""
     model = build_classifier(
         dataset.input_shape,
         dataset.num_classes,
-        embedding_dim=int(task["embedding-dim"]),
-        encoder=_encoder(task, partition, context),
-        seed=derive_seed(int(task["seed"]), partition),
+        embedding_dim=task.model.embedding_dim,
+        encoder=_encoder(task, context),
+        seed=derive_seed(task.runtime.seed, task.partition_id),
     )
     if MODEL_STATE in context.state:
         model.load_state_dict(context.state[MODEL_STATE].to_torch_state_dict())
     return model
 
 
-def _encoder(task: ConfigRecord, partition: int, context: Context) -> EncoderSpec:
+def _encoder(task: Task, context: Context) -> EncoderSpec:
     """This client's encoder: its SuperNode's ``--node-config encoder=...`` if set,
     else the run's list cycled over the partitions."""
-    return EncoderSpec.for_client(str(context.node_config.get("encoder", task["encoder"])), partition)
+    return EncoderSpec.for_client(str(context.node_config.get("encoder", task.model.encoder)), task.partition_id)
 
 
 def _model_facts(model: Classifier) -> dict[str, int]:
@@ -153,33 +158,30 @@ def _model_facts(model: Classifier) -> dict[str, int]:
 
 
 def _projection_reply(
-    msg: Message, task: ConfigRecord, samples: Tensor, absolute: Tensor, anchors: Tensor, metrics: MetricRecord
+    msg: Message, task: Task, samples: Tensor, absolute: Tensor, anchors: Tensor, metrics: MetricRecord
 ) -> Message:
     """The final reply: relative subspaces of ``samples`` on ``anchors``, packed as
     the run's ``payload`` says (and, if asked, ``absolute``, the client's own
     embeddings of the samples)."""
-    spaces = relative_subspaces(samples, anchors, tuple(task["similarities"]))
-    sigma = float(task["payload-noise"])
-    if sigma > 0:
-        noise_seed = derive_seed(int(task["seed"]), int(metrics["partition-id"]), int(task["round"]), NOISE_STREAM)
-        spaces = add_gaussian_noise(spaces, sigma, noise_seed)
-    arrays = payload_codec(str(task["payload"])).encode(spaces)
+    spaces = relative_subspaces(samples, anchors, task.similarities)
+    if task.merge.payload_noise > 0:
+        noise_seed = derive_seed(task.runtime.seed, task.partition_id, task.round, NOISE_STREAM)
+        spaces = add_gaussian_noise(spaces, task.merge.payload_noise, noise_seed)
+    arrays = payload_codec(task.merge.payload).encode(spaces)
     content = RecordDict(
         {
             protocol.RELATIVE: ArrayRecord({name: Array(np.ascontiguousarray(a)) for name, a in arrays.items()}),
             protocol.METRICS: metrics,
         }
     )
-    if bool(task["send-absolute"]):
+    if task.send_absolute:
         content[protocol.ABSOLUTE] = ArrayRecord({protocol.SAMPLES: Array(np.ascontiguousarray(absolute.numpy()))})
     return Message(content, reply_to=msg)
 
 
-def _train_static(model: Classifier, task: ConfigRecord, x: np.ndarray, y: np.ndarray, seed: int) -> dict:
+def _train_static(model: Classifier, task: Task, x: np.ndarray, y: np.ndarray, seed: int) -> dict:
     """``epochs`` more epochs on all local data."""
-    config = TrainConfig(
-        epochs=int(task["epochs"]), batch_size=int(task["batch-size"]), learning_rate=float(task["learning-rate"]), seed=seed
-    )
+    config = TrainConfig(task.model.epochs, task.model.batch_size, task.model.learning_rate, seed)
     started = time.perf_counter()
     stats = fit(model, x, y, config)
     return {
@@ -190,7 +192,7 @@ def _train_static(model: Classifier, task: ConfigRecord, x: np.ndarray, y: np.nd
     }
 
 
-def _train_continual(model: Classifier, task: ConfigRecord, local: np.ndarray, context: Context, seed: int) -> dict:
+def _train_continual(model: Classifier, task: Task, local: np.ndarray, context: Context, seed: int) -> dict:
     """Round r trains on experience r - 1 of this client's stream with the Avalanche
     strategy, its replay buffer carried over in ``context.state``."""
     # Avalanche takes seconds to import, in every client process; static runs never need it
@@ -199,15 +201,15 @@ def _train_continual(model: Classifier, task: ConfigRecord, local: np.ndarray, c
     from relatlas.clients.continual import build_strategy, train_experience
     from relatlas.clients.continual_config import ContinualConfig
 
-    config = ContinualConfig.from_mapping(task)
-    stream = str(task["stream"])
-    ref = DatasetRef(str(task["dataset"]), str(task["data-root"]), int(task["seed"]))
-    schedule = class_schedule(ref.load().num_classes, int(task["experiences"]), stream, int(task["seed"]))
-    benchmark = client_stream(ref, local, schedule, stream, int(task["seed"]))
+    config = ContinualConfig.from_sections(task.model, task.continual)
+    stream, run_seed = task.continual.stream, task.runtime.seed
+    ref = DatasetRef(task.data.dataset, task.data.data_root, run_seed)
+    schedule = class_schedule(ref.load().num_classes, task.continual.experiences, stream, run_seed)
+    benchmark = client_stream(ref, local, schedule, stream, run_seed)
     strategy = build_strategy(model, config, seed=seed)
     if BUFFER_STATE in context.state:
         restore_buffer(strategy, context.state[BUFFER_STATE].to_torch_state_dict())
-    index = int(task["round"]) - 1
+    index = task.round - 1
     result = train_experience(strategy, benchmark, index, seed)
     context.state[BUFFER_STATE] = ArrayRecord(save_buffer(strategy))
     seen = sum(len(benchmark.train_stream[j].dataset) for j in range(index + 1))

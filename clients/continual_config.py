@@ -1,30 +1,34 @@
-"""How a continual learner trains on each experience: settings only, so the run
-config reads their defaults without importing Avalanche."""
+"""How a continual learner trains on each experience: settings only, so nothing
+here imports Avalanche. The defaults are the run config's (``relatlas.sections``)."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+
+from relatlas.sections import ContinualSection, ModelSection
 
 
 @dataclass(frozen=True)
 class ContinualConfig:
     """A strategy and a regulariser of ``relatlas.registries`` (STRATEGIES, REGULARIZERS), and their settings."""
 
-    strategy: str = "replay"
-    regularizer: str = "none"
-    buffer: int = 200
+    strategy: str = ContinualSection.strategy
+    regularizer: str = ContinualSection.regularizer
+    buffer: int = ContinualSection.buffer
     epochs: int = 1
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    casper_rho: float = 0.01
-    casper_classes: int = 0  # 0: the classes of the experience being trained
-    casper_batch: int = 0  # 0: batch_size
-    casper_k: int = 10
+    batch_size: int = ModelSection.batch_size
+    learning_rate: float = ModelSection.learning_rate
+    casper_rho: float = ContinualSection.casper_rho
+    casper_classes: int = ContinualSection.casper_classes  # 0: the classes of the experience being trained
+    casper_batch: int = ContinualSection.casper_batch  # 0: batch_size
+    casper_k: int = ContinualSection.casper_k
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> ContinualConfig:
-        """Pick this config's keys (hyphenated, as in a run config) out of ``values``."""
-        return cls(**{f.name: values[f.name.replace("_", "-")] for f in dataclasses.fields(cls)})
+    def from_sections(cls, model: ModelSection, continual: ContinualSection) -> ContinualConfig:
+        """The learner a run's model and continual sections describe (a ``RunConfig`` is both)."""
+        return cls(
+            strategy=continual.strategy, regularizer=continual.regularizer, buffer=continual.buffer,
+            epochs=model.epochs, batch_size=model.batch_size, learning_rate=model.learning_rate,
+            casper_rho=continual.casper_rho, casper_classes=continual.casper_classes,
+            casper_batch=continual.casper_batch, casper_k=continual.casper_k,
+        )  # fmt: skip

@@ -1,4 +1,4 @@
-"""A client's model: the encoder its spec names (``clients/encoder_spec.py``,
+"""A client's model: the encoder its spec names (``relatlas/encoder_spec.py``,
 registered in ``relatlas.registries.ENCODERS``) followed by a linear head."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from relatlas.clients.encoder_spec import EncoderSpec
+from relatlas.encoder_spec import EncoderSpec
 
 
 class Classifier(nn.Module):

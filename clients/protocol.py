@@ -1,14 +1,14 @@
 """The messages between the ServerApp and the ClientApps: plain arrays and
-config values only, never pickles.
+config values only, never pickles; and the checks every received array passes.
 
 Server -> client, message type ``train``:
-    ``task`` (ConfigRecord): the run-config keys in ``TASK_KEYS`` plus ``round``,
-        ``partition-id`` (the partition the server bound this node to: its
-        training rows), ``similarities`` (list of str), ``send-absolute`` (bool), ``run-key`` (the
-        config hash, naming the client's saved state) and ``keep-state`` (bool:
-        save it, a later round may resume from it; ``clients/checkpoint.py``)
-        and, unless the anchors are shared, ``anchor-classes`` (list of int: the
-        class of anchor i);
+    ``task`` (ConfigRecord): a ``Task`` (``clients/task.py``) as flat hyphenated
+        keys: the run config's data, model, anchors, merge, continual and runtime
+        keys, the round's facts (``round``, ``partition-id``, the partition the
+        server bound this node to, ``similarities``, ``send-absolute``,
+        ``run-key``, ``keep-state``) and the anchor mode's own entries (e.g.
+        ``anchor-classes``: the class of anchor i), which the client decodes and
+        checks as one typed object;
     ``inputs`` (ArrayRecord), raw inputs: ``samples`` [N, ...] to project and
         ``anchors``: the public anchors [m, ...] (``shared``), the K public seeds
         (``bootstrapped``, ``translated``), none (``class-matched``).
@@ -25,17 +25,22 @@ Client -> server, the final reply of a round:
         (list: the local model's accuracy on each test experience so far) and
         Avalanche's evaluation metrics, each prefixed ``avalanche/``.
 
-Anchor modes with two phases (see ``server/anchor_modes.py``) answer ``train`` with
+Anchor modes with two phases (see ``clients/anchor_modes.py``) answer ``train`` with
 ``metrics`` and ``anchoring`` (ArrayRecord) instead: ``gram`` [K+P, K+P] for
 ``bootstrapped``; ``seeds`` [K, d] and ``anchors`` [m, d] embeddings for
 ``translated``. The server then sends message type ``query`` with the same task
-plus ``anchor-indices`` (bootstrapped: the pool rows that are the anchors) or
-``reference-partition`` (translated), and inputs ``samples``, ``anchors`` (the
+plus the mode's entries ``anchor-indices`` (bootstrapped: the pool rows that are
+the anchors) or ``reference-partition`` (translated), and inputs ``samples``, ``anchors`` (the
 seeds) and, translated, ``reference-seeds`` and ``reference-anchors``; the client
 answers with the final reply above, without training again.
 """
 
 from __future__ import annotations
+
+import math
+
+import numpy as np
+from flwr.app import ArrayRecord
 
 TRAIN, QUERY = "train", "query"
 TASK, INPUTS, RELATIVE, ABSOLUTE, METRICS, ANCHORING = "task", "inputs", "relative", "absolute", "metrics", "anchoring"
@@ -44,11 +49,29 @@ REFERENCE_SEEDS, REFERENCE_ANCHORS = "reference-seeds", "reference-anchors"
 HEAD_ACCURACY, AVALANCHE_PREFIX = "head-accuracy", "avalanche/"
 EMBEDDING_DIM, ENCODER_PARAMETERS = "embedding-dim", "encoder-parameters"
 
-# The run-config keys a client needs to rebuild its data, train and anchor.
-TASK_KEYS = (
-    "dataset", "data-root", "split", "num-clients", "shared-classes", "novel-classes", "alpha",
-    "anchors", "anchor-sampling", "anchors-mode", "seed-anchors", "translation", "payload", "payload-noise",
-    "seed", "epochs", "batch-size", "learning-rate", "embedding-dim", "encoder",
-    "scenario", "experiences", "stream", "strategy", "regularizer", "buffer",
-    "casper-rho", "casper-classes", "casper-batch", "casper-k", "num-cpus", "plugins",
-)  # fmt: skip
+ALLOWED_DTYPES = (np.float32, np.float16)  # what payloads fp32, fp16 and topk send
+ROUNDING = 1e-3  # slack on a similarity's value range, for float16 rounding
+
+
+class ReplyError(ValueError):
+    """Why a reply was dropped, in one line."""
+
+
+def float_array(record: ArrayRecord, key: str, what: str, value_range: tuple[float, float] = (-math.inf, math.inf)) -> np.ndarray:
+    """A float32 or float16 array of finite values within ``value_range`` (up to rounding)."""
+    if key not in record:
+        raise ReplyError(f"{what} lacks array {key!r}; has {sorted(record.keys())}")
+    if record[key].dtype not in ("float32", "float16"):
+        raise ReplyError(f"{what}[{key!r}] has dtype {record[key].dtype}; expected float32 or float16")
+    try:
+        array = record[key].numpy()
+    except Exception as err:  # noqa: BLE001 - any decoding failure is the client's fault
+        raise ReplyError(f"{what}[{key!r}] cannot be decoded: {err}") from None
+    if array.dtype not in ALLOWED_DTYPES:
+        raise ReplyError(f"{what}[{key!r}] has dtype {array.dtype}; expected float32 or float16")
+    if not np.isfinite(array).all():
+        raise ReplyError(f"{what}[{key!r}] holds NaN or infinite values")
+    low, high = value_range
+    if array.size and (array.min() < low - ROUNDING or array.max() > high + ROUNDING):
+        raise ReplyError(f"{what}[{key!r}] holds values in [{array.min():.4g}, {array.max():.4g}]; expected [{low:g}, {high:g}]")
+    return array

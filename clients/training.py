@@ -3,9 +3,7 @@ reference and the server's probes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -13,6 +11,8 @@ from torch import Tensor, nn
 
 from relatlas.benchmarks.datasets import Dataset
 from relatlas.clients.models import Classifier, build_classifier
+from relatlas.encoder_spec import EncoderSpec
+from relatlas.sections import ModelSection
 
 
 @dataclass(frozen=True)
@@ -72,17 +72,14 @@ def predict(model: nn.Module, x: np.ndarray | Tensor, batch_size: int = 1024) ->
     return torch.cat([model(chunk.to(device)).float().cpu() for chunk in inputs.split(batch_size)])
 
 
-def train_like_client(config: Mapping[str, Any], data: Dataset, local: np.ndarray, partition: int) -> Classifier:
-    """Client ``partition``'s model after its first static round, with the seeds
-    the ClientApp uses (``config``: a run config, hyphenated keys): the offline
-    stand-in that benchmarks compare the federation with."""
-    seed = int(config["seed"])
+def train_like_client(settings: ModelSection, seed: int, data: Dataset, local: np.ndarray, partition: int) -> Classifier:
+    """Client ``partition``'s model after its first static round, with the encoder
+    and seeds the ClientApp uses (``settings``: the run's model section, or its
+    ``RunConfig``): the offline stand-in that benchmarks compare the federation with."""
     model = build_classifier(
-        data.input_shape, data.num_classes, embedding_dim=int(config["embedding-dim"]), encoder=str(config["encoder"]),
-        seed=derive_seed(seed, partition),
+        data.input_shape, data.num_classes, embedding_dim=settings.embedding_dim,
+        encoder=EncoderSpec.for_client(settings.encoder, partition), seed=derive_seed(seed, partition),
     )  # fmt: skip
-    train = TrainConfig(
-        int(config["epochs"]), int(config["batch-size"]), float(config["learning-rate"]), derive_seed(seed, partition, 1)
-    )
+    train = TrainConfig(settings.epochs, settings.batch_size, settings.learning_rate, derive_seed(seed, partition, 1))
     fit(model, data.x_train[local], data.y_train[local], train)
     return model

@@ -21,7 +21,7 @@ import argparse
 import json
 
 import relatlas
-from relatlas.clients.encoder_spec import EncoderSpec
+from relatlas.encoder_spec import EncoderSpec
 
 SETTINGS = {
     "dataset": "fashion-mnist",

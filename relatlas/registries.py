@@ -54,12 +54,12 @@ TRANSLATIONS: Registry = Registry("translation", {
     "inversion": "relatlas.aggregation.translation:translate_by_inversion",
 })  # fmt: skip
 
-# Anchor modes: a server half and a client half each (``relatlas.server.anchor_modes.AnchorMode``).
+# Anchor modes: a server half and a client half each (``relatlas.clients.anchor_modes.AnchorMode``).
 ANCHOR_MODES: Registry = Registry("anchor mode", {
-    "shared": "relatlas.server.anchor_mode_shared:shared",
-    "class-matched": "relatlas.server.anchor_mode_class_matched:class_matched",
-    "bootstrapped": "relatlas.server.anchor_mode_bootstrapped:bootstrapped",
-    "translated": "relatlas.server.anchor_mode_translated:translated",
+    "shared": "relatlas.clients.anchor_mode_shared:shared",
+    "class-matched": "relatlas.clients.anchor_mode_class_matched:class_matched",
+    "bootstrapped": "relatlas.clients.anchor_mode_bootstrapped:bootstrapped",
+    "translated": "relatlas.clients.anchor_mode_translated:translated",
 })  # fmt: skip
 
 # Payload codecs: ``(argument) -> PayloadCodec`` (``clients/payload.py``); ``topk:K:P`` passes ``K:P``.

@@ -9,9 +9,9 @@ from torch import Tensor
 from relatlas.aggregation.projection import relative_subspaces
 from relatlas.benchmarks.datasets import Dataset
 from relatlas.benchmarks.splits import FederationPlan
-from relatlas.clients.encoder_spec import EncoderSpec
 from relatlas.clients.models import build_classifier
 from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
+from relatlas.encoder_spec import EncoderSpec
 
 CENTRAL_ID = 10_000  # seed stream of the centralised model, apart from the clients'
 

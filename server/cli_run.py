@@ -63,14 +63,14 @@ def refuse_bad_input(config: RunConfig) -> None:
     before Ray starts; a bad place, dataset or size fails here in one line. Later
     loads hit the cache."""
     from relatlas.benchmarks.datasets import load_dataset
-    from relatlas.benchmarks.splits import plan_for_task
+    from relatlas.benchmarks.splits import plan_for
     from relatlas.benchmarks.streams import class_schedule
     from relatlas.clients.models import check_encoders
     from relatlas.server.tracking import check_outputs
 
     check_outputs(Path(config.out_dir), config.tracking_uri)
     dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
-    plan_for_task(dataset.y_train, config.to_mapping())
+    plan_for(dataset.y_train, config, config, config.seed)
     try:
         check_encoders(config.encoder, dataset.input_shape, config.embedding_dim)
     except ValueError as err:

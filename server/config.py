@@ -1,18 +1,17 @@
 """The run configuration: one validated dataclass shared by the CLI, the
 ServerApp and ``[tool.flwr.app.config]``, whose keys are the field names with
-hyphens. Its fields come in sections (``server/sections.py``) that check
+hyphens. Its fields come in sections (``relatlas/sections.py``) that check
 themselves; ``RunConfig`` checks what spans them."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from relatlas.registries import ANCHOR_MODES
-from relatlas.server.sections import (
+from relatlas.sections import (
     SECTIONS,
     AnchorsSection,
     ConfigError,
@@ -85,34 +84,12 @@ class RunConfig(
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
         """Build from hyphenated keys (a Flower run config), checking names and types."""
-        fields = {config_key(f.name): f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(fields))
+        known = {config_key(field.name) for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(f"unknown run-config keys {unknown}; known keys: {', '.join(sorted(fields))}")
-        kwargs = {}
-        for key, value in values.items():
-            kind = type(getattr(cls, fields[key].name))
-            kwargs[fields[key].name] = _coerce(key, value, kind)
-        return cls(**kwargs)
+            raise ConfigError(f"unknown run-config keys {unknown}; known keys: {', '.join(sorted(known))}")
+        return cls.from_values(values)
 
     def to_mapping(self) -> dict[str, Any]:
         """Hyphenated keys, as in a Flower run config."""
         return {config_key(name): value for name, value in dataclasses.asdict(self).items()}
-
-
-def _coerce(key: str, value: Any, kind: type) -> Any:
-    """Accept a value of the field's type (ints for floats too); refuse anything else."""
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-    elif isinstance(value, str):
-        return value
-    raise ConfigError(f"{key} must be {kind.__name__}; got {value!r}")

@@ -24,18 +24,13 @@ from torch import Tensor
 
 from relatlas.clients import protocol
 from relatlas.clients.payload import payload_codec
+from relatlas.clients.protocol import ReplyError, float_array
 from relatlas.registries import ANCHOR_MODES, SIMILARITIES
 
-ALLOWED_DTYPES = (np.float32, np.float16)  # what payloads fp32, fp16 and topk send
 HEADER_SLACK = 4096  # bytes of array headers and metrics on the wire, beyond the values
-ROUNDING = 1e-3  # slack on a similarity's value range, for float16 rounding
 NOISE_SIGMAS = 8  # and for --payload-noise: a Gaussian entry beyond 8 sigma has odds of about 1e-15
 METRIC_NAME = re.compile(r"^[\w\-./ ]{1,250}$")  # what MLflow accepts as a metric name
 MAX_METRIC_VALUES = 4096  # numbers in a reply's metrics, lists included
-
-
-class ReplyError(ValueError):
-    """Why a reply was dropped, in one line."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +82,7 @@ _METRICS_BYTES = HEADER_SLACK + 8 * MAX_METRIC_VALUES
 
 @dataclass(frozen=True)
 class AnchoringReply:
-    """A validated first-phase reply of a two-phase anchor mode (``server/anchor_modes.py``)."""
+    """A validated first-phase reply of a two-phase anchor mode (``clients/anchor_modes.py``)."""
 
     node_id: int
     partition_id: int
@@ -102,26 +97,6 @@ def error_reason(message: Message) -> str:
     raised = [line for line in lines if re.match(r"^[\w.]*(Error|Exception): \S", line)]  # "RuntimeError: boom"
     reason = raised[0] if raised else (lines[-1] if lines else f"error code {message.error.code}")
     return f"client failed: {reason[:300]}"
-
-
-def float_array(record, key: str, what: str, value_range: tuple[float, float] = (-math.inf, math.inf)) -> np.ndarray:
-    """A float32 or float16 array of finite values within ``value_range`` (up to rounding)."""
-    if key not in record:
-        raise ReplyError(f"{what} lacks array {key!r}; has {sorted(record.keys())}")
-    if record[key].dtype not in ("float32", "float16"):
-        raise ReplyError(f"{what}[{key!r}] has dtype {record[key].dtype}; expected float32 or float16")
-    try:
-        array = record[key].numpy()
-    except Exception as err:  # noqa: BLE001 - any decoding failure is the client's fault
-        raise ReplyError(f"{what}[{key!r}] cannot be decoded: {err}") from None
-    if array.dtype not in ALLOWED_DTYPES:
-        raise ReplyError(f"{what}[{key!r}] has dtype {array.dtype}; expected float32 or float16")
-    if not np.isfinite(array).all():
-        raise ReplyError(f"{what}[{key!r}] holds NaN or infinite values")
-    low, high = value_range
-    if array.size and (array.min() < low - ROUNDING or array.max() > high + ROUNDING):
-        raise ReplyError(f"{what}[{key!r}] holds values in [{array.min():.4g}, {array.max():.4g}]; expected [{low:g}, {high:g}]")
-    return array
 
 
 def _content(message: Message, records: tuple[str, ...], max_bytes: int) -> RecordDict:

@@ -14,13 +14,14 @@ from torch import Tensor
 
 from relatlas.aggregation.aggregators import required_similarities
 from relatlas.benchmarks.datasets import Dataset, load_dataset, stratified_split
-from relatlas.benchmarks.splits import FederationPlan, plan_for_task
+from relatlas.benchmarks.splits import FederationPlan, plan_for
 from relatlas.benchmarks.streams import class_schedule
 from relatlas.clients import protocol
-from relatlas.clients.encoder_spec import EncoderSpec, widest_embedding
+from relatlas.clients.anchor_modes import AnchorMode, AnchorPlan, QueryMessage
+from relatlas.clients.task import Task
 from relatlas.clients.training import TrainConfig
+from relatlas.encoder_spec import EncoderSpec, widest_embedding
 from relatlas.registries import ANCHOR_MODES
-from relatlas.server.anchor_modes import AnchorMode, AnchorPlan, QueryMessage
 from relatlas.server.centralized import CentralizedReference
 from relatlas.server.checkpoint import config_hash
 from relatlas.server.config import RunConfig
@@ -59,7 +60,7 @@ class RunSetup:
     @classmethod
     def prepare(cls, config: RunConfig) -> RunSetup:
         dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
-        plan = plan_for_task(dataset.y_train, config.to_mapping())
+        plan = plan_for(dataset.y_train, config, config, config.seed)
         anchors, samples, labels = dataset.x_train[plan.anchor_indices], dataset.x_test, dataset.y_test
         if 0 < config.eval_samples < len(labels):
             _, subset = stratified_split(labels, config.eval_samples / len(labels), config.seed)
@@ -99,33 +100,33 @@ class RunSetup:
         """The config hash: names the clients' saved state and the checkpoint's run."""
         return config_hash(self.config)
 
-    def task(self, round_number: int) -> dict[str, Any]:
-        """A round's task entries, the same for every client but its ``partition-id``."""
-        values = self.config.to_mapping()
-        task = {key: values[key] for key in protocol.TASK_KEYS} | self.anchor_plan.task()
-        return task | {
-            "round": round_number,
-            "similarities": list(self.expected.similarities),
-            "send-absolute": self.expected.absolute,
-            "run-key": self.run_key,
-            "keep-state": round_number < self.config.num_rounds,  # a resumed run may need it
-        }
+    def task(self, round_number: int, partition: int, anchoring: Mapping[str, Any] | None = None) -> Task:
+        """What partition ``partition`` is asked in a round: the run's sections, the
+        round's facts and the anchor mode's entries (its plan's, then ``anchoring``)."""
+        return Task.of(
+            self.config,
+            round=round_number,
+            partition_id=partition,
+            similarities=self.expected.similarities,
+            send_absolute=self.expected.absolute,
+            run_key=self.run_key,
+            keep_state=round_number < self.config.num_rounds,  # a resumed run may need it
+            anchoring=self.anchor_plan.task() | dict(anchoring or {}),
+        )
 
     def train_messages(self, partitions: Mapping[int, int], round_number: int) -> list[Message]:
         """One ``train`` message per node (``partitions``: node -> partition): the
         client's task, and the inputs of the anchor mode's first message."""
         inputs = self.anchor_mode.train_inputs(self.sent)
-        task = self.task(round_number)
         return [
-            _message(task | {"partition-id": partition}, inputs, node, protocol.TRAIN, round_number)
+            _message(self.task(round_number, partition), inputs, node, protocol.TRAIN, round_number)
             for node, partition in partitions.items()
         ]
 
     def query_messages(self, paired: dict[int, QueryMessage], nodes: Mapping[int, int], round_number: int) -> list[Message]:
         """Second phase: one ``query`` message per paired partition (``nodes``: partition -> node)."""
-        task = self.task(round_number)
         return [
-            _message(task | extra_task | {"partition-id": partition}, self.sent | extra_inputs, nodes[partition],
+            _message(self.task(round_number, partition, extra_task), self.sent | extra_inputs, nodes[partition],
                      protocol.QUERY, round_number)
             for partition, (extra_task, extra_inputs) in paired.items()
         ]  # fmt: skip
@@ -157,8 +158,8 @@ class RunSetup:
         return RoundOutcome(metrics | _round_facts(replies, round_number), merged, central)
 
 
-def _message(task: dict[str, Any], inputs: dict[str, Array], node: int, message_type: str, round_number: int) -> Message:
-    content = RecordDict({protocol.TASK: ConfigRecord(task), protocol.INPUTS: ArrayRecord(inputs)})
+def _message(task: Task, inputs: dict[str, Array], node: int, message_type: str, round_number: int) -> Message:
+    content = RecordDict({protocol.TASK: ConfigRecord(task.to_record()), protocol.INPUTS: ArrayRecord(inputs)})
     return Message(content, dst_node_id=node, message_type=message_type, group_id=str(round_number))
 
 
@@ -168,6 +169,11 @@ def _round_facts(replies: Sequence[ClientReply], round_number: int) -> dict[str,
         "clients_answered": len(replies),
         "payload_bytes_per_client": float(np.mean([r.payload_bytes for r in replies])),
         "client_train_seconds": [r.metrics.get("train-seconds", 0.0) for r in replies],
-        "client_embedding_dim": [r.metrics.get(protocol.EMBEDDING_DIM) for r in replies],
-        "client_encoder_parameters": [r.metrics.get(protocol.ENCODER_PARAMETERS) for r in replies],
+        "client_embedding_dim": [_count(r.metrics, protocol.EMBEDDING_DIM) for r in replies],
+        "client_encoder_parameters": [_count(r.metrics, protocol.ENCODER_PARAMETERS) for r in replies],
     }
+
+
+def _count(metrics: Mapping[str, float], key: str) -> int | None:
+    """A whole number a client reported (replies carry metrics as floats); ``None`` if it sent none."""
+    return None if key not in metrics else int(metrics[key])

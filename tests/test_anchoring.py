@@ -13,11 +13,11 @@ import torch.nn.functional as F
 
 from relatlas.aggregation.bootstrap import cosine_gram
 from relatlas.benchmarks.datasets import load_dataset
-from relatlas.benchmarks.splits import plan_for_task
+from relatlas.benchmarks.splits import plan_for
 from relatlas.clients import protocol
+from relatlas.clients.anchor_modes import AnchorMode, AnchorPlan
 from relatlas.clients.anchoring import bootstrap_candidates
 from relatlas.registries import ANCHOR_MODES, TRANSLATIONS
-from relatlas.server.anchor_modes import AnchorMode, AnchorPlan
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.replies import AnchoringReply
 from tests.conftest import random_orthogonal
@@ -26,7 +26,7 @@ from tests.conftest import random_orthogonal
 def _anchor_plan(**overrides) -> tuple[AnchorPlan, np.ndarray]:
     config = RunConfig(**overrides)
     dataset = load_dataset("digits")
-    plan = plan_for_task(dataset.y_train, config.to_mapping())
+    plan = plan_for(dataset.y_train, config, config, config.seed)
     return ANCHOR_MODES.get(config.anchors_mode).plan(config, dataset, plan), dataset.y_train[plan.anchor_indices]
 
 

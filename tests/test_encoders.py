@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from relatlas.clients.encoder_spec import EncoderSpec, widest_embedding
 from relatlas.clients.models import build_classifier, parameter_count
+from relatlas.encoder_spec import EncoderSpec, widest_embedding
 from relatlas.registries import ENCODERS
 from relatlas.server.config import ConfigError, RunConfig
 

@@ -24,6 +24,7 @@ def test_clients_of_different_encoders_and_widths_merge(tmp_path, mode):
     results = read_results(config)
     assert results["status"] == "completed" and results["failures"] == []
     assert results["client_embedding_dim"] == [64, 32, 16]
+    assert all(type(n) is int for n in results["client_embedding_dim"] + results["client_encoder_parameters"])
     assert results["client_encoder_parameters"] == [
         64 * 256 + 256 + 256 * 64 + 64,
         64 * 64 + 64 + 64 * 32 + 32,

@@ -28,3 +28,4 @@ def test_startup_figures_time_fresh_processes_and_make_a_table():
     assert figures["client_actor_import_seconds"] > figures["import_relatlas_seconds"]  # the actor imports relatlas and more
     table = perf_table({"startup": figures})
     assert "| `cli_help` |" in table and "| `client_actor_import` |" in table and "| `import_ratio`" in table
+    assert table.startswith("| startup") and "| figure | value | target |" not in table  # no empty ratio table

@@ -50,10 +50,10 @@ def lay_out_package(root: Path, target: Path) -> None:
 def configuration_page() -> str:
     from relatlas import registries
     from relatlas.registry import Registry
+    from relatlas.sections import SECTIONS
     from relatlas.server.cli import build_parser
     from relatlas.server.config import CHOICES, SPECS
     from relatlas.server.option_help import HELP
-    from relatlas.server.sections import SECTIONS
 
     run_options = _option_strings(dict(_commands("relatlas", build_parser()))["relatlas run"])
     lines = [
@@ -61,7 +61,7 @@ def configuration_page() -> str:
         "",
         "Every setting of a run is a field of `relatlas.server.config.RunConfig`. The same key is a `relatlas run` option",
         "(`--key`), a Flower run-config key (`--run-config 'key=value'`, `[tool.flwr.app.config]` in pyproject.toml) and a",
-        "keyword of `RunConfig(...)` with underscores. The fields come in sections (`relatlas.server.sections`), each",
+        "keyword of `RunConfig(...)` with underscores. The fields come in sections (`relatlas.sections`), each",
         "checking its own values when built. This page is generated from the code when the site is built.",
     ]
     for section in SECTIONS:

@@ -9,12 +9,13 @@ checks only what spans sections.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import dataclasses
+import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from relatlas.clients.continual_config import ContinualConfig
-from relatlas.clients.encoder_spec import EncoderSpec
+from relatlas.encoder_spec import EncoderSpec
 from relatlas.registries import (
     AGGREGATIONS,
     ANCHOR_MODES,
@@ -58,6 +59,18 @@ class Section:
                 if "validate" in vars(cls):
                     vars(cls)["validate"](self)
 
+    @classmethod
+    def of(cls, source: object) -> Section:
+        """This section's fields read off ``source`` (a ``RunConfig`` holds every section's)."""
+        return cls(**{field.name: getattr(source, field.name) for field in dataclasses.fields(cls)})
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> Section:
+        """This section's fields from hyphenated keys (a run config, a client's task),
+        each of its field's type; keys of other sections are ignored."""
+        fields = [field for field in dataclasses.fields(cls) if config_key(field.name) in values]
+        return cls(**{f.name: coerce(config_key(f.name), values[config_key(f.name)], type(getattr(cls, f.name))) for f in fields})
+
 
 def _check_declared(values: Section, section: type[Section]) -> None:
     """The rules ``section`` itself declares (not those it inherits) on ``values``."""
@@ -97,7 +110,7 @@ class ModelSection(Section):
     specs: ClassVar[dict[str, Collection[str]]] = {"encoder": ENCODERS}
     positive: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "learning_rate", "embedding_dim")
 
-    encoder: str = "auto"  # per client, cycled: name[:key=value...], comma-separated (clients/encoder_spec.py)
+    encoder: str = "auto"  # per client, cycled: name[:key=value...], comma-separated (relatlas/encoder_spec.py)
     embedding_dim: int = 64
     epochs: int = 3
     batch_size: int = 64
@@ -155,13 +168,13 @@ class ContinualSection(Section):
     scenario: str = "static"
     experiences: int = 5
     stream: str = "class-incremental"
-    strategy: str = ContinualConfig.strategy
-    regularizer: str = ContinualConfig.regularizer
-    buffer: int = ContinualConfig.buffer
-    casper_rho: float = ContinualConfig.casper_rho
-    casper_classes: int = ContinualConfig.casper_classes  # 0: the classes of the experience being trained
-    casper_batch: int = ContinualConfig.casper_batch  # 0: batch-size
-    casper_k: int = ContinualConfig.casper_k
+    strategy: str = "replay"
+    regularizer: str = "none"
+    buffer: int = 200
+    casper_rho: float = 0.01
+    casper_classes: int = 0  # 0: the classes of the experience being trained
+    casper_batch: int = 0  # 0: batch-size
+    casper_k: int = 10
 
     def validate(self) -> None:
         if self.regularizer == "casper" and self.strategy == "naive":
@@ -220,3 +233,21 @@ SECTIONS: tuple[type[Section], ...] = (
     DataSection, ModelSection, AnchorsSection, MergeSection, ContinualSection, RuntimeSection, EvaluationSection,
     TrackingSection,
 )  # fmt: skip
+
+
+def coerce(key: str, value: Any, kind: type) -> Any:
+    """Accept a value of the field's type (ints for floats too); refuse anything else."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    elif isinstance(value, str):
+        return value
+    raise ConfigError(f"{key} must be {kind.__name__}; got {value!r}")

@@ -14,17 +14,22 @@ from torch import Tensor
 
 from relatlas.aggregation.bootstrap import bootstrap_anchors, cosine_gram
 from relatlas.clients import protocol
+from relatlas.clients.anchor_modes import ANCHOR_CLASSES, LocalView, QueryMessage, TwoPhaseAnchorMode
 from relatlas.clients.anchoring import CANDIDATES_PER_ANCHOR, anchor_seed, bootstrap_candidates
+from relatlas.clients.protocol import ReplyError, float_array
 from relatlas.registries import SIMILARITIES
-from relatlas.server.anchor_modes import LocalView, QueryMessage, TwoPhaseAnchorMode
-from relatlas.server.replies import ReplyError, float_array
 
 if TYPE_CHECKING:
     from relatlas.server.config import RunConfig
     from relatlas.server.replies import AnchoringReply, Expected
 
 
+ANCHOR_INDICES = "anchor-indices"  # the query's task entry: the pool rows that are this client's anchors
+
+
 class BootstrappedAnchors(TwoPhaseAnchorMode):
+    task_keys = (ANCHOR_CLASSES, ANCHOR_INDICES)
+
     def check(self, config: RunConfig) -> None:
         if config.min_clients < 2:
             raise ValueError("anchors-mode bootstrapped matches clients to each other: set min-clients >= 2")
@@ -45,14 +50,14 @@ class BootstrappedAnchors(TwoPhaseAnchorMode):
         ordered = sorted(replies, key=lambda r: r.partition_id)
         grams = [r.arrays[protocol.GRAM] for r in ordered]
         rows = bootstrap_anchors(grams, [np.arange(config.seed_anchors)] * len(grams), target=config.anchors)
-        return {r.partition_id: ({"anchor-indices": [int(i) for i in row]}, {}) for r, row in zip(ordered, rows)}
+        return {r.partition_id: ({ANCHOR_INDICES: [int(i) for i in row]}, {}) for r, row in zip(ordered, rows)}
 
     def first_phase(self, local: LocalView, inputs: ArrayRecord) -> dict[str, Tensor]:
         return {protocol.GRAM: cosine_gram(local.embed(_pool(local, inputs)))}
 
     def projection(self, local: LocalView, inputs: ArrayRecord, samples: Tensor) -> tuple[Tensor, Tensor]:
         pool = _pool(local, inputs)
-        rows = np.asarray(local.task["anchor-indices"], dtype=np.int64)
+        rows = np.asarray(local.task.anchoring[ANCHOR_INDICES], dtype=np.int64)
         if rows.min() < 0 or rows.max() >= len(pool):
             raise ValueError(f"anchor-indices must be rows of this client's pool of {len(pool)}")
         return samples, local.embed(pool[rows])
@@ -64,11 +69,9 @@ def _largest_pool(expected: Expected) -> int:
 
 def _pool(local: LocalView, inputs: ArrayRecord) -> np.ndarray:
     """Raw inputs of the bootstrapping pool: the public seeds, then local candidates."""
-    task = local.task
     labels = local.dataset.y_train[local.rows]
-    rows = bootstrap_candidates(
-        labels, int(task["anchors"]), list(task["anchor-classes"]), anchor_seed(int(task["seed"]), local.partition)
-    )
+    seed = anchor_seed(local.task.runtime.seed, local.partition)
+    rows = bootstrap_candidates(labels, local.task.anchors.anchors, local.anchor_classes(), seed)
     return np.concatenate([inputs[protocol.ANCHORS].numpy(), local.dataset.x_train[local.rows[rows]]])
 
 

@@ -10,7 +10,7 @@ from torch import Tensor
 from relatlas.benchmarks.datasets import Dataset
 from relatlas.benchmarks.splits import FederationPlan
 from relatlas.clients import protocol
-from relatlas.server.anchor_modes import AnchorMode, AnchorPlan, LocalView
+from relatlas.clients.anchor_modes import AnchorMode, AnchorPlan, LocalView
 
 if TYPE_CHECKING:
     from relatlas.server.config import RunConfig

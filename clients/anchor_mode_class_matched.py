@@ -10,13 +10,22 @@ from torch import Tensor
 
 from relatlas.benchmarks.datasets import Dataset
 from relatlas.benchmarks.splits import FederationPlan
-from relatlas.server.anchor_modes import AnchorMode, AnchorPlan, LocalView, anchor_classes, require_common_classes
+from relatlas.clients.anchor_modes import (
+    ANCHOR_CLASSES,
+    AnchorMode,
+    AnchorPlan,
+    LocalView,
+    anchor_classes,
+    require_common_classes,
+)
 
 if TYPE_CHECKING:
     from relatlas.server.config import RunConfig
 
 
 class ClassMatchedAnchors(AnchorMode):
+    task_keys = (ANCHOR_CLASSES,)
+
     def check(self, config: RunConfig) -> None:
         require_common_classes(config)
 

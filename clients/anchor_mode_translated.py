@@ -15,16 +15,21 @@ from flwr.app import Array, ArrayRecord
 from torch import Tensor
 
 from relatlas.clients import protocol
+from relatlas.clients.anchor_modes import ANCHOR_CLASSES, LocalView, QueryMessage, TwoPhaseAnchorMode
+from relatlas.clients.protocol import ReplyError, float_array
 from relatlas.registries import TRANSLATIONS
-from relatlas.server.anchor_modes import LocalView, QueryMessage, TwoPhaseAnchorMode
-from relatlas.server.replies import ReplyError, float_array
 
 if TYPE_CHECKING:
     from relatlas.server.config import RunConfig
     from relatlas.server.replies import AnchoringReply, Expected
 
 
+REFERENCE_PARTITION = "reference-partition"  # the query's task entry: whose space everyone translates into
+
+
 class TranslatedAnchors(TwoPhaseAnchorMode):
+    task_keys = (ANCHOR_CLASSES, REFERENCE_PARTITION)
+
     def first_reply_bytes(self, expected: Expected) -> int:
         return 4 * (expected.num_seeds + expected.num_anchors) * expected.embedding_dim
 
@@ -45,16 +50,16 @@ class TranslatedAnchors(TwoPhaseAnchorMode):
             protocol.REFERENCE_SEEDS: Array(reference.arrays[protocol.SEEDS].numpy()),
             protocol.REFERENCE_ANCHORS: Array(reference.arrays[protocol.ANCHORS].numpy()),
         }
-        return {r.partition_id: ({"reference-partition": reference.partition_id}, inputs) for r in ordered}
+        return {r.partition_id: ({REFERENCE_PARTITION: reference.partition_id}, inputs) for r in ordered}
 
     def first_phase(self, local: LocalView, inputs: ArrayRecord) -> dict[str, Tensor]:
         return {protocol.SEEDS: local.embed(inputs[protocol.ANCHORS].numpy()), protocol.ANCHORS: local.embed(local.own_anchors())}
 
     def projection(self, local: LocalView, inputs: ArrayRecord, samples: Tensor) -> tuple[Tensor, Tensor]:
         translated = samples
-        if local.partition != int(local.task["reference-partition"]):
+        if local.partition != int(local.task.anchoring[REFERENCE_PARTITION]):
             reference_seeds = torch.as_tensor(inputs[protocol.REFERENCE_SEEDS].numpy(), dtype=torch.float32)
-            translate = TRANSLATIONS.get(str(local.task["translation"]))
+            translate = TRANSLATIONS.get(local.task.anchors.translation)
             translated = translate(samples, local.embed(inputs[protocol.ANCHORS].numpy()), reference_seeds)
         return translated, torch.as_tensor(inputs[protocol.REFERENCE_ANCHORS].numpy(), dtype=torch.float32)
 

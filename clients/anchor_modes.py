@@ -2,7 +2,7 @@
 per mode with a server half and a client half.
 
 The built-ins (``shared``, ``class-matched``, ``bootstrapped``, ``translated``)
-live in ``server/anchor_mode_*.py`` and are registered by path in
+live in ``clients/anchor_mode_*.py`` and are registered by path in
 ``relatlas.registries.ANCHOR_MODES``. Nothing else tests a mode's name: the run
 config asks ``mode.check(config)``, the server ``mode.plan`` and ``mode.pair``,
 reply validation ``mode.first_reply_arrays``, the ClientApp ``mode.first_phase``
@@ -14,7 +14,7 @@ is the projection) or ``TwoPhaseAnchorMode`` (the ``train`` reply carries what
 registered from a plug-in module (``--plugins``)::
 
     from relatlas.registries import ANCHOR_MODES
-    from relatlas.server.anchor_modes import AnchorMode, AnchorPlan
+    from relatlas.clients.anchor_modes import AnchorMode, AnchorPlan
 
     class FirstRows(AnchorMode):
         def plan(self, config, dataset, federation_plan):
@@ -24,8 +24,12 @@ registered from a plug-in module (``--plugins``)::
 
     ANCHOR_MODES.register("first-rows", FirstRows())
 
-The module imports no server-only package (MLflow, Ray): the ClientApp uses the
-client half. Seeds are K of the run's public anchors (a seeded choice); the class
+A mode that adds entries to the clients' task (``AnchorPlan.task``, the first
+item of each ``pair`` value) lists their keys in ``task_keys``; the client finds
+them in ``local.task.anchoring`` and refuses keys no mode declared.
+
+Modes live in the client layer, since the ClientApp runs their client half; the
+server imports them downward, and they refer to server types in hints only. Seeds are K of the run's public anchors (a seeded choice); the class
 of anchor i (``anchor-classes``) is the class of public anchor i, so every mode
 draws its anchors with the same class composition.
 """
@@ -33,7 +37,7 @@ draws its anchors with the same class composition.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -46,12 +50,14 @@ from relatlas.benchmarks.datasets import Dataset
 from relatlas.benchmarks.splits import FederationPlan
 from relatlas.clients import protocol
 from relatlas.clients.anchoring import anchor_seed
+from relatlas.clients.task import Task
 from relatlas.clients.training import predict
 
 if TYPE_CHECKING:
     from relatlas.server.config import RunConfig
     from relatlas.server.replies import AnchoringReply, Expected
 
+ANCHOR_CLASSES = "anchor-classes"  # the task entry: the class of anchor i, for modes where clients draw their own
 QueryMessage = tuple[dict[str, Any], dict[str, Array]]  # a partition's extra task entries and inputs of its query
 
 
@@ -64,7 +70,7 @@ class AnchorPlan:
 
     def task(self) -> dict[str, Any]:
         """Task entries the clients need beyond the run config."""
-        return {"anchor-classes": list(self.classes)} if self.classes else {}
+        return {ANCHOR_CLASSES: list(self.classes)} if self.classes else {}
 
     def inputs(self) -> dict[str, Array]:
         return {} if self.sent is None else {protocol.ANCHORS: Array(np.ascontiguousarray(self.sent))}
@@ -76,24 +82,32 @@ class LocalView:
 
     dataset: Dataset
     rows: np.ndarray  # the client's rows of the training set
-    task: Mapping[str, Any]
-    partition: int
+    task: Task
     embedder: nn.Module
+
+    @property
+    def partition(self) -> int:
+        return self.task.partition_id
 
     def embed(self, inputs: np.ndarray) -> Tensor:
         return predict(self.embedder, inputs)
 
     def own_anchors(self) -> np.ndarray:
         """Raw inputs of this client's class-matched anchors (the same every round)."""
-        seed = anchor_seed(int(self.task["seed"]), self.partition)
-        rows = class_matched_anchors(self.dataset.y_train[self.rows], list(self.task["anchor-classes"]), seed=seed)
+        seed = anchor_seed(self.task.runtime.seed, self.partition)
+        rows = class_matched_anchors(self.dataset.y_train[self.rows], self.anchor_classes(), seed=seed)
         return self.dataset.x_train[self.rows[rows]]
+
+    def anchor_classes(self) -> list[int]:
+        """The class of each anchor this client draws itself (the plan's ``anchor-classes``)."""
+        return [int(c) for c in self.task.anchoring[ANCHOR_CLASSES]]
 
 
 class AnchorMode(ABC):
     """One anchor mode; the base is one-phase (the ``train`` reply is the projection)."""
 
     two_phase: ClassVar[bool] = False
+    task_keys: ClassVar[tuple[str, ...]] = ()  # the entries this mode adds to a task (plan and pair)
 
     # -- server half --
     def check(self, config: RunConfig) -> None:  # noqa: B027 - a hook: most modes run with any config
@@ -121,6 +135,7 @@ class TwoPhaseAnchorMode(AnchorMode):
     """A mode whose ``train`` reply is paired across clients before a ``query`` asks for the projection."""
 
     two_phase: ClassVar[bool] = True
+    task_keys: ClassVar[tuple[str, ...]] = (ANCHOR_CLASSES,)
 
     def check(self, config: RunConfig) -> None:
         require_common_classes(config)
