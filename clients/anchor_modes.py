@@ -29,9 +29,11 @@ item of each ``pair`` value) lists their keys in ``task_keys``; the client finds
 them in ``local.task.anchoring`` and refuses keys no mode declared.
 
 Modes live in the client layer, since the ClientApp runs their client half; the
-server imports them downward, and they refer to server types in hints only. Seeds are K of the run's public anchors (a seeded choice); the class
-of anchor i (``anchor-classes``) is the class of public anchor i, so every mode
-draws its anchors with the same class composition.
+server imports them downward, and they refer to server types in hints only.
+
+Seeds are K of the run's public anchors (a seeded choice); the class of anchor i
+(``anchor-classes``) is the class of public anchor i, so every mode draws its
+anchors with the same class composition.
 """
 
 from __future__ import annotations
