@@ -6,6 +6,8 @@ import pytest
 from flwr.app import Context, RecordDict
 
 from relatlas.clients.client_app import _encoder
+from relatlas.clients.task import Task
+from relatlas.server.config import RunConfig
 from relatlas.server.simulation import run_simulation
 from tests.conftest import read_results, small_run_config
 
@@ -35,10 +37,11 @@ def test_clients_of_different_encoders_and_widths_merge(tmp_path, mode):
 
 
 def test_a_supernode_node_config_overrides_the_run_list():
-    task = {"encoder": "mlp,cnn"}
+    facts = {"round": 1, "similarities": ("cosine",), "send_absolute": False, "run_key": "ab", "keep_state": False}
+    task = Task.of(RunConfig(encoder="mlp,cnn"), partition_id=3, **facts)
 
     def context(node_config):
         return Context(run_id=1, node_id=1, node_config=node_config, state=RecordDict(), run_config={})
 
-    assert str(_encoder(task, 3, context({}))) == "cnn"
-    assert str(_encoder(task, 3, context({"encoder": "resnet8:dim=32"}))) == "resnet8:dim=32"
+    assert str(_encoder(task, context({}))) == "cnn"
+    assert str(_encoder(task, context({"encoder": "resnet8:dim=32"}))) == "resnet8:dim=32"
