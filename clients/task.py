@@ -73,14 +73,12 @@ class Task:
         malformed. The run's plug-ins must be loaded first (``runtime`` names them):
         the sections check names against the registries."""
         values = dict(record)
+        missing = sorted(_required_keys() - values.keys())
+        if missing:
+            raise ConfigError(f"task lacks key {', '.join(map(repr, missing))}")
         sections = {name: kind.from_values(values) for name, kind in _section_fields().items()}
-        facts = {}
-        for name, kind in _fact_fields().items():
-            if config_key(name) not in values:
-                raise ConfigError(f"task lacks key {config_key(name)!r}")
-            facts[name] = _fact(config_key(name), values[config_key(name)], kind)
-        known = {config_key(f.name) for kind in _section_fields().values() for f in dataclasses.fields(kind)}
-        rest = {key: value for key, value in values.items() if key not in known | {config_key(n) for n in facts}}
+        facts = {name: _fact(config_key(name), values[config_key(name)], kind) for name, kind in _fact_fields().items()}
+        rest = {key: value for key, value in values.items() if key not in _required_keys()}
         mode = sections["anchors"].anchors_mode
         declared = ANCHOR_MODES.get(mode).task_keys
         unknown = sorted(set(rest) - set(declared))
@@ -101,6 +99,14 @@ def _section_fields() -> dict[str, type[Section]]:
 def _fact_fields() -> dict[str, Any]:
     sections = _section_fields()
     return {name: kind for name, kind in _hints().items() if name not in sections and name != "anchoring"}
+
+
+@functools.cache
+def _required_keys() -> frozenset[str]:
+    """Every key of the sections and the round's facts: a section left without one
+    would fall back to its default silently, which a task must not."""
+    sections = {config_key(f.name) for kind in _section_fields().values() for f in dataclasses.fields(kind)}
+    return frozenset(sections | {config_key(name) for name in _fact_fields()})
 
 
 @functools.cache

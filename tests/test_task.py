@@ -54,6 +54,13 @@ def test_a_task_without_a_round_fact_is_refused():
         Task.from_record(record)
 
 
+def test_a_task_without_a_section_key_is_refused_not_defaulted():
+    record = dict(_record(RunConfig(epochs=5)))
+    del record["epochs"]
+    with pytest.raises(ConfigError, match=r"^task lacks key 'epochs'$"):
+        Task.from_record(record)
+
+
 def test_only_the_entries_the_run_s_anchor_mode_declares_are_accepted():
     record = _record(RunConfig(anchors_mode="bootstrapped", min_clients=2), **{"anchor-classes": [0], "anchor-indices": [3]})
     assert Task.from_record(record).anchoring == {"anchor-classes": [0], "anchor-indices": [3]}
