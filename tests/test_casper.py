@@ -237,6 +237,7 @@ def test_plugin_graphs_hold_the_classes_being_learned_and_move_no_other_random_s
     restore_buffer(fresh, save_buffer(learner))  # the reservoir outlives the round, as the buffer does
     restored = next(p for p in fresh.plugins if isinstance(p, CaSpeRPlugin)).reservoir
     assert restored.seen == casper.reservoir.seen and torch.equal(restored.held_labels(), casper.reservoir.held_labels())
+    assert restored.counts == casper.reservoir.counts
     assert torch.equal(restored.inputs[: len(restored)], casper.reservoir.inputs[: len(restored)])
 
     inert, silent, *_ = _train_two(strategy, rho=0.0)
