@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = {"registry", "registries", "plugins", "sections", "encoder_spec"}
-DATA = {"datasets", "splits", "streams", "casper", "rehearsal", "continual_metrics", "mlflow_logger"}
+DATA = {"datasets", "splits", "streams", "casper", "balanced_reservoir", "rehearsal", "continual_metrics", "mlflow_logger"}
 FOLDERS = ("aggregation", "benchmarks", "clients", "server", "relatlas")
 
 
