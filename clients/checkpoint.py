@@ -6,8 +6,10 @@ Files: ``<state-dir>/<run-key>/partition-<p>/round-<r>.pt``, where ``state-dir``
 is the SuperNode's ``--node-config state-dir=...`` (default: ``relatlas/client-state``
 under ``$XDG_STATE_HOME``, else ``~/.local/state``) and ``run-key`` is the
 server's config hash, refused unless it is a hex digest (it comes from a
-message). Folders are created 0700 and files 0600, so other users read nothing;
-the files hold tensors only and load with ``weights_only=True``. The two latest
+message). Folders are created 0700 and files 0600, so other users read nothing,
+and written as ``relatlas/safe_files.py`` does: no planted link is followed, and a
+state folder that is a link or that others may write to is refused. The files
+hold tensors only and load with ``weights_only=True``. The two latest
 rounds are kept: a run killed during round r resumes after r - 1; the last
 round removes the partition's folder (``relatlas state clear`` removes all).
 """
@@ -24,9 +26,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from relatlas.safe_files import atomic_write, private_dir
+
 STATE_DIR_KEY = "state-dir"
 KEPT_ROUNDS = 2
-RUN_KEY = re.compile(r"^[0-9a-f]{8,64}$")
+RUN_KEY = re.compile(r"[0-9a-f]{8,64}")  # matched in full: no trailing newline
+ROUND_FILE = re.compile(r"round-([0-9]{1,9})\.pt")
 
 
 def default_state_root() -> Path:
@@ -36,29 +41,27 @@ def default_state_root() -> Path:
 
 
 def client_state_dir(node_config: Mapping[str, Any], run_key: str, partition: int) -> Path:
-    if not RUN_KEY.match(run_key):
+    if not RUN_KEY.fullmatch(run_key):
         raise ValueError(f"run-key {run_key[:80]!r} is not a hex digest; refusing it as a folder name")
     root = str(node_config.get(STATE_DIR_KEY, "")) or str(default_state_root())
     return Path(root) / run_key / f"partition-{partition}"
 
 
-def _private_dirs(directory: Path) -> None:
-    """``directory`` and its missing parents, created 0700."""
-    for folder in reversed([directory, *directory.parents]):
-        if not folder.exists():
-            folder.mkdir(mode=0o700)
+def _saved_rounds(directory: Path) -> dict[int, Path]:
+    """Round -> file of the states saved in ``directory``; other files are not this module's and are left alone."""
+    found = (ROUND_FILE.fullmatch(path.name) for path in directory.iterdir()) if directory.is_dir() else ()
+    return {int(match[1]): directory / match[0] for match in found if match}
 
 
 def save_client_state(directory: Path, round_number: int, model: dict[str, Tensor], buffer: dict[str, Tensor] | None) -> None:
-    """Write this round's state atomically, 0600 from the start; delete rounds older than the two latest."""
-    _private_dirs(directory)
-    path = directory / f"round-{round_number}.pt"
-    partial = path.with_suffix(".partial")
-    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
+    """Write this round's state atomically, 0600 from the start; delete rounds older than the two latest.
+    The folders from the run's folder down are checked (``private_dir``): its partition
+    folders are created by several clients at once."""
+    private_dir(directory, trusted=directory.parent.parent)
+    with atomic_write(directory / f"round-{round_number}.pt") as file:
         torch.save({"model": model, "buffer": buffer}, file)
-    partial.replace(path)
-    for old in directory.glob("round-*.pt"):
-        if int(old.stem.removeprefix("round-")) <= round_number - KEPT_ROUNDS:
+    for saved, old in _saved_rounds(directory).items():
+        if saved <= round_number - KEPT_ROUNDS:
             old.unlink()
 
 
@@ -66,11 +69,11 @@ def load_client_state(directory: Path, round_number: int) -> tuple[dict[str, Ten
     """(model weights, replay buffer) of the latest round up to ``round_number`` this
     client saved, or ``None`` if none: a client that missed rounds rejoins from its
     last state, one that never finished a round from the start."""
-    saved = sorted(int(p.stem.removeprefix("round-")) for p in directory.glob("round-*.pt") if p.stem[6:].isdigit())
+    saved = _saved_rounds(directory)
     usable = [r for r in saved if r <= round_number]
     if not usable:
         return None
-    path = directory / f"round-{usable[-1]}.pt"
+    path = saved[max(usable)]
     try:
         state = torch.load(path, weights_only=True)
     except Exception as err:  # noqa: BLE001 - a planted or corrupted file is refused, whatever it holds

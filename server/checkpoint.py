@@ -5,7 +5,8 @@
 MLflow run ids and the finished rounds' results; ``tensors-<round>.pt`` the
 centralised reference's weights, the last merged spaces and the RNG states.
 ``state.json`` is replaced last and atomically, so a kill at any moment leaves
-the previous round's checkpoint whole. The clients keep their own state
+the previous round's checkpoint whole. Folders are 0700 and files 0600, written
+without following planted links (``relatlas/safe_files.py``). The clients keep their own state
 (``clients/checkpoint.py``); weights never leave them.
 """
 
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor
 
 from relatlas.plugins import load_plugins, parse_plugins
+from relatlas.safe_files import atomic_write, private_dir, write_text_atomic
 from relatlas.server.config import ConfigError, RunConfig
 
 CHECKPOINT_DIR, STATE_FILE = "checkpoint", "state.json"
@@ -68,15 +70,12 @@ class Checkpoint:
 
     def save(self, out_dir: Path) -> Path:
         """Write the tensors, then commit by replacing ``state.json``; drop older tensors."""
-        directory = out_dir / CHECKPOINT_DIR
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = private_dir(out_dir / CHECKPOINT_DIR, trusted=out_dir)
         tensors_file = f"tensors-{self.round}.pt"
-        torch.save(self.tensors, directory / (tensors_file + ".partial"))
-        (directory / (tensors_file + ".partial")).replace(directory / tensors_file)
+        with atomic_write(directory / tensors_file) as file:
+            torch.save(self.tensors, file)
         state = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "tensors"}
-        partial = directory / (STATE_FILE + ".partial")
-        partial.write_text(json.dumps(state | {"tensors_file": tensors_file}, sort_keys=True))
-        partial.replace(directory / STATE_FILE)
+        write_text_atomic(directory / STATE_FILE, json.dumps(state | {"tensors_file": tensors_file}, sort_keys=True))
         for old in directory.glob("tensors-*.pt"):
             if old.name != tensors_file:
                 old.unlink()

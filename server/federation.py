@@ -21,6 +21,7 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 
+from relatlas.safe_files import private_dir
 from relatlas.server.checkpoint import Checkpoint, check_resumable, restore_rng_states, rng_states
 from relatlas.server.config import RunConfig
 from relatlas.server.continual import ClientRuns, continual_summary
@@ -143,7 +144,7 @@ def _finish_continual(results: dict[str, Any], config: RunConfig, client_runs: C
     """Accuracy matrices of whatever rounds finished, as numbers, metrics and figures."""
     summary = continual_summary(results["rounds"], config.num_clients, config.experiences)
     results |= summary
-    out_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(out_dir)
     if summary["average_accuracy"] is not None:
         mlflow.log_metrics({"average_accuracy": summary["average_accuracy"], "forgetting": summary["forgetting"] or 0.0})
     title = f"{config.dataset}: merged space ({config.aggregation}), {config.experiences} experiences"
@@ -153,7 +154,7 @@ def _finish_continual(results: dict[str, Any], config: RunConfig, client_runs: C
 
 
 def _log_figures(out_dir: Path, outcome: RoundOutcome, labels: np.ndarray, title: str) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(out_dir)
     spaces = {"merged": outcome.merged} | ({"centralised": outcome.central} if outcome.central is not None else {})
     figures = (
         plot_spaces(spaces, labels, title, out_dir / "spaces.png"),

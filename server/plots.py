@@ -15,6 +15,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from relatlas.safe_files import atomic_write  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    """The figure as a PNG at ``path``, written without following a planted link (``relatlas/safe_files.py``)."""
+    with atomic_write(path) as file:
+        fig.savefig(file, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
 
 def pca_2d(space: Tensor) -> np.ndarray:
     """First two principal components (deterministic SVD, sign fixed by the largest loading)."""
@@ -39,9 +49,7 @@ def plot_spaces(spaces: Mapping[str, Tensor], labels: np.ndarray, title: str, pa
         ax.set_yticks([])
     fig.legend(*axes[0][0].get_legend_handles_labels(), title="class", loc="center right", markerscale=3, fontsize=8)
     fig.suptitle(title)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_accuracies(results: Mapping[str, Any], title: str, path: Path) -> Path:
@@ -60,9 +68,7 @@ def plot_accuracies(results: Mapping[str, Any], title: str, path: Path) -> Path:
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _matrix_array(matrix: list[list[float | None]]) -> np.ndarray:
@@ -84,9 +90,7 @@ def plot_accuracy_matrix(matrix: list[list[float | None]], title: str, path: Pat
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="accuracy")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_accuracy_curves(matrix: list[list[float | None]], title: str, path: Path) -> Path:
@@ -103,6 +107,4 @@ def plot_accuracy_curves(matrix: list[list[float | None]], title: str, path: Pat
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -16,6 +16,8 @@ from typing import Any
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from relatlas.safe_files import check_private_dir, create_private_file, private_dir, write_text_atomic
+from relatlas.server.checkpoint import CHECKPOINT_DIR
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.interruption import Interrupted
 
@@ -47,6 +49,9 @@ def use_tracking(tracking_uri: str, experiment: str) -> None:
     store keeps its artifacts beside the database file (``mlartifacts/``), not in
     ``./mlruns`` of wherever the process happens to run."""
     mlflow.set_tracking_uri(tracking_uri)
+    store = Path(tracking_uri.removeprefix("sqlite:///"))
+    if tracking_uri.startswith("sqlite:///") and store.parent.is_dir():
+        create_private_file(store)  # a new store, 0600 (MLflow would make it 0644); MLflow fills the empty file
     if tracking_uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(experiment) is None:
         folder = Path(tracking_uri.removeprefix("sqlite:///")).absolute().parent / "mlartifacts"
         try:
@@ -60,7 +65,8 @@ REACH_SECONDS = 5.0  # how long the check waits for a tracking server
 
 
 def check_outputs(out_dir: Path, tracking_uri: str) -> None:
-    """Refuse, before anything trains, an ``out-dir`` that cannot be written and a
+    """Refuse, before anything trains, an ``out-dir`` that cannot be written, is a link
+    or may be written by others (``relatlas/safe_files.py``), and a
     tracking store that cannot be reached (a server within ``REACH_SECONDS``) or
     written (a SQLite file's folder)."""
     existing = next(folder for folder in (out_dir.absolute(), *out_dir.absolute().parents) if folder.exists())
@@ -68,6 +74,9 @@ def check_outputs(out_dir: Path, tracking_uri: str) -> None:
         os.rmdir(tempfile.mkdtemp(dir=existing))
     except OSError as err:
         raise ConfigError(f"out-dir {out_dir} cannot be written: {existing}: {err.strerror or err}") from None
+    for folder in (out_dir, out_dir / CHECKPOINT_DIR):
+        if os.path.lexists(folder):
+            check_private_dir(folder)  # a link, or a folder others may write to: refused before anything runs
     address = urllib.parse.urlparse(tracking_uri)
     if address.scheme in ("http", "https"):
         port = address.port or (443 if address.scheme == "https" else 80)
@@ -124,11 +133,7 @@ def strict_json(value: Any) -> Any:
 
 
 def write_results(out_dir: Path, results: Mapping[str, Any]) -> Path:
-    """Write ``results.json`` atomically, so a crash never leaves half a file; strict
-    JSON, which every parser reads."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "results.json"
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(strict_json(results), indent=2, sort_keys=True, allow_nan=False))
-    partial.replace(path)
-    return path
+    """Write ``results.json`` atomically, so a crash never leaves half a file, 0600 in a
+    private ``out_dir`` (``relatlas/safe_files.py``); strict JSON, which every parser reads."""
+    path = private_dir(out_dir) / "results.json"
+    return write_text_atomic(path, json.dumps(strict_json(results), indent=2, sort_keys=True, allow_nan=False))

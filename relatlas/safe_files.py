@@ -1,0 +1,100 @@
+"""Private folders and atomic files, safe against planted links and other users.
+
+A run's outputs and a client's state are written where another local user might
+have planted a symbolic link (``results.json.partial -> /victim``) or a folder of
+their own. So every file is first written to a fresh temporary name in its folder,
+created exclusively (``O_CREAT | O_EXCL | O_NOFOLLOW``, as ``tempfile.mkstemp``
+does: no existing path, link or not, is ever opened for writing) and 0600 from the
+start, then renamed over the target (a rename replaces a link, never its target).
+Folders are created 0700; an existing one is used only if it is a real folder of
+this user that nobody else may write to (a folder others may write to lets them
+swap what is inside for links).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from relatlas.sections import ConfigError
+
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+
+
+class UnsafePathError(ConfigError):
+    """A folder to write in that is a link, not a folder, someone else's, or writable by others; one line."""
+
+
+def private_dir(path: Path, trusted: Path | None = None) -> Path:
+    """``path`` and its missing parents, created 0700; idempotent and safe when other
+    processes create the same folders at once. Every folder from ``trusted`` (an
+    ancestor of ``path``; default: ``path`` alone) down to ``path`` is checked with
+    ``check_private_dir``."""
+    path = Path(path)
+    for folder in reversed([path, *path.parents]):
+        if not os.path.lexists(folder):
+            try:
+                os.mkdir(folder, PRIVATE_DIR)
+            except FileExistsError:
+                pass  # another process made it first: checked below like any existing folder
+    chain = [path, *path.parents]
+    for folder in chain[: chain.index(Path(trusted)) + 1 if trusted is not None else 1]:
+        check_private_dir(folder)
+    return path
+
+
+def check_private_dir(path: Path) -> None:
+    """Refuse ``path`` unless it is a real folder (not a link), owned by this user, that
+    neither its group nor others may write to."""
+    try:
+        info = os.lstat(path)
+    except OSError as err:
+        raise UnsafePathError(f"folder {path} cannot be used: {err.strerror or err}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafePathError(f"refusing folder {path}: it is a symbolic link; give a real folder")
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafePathError(f"refusing folder {path}: it is not a folder")
+    if info.st_uid != os.geteuid():
+        raise UnsafePathError(f"refusing folder {path}: it belongs to user {info.st_uid}, not to this user")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        mode = stat.S_IMODE(info.st_mode)
+        raise UnsafePathError(f"refusing folder {path}: others may write to it (mode {mode:o}); chmod go-w it or use another")
+
+
+@contextmanager
+def atomic_write(path: Path) -> Iterator[BinaryIO]:
+    """A binary file whose content replaces ``path`` (0600) when the block ends without
+    error; on error the temporary file is removed and ``path`` is left as it was."""
+    path = Path(path)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """``text`` (UTF-8) as the new content of ``path``, with ``atomic_write``."""
+    with atomic_write(path) as file:
+        file.write(text.encode())
+    return Path(path)
+
+
+def create_private_file(path: Path) -> bool:
+    """Create ``path`` empty and 0600 unless something (a link included) is already
+    there; whether it was created. For files another library then fills (a SQLite store)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_FILE))
+    except FileExistsError:
+        return False
+    return True
