@@ -1,9 +1,10 @@
 """Validation of client replies: a reply becomes a ``ClientReply`` or a
 one-line ``ReplyError`` reason; nothing a client sends can crash the server.
 
-Checked before anything is decoded: the records asked for, and the reply's size
-(arrays, metrics and config values). Then what the values mean: float32 or
-float16 arrays only (a float64 value beyond float32's range would become
+Checked before anything is decoded: the records asked for and no others, and the
+reply's size (arrays, metrics and config values). Then no array beyond those the
+server reads (nothing a client sends is kept unchecked), and what the values
+mean: float32 or float16 arrays only (a float64 value beyond float32's range would become
 infinite on conversion), finite, each similarity within its value range
 (the registered ``Similarity.value_range``, so cosines within [-1, 1]); the sample
 count at most the partition's training samples; metric names that MLflow
@@ -99,18 +100,35 @@ def error_reason(message: Message) -> str:
     return f"client failed: {reason[:300]}"
 
 
-def _content(message: Message, records: tuple[str, ...], max_bytes: int) -> RecordDict:
-    """The reply's records, if it is not an error, holds every one of ``records``
-    and no more than ``max_bytes`` in all (checked before anything is decoded)."""
+def _content(message: Message, records: tuple[str, ...], max_bytes: int, optional: tuple[str, ...] = ()) -> RecordDict:
+    """The reply's records, if it is not an error, holds every one of ``records``,
+    none beyond them and ``optional``, and no more than ``max_bytes`` in all
+    (checked before anything is decoded)."""
     if message.has_error():
         raise ReplyError(error_reason(message))
     for name in records:
         if name not in message.content:
             raise ReplyError(f"reply lacks record {name!r}; has {sorted(message.content.keys())}")
+    allowed = {*records, *optional}
+    extra = sorted(set(message.content.keys()) - allowed)
+    if extra:
+        raise ReplyError(f"reply holds records {_names(extra)} beyond those asked for ({', '.join(sorted(allowed))})")
     size = _size(message.content)
     if size > max_bytes:
         raise ReplyError(f"reply holds {size:,} bytes; this round's limit is {max_bytes:,}")
     return message.content
+
+
+def _only_arrays(record, names: set[str], what: str) -> None:
+    """Refuse arrays in ``record`` beyond ``names``, the ones the server read."""
+    extra = sorted(set(record.keys()) - names)
+    if extra:
+        raise ReplyError(f"{what} holds arrays {_names(extra)} beyond {sorted(names)}")
+
+
+def _names(names: list[str]) -> list[str]:
+    """A client's names as a short line: the first five, each cut at 40 characters."""
+    return [name[:40] for name in names[:5]]
 
 
 def _size(content: RecordDict) -> int:
@@ -139,15 +157,18 @@ def _metrics(content: RecordDict) -> tuple[dict[str, float], dict[str, list[floa
 
 def parse_reply(message: Message, expected: Expected) -> ClientReply:
     """Check a reply against ``expected`` and convert it; raise ``ReplyError`` if invalid."""
-    content = _content(message, (protocol.RELATIVE, protocol.METRICS), expected.max_projection_bytes)
+    asked = (protocol.ABSOLUTE,) if expected.absolute else ()
+    content = _content(message, (protocol.RELATIVE, protocol.METRICS), expected.max_projection_bytes, asked)
     spaces, payload = {}, 0
     for similarity in expected.similarities:
         spaces[similarity], size = _relative_space(content[protocol.RELATIVE], similarity, expected)
         payload += size
+    _only_arrays(content[protocol.RELATIVE], _sent_arrays(expected), protocol.RELATIVE)  # after: a missing one is named first
     absolute = None
     if expected.absolute:
         if protocol.ABSOLUTE not in content:
             raise ReplyError("reply lacks the absolute embeddings asked for")
+        _only_arrays(content[protocol.ABSOLUTE], {protocol.SAMPLES}, protocol.ABSOLUTE)
         embeddings = float_array(content[protocol.ABSOLUTE], protocol.SAMPLES, protocol.ABSOLUTE)
         if embeddings.ndim != 2 or embeddings.shape[0] != expected.num_samples:
             raise ReplyError(f"absolute embeddings have shape {embeddings.shape}; expected ({expected.num_samples}, d)")
@@ -181,6 +202,13 @@ def _relative_space(record, similarity: str, expected: Expected) -> tuple[Tensor
         raise ReplyError(f"relative[{similarity!r}] cannot be decoded as payload {expected.payload}: {reason}") from None
 
 
+def _sent_arrays(expected: Expected) -> set[str]:
+    """The names of the arrays a client's codec sends for the round's similarities (a
+    codec names its arrays in ``encode``; one row of zeros asks it)."""
+    row = torch.zeros(1, expected.num_anchors)
+    return set(payload_codec(expected.payload).encode(dict.fromkeys(expected.similarities, row)))
+
+
 def _partition(metrics: dict[str, float], expected: Expected) -> int:
     partition = metrics.get("partition-id", -1.0)
     if not (partition.is_integer() and 0 <= partition < expected.num_partitions):
@@ -196,5 +224,6 @@ def parse_anchoring(message: Message, expected: Expected) -> AnchoringReply:
     metrics, _ = _metrics(content)
     partition = _partition(metrics, expected)
     arrays = mode.first_reply_arrays(content[protocol.ANCHORING], expected)
+    _only_arrays(content[protocol.ANCHORING], set(arrays), protocol.ANCHORING)
     tensors = {name: torch.from_numpy(array.astype(np.float32)) for name, array in arrays.items()}
     return AnchoringReply(message.metadata.src_node_id, partition, tensors, sum(a.nbytes for a in arrays.values()))

@@ -104,7 +104,7 @@ def test_client_state_is_private_and_named_by_a_hex_run_key(tmp_path, monkeypatc
     for folder in (directory, directory.parent, tmp_path / "state" / "relatlas"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     assert stat.S_IMODE((directory / "round-1.pt").stat().st_mode) == 0o600
-    for key in ("../../etc", "/tmp/x", "ABC", ""):
+    for key in ("../../etc", "/tmp/x", "ABC", "", "abcdef12\n"):
         with pytest.raises(ValueError, match="is not a hex digest"):
             client_state_dir({}, key, 0)
 
@@ -120,3 +120,14 @@ def test_a_planted_state_file_is_refused_without_running_it(tmp_path, monkeypatc
         with pytest.raises(RuntimeError, match=f"refusing client state .*round-{round_number}.pt: not a plain tensor file"):
             load_client_state(directory, round_number)
     assert not (tmp_path / "planted-ran").exists()
+
+
+def test_files_that_are_not_round_states_are_left_alone(tmp_path):
+    """A stray ``round-x.pt`` used to make every save of that client fail."""
+    directory = tmp_path / "partition-0"
+    directory.mkdir()
+    (directory / "round-x.pt").write_bytes(b"not ours")
+    for round_number in (1, 2, 3):
+        save_client_state(directory, round_number, {"w": torch.full((1,), float(round_number))}, None)
+    assert sorted(p.name for p in directory.iterdir()) == ["round-2.pt", "round-3.pt", "round-x.pt"]
+    assert load_client_state(directory, 9)[0]["w"].item() == 3.0

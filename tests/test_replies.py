@@ -73,6 +73,32 @@ def test_invalid_replies_are_refused_with_a_reason(fields, reason):
         parse_reply(_reply(**fields), EXPECTED)
 
 
+def _smuggling(record: str, content) -> Message:
+    """A valid reply with an extra array named ``content`` in ``record``, or an extra record ``content``."""
+    reply = _reply()
+    if isinstance(content, str):
+        reply.content[record][content] = Array(np.zeros((6, 4), np.float32))
+    elif content is not None:
+        reply.content[record] = content
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("record", "content", "expected", "reason"),
+    [
+        (protocol.RELATIVE, "cosine-copy", EXPECTED, r"relative holds arrays \['cosine-copy'\] beyond \['cosine'\]"),
+        (protocol.ABSOLUTE, "more", EXPECTED, r"absolute holds arrays \['more'\] beyond \['samples'\]"),
+        ("extra", ArrayRecord({"x": Array(np.zeros(3, np.float32))}), EXPECTED, r"holds records \['extra'\]"),
+        ("notes", ConfigRecord({"text": "hi"}), EXPECTED, r"holds records \['notes'\] beyond"),
+        (None, None, dataclasses.replace(EXPECTED, absolute=False), r"holds records \['absolute'\] beyond"),
+    ],
+)
+def test_an_extra_array_or_record_drops_the_reply(record, content, expected, reason):
+    """Before, anything beyond what the server reads was kept silently."""
+    with pytest.raises(ReplyError, match=reason):
+        parse_reply(_smuggling(record, content), expected)
+
+
 def test_client_error_is_reduced_to_one_line():
     raw = "<'\x1b[36mray::ClientAppActor.run()\x1b[39m (pid=1)\n  File x\nRuntimeError: disk full\n\nflwr.X: \nException Foo'>"
     failed = Message(Error(code=2, reason=raw), reply_to=_request())
@@ -118,6 +144,7 @@ def test_valid_anchoring_replies_are_converted():
         (BOOTSTRAPPED, {"other": np.eye(5, dtype=np.float32)}, "lacks array 'gram'"),
         (TRANSLATED, {protocol.SEEDS: np.zeros((3, 5), np.float32), protocol.ANCHORS: np.zeros((4, 5), np.float32)}, "seeds"),
         (TRANSLATED, {protocol.SEEDS: np.zeros((2, 5), np.float32), protocol.ANCHORS: np.zeros((4, 6), np.float32)}, "anchors"),
+        (BOOTSTRAPPED, {protocol.GRAM: np.eye(5, dtype=np.float32), "extra": np.eye(5, dtype=np.float32)}, r"arrays \['extra'\]"),
     ],
 )
 def test_invalid_anchoring_replies_are_refused_with_a_reason(expected, arrays, reason):
