@@ -82,10 +82,17 @@ def run(config: RunConfig | Mapping[str, Any]) -> Results:
 
     A run whose round fails returns with ``status == "failed"`` unless the engine
     itself raised; bad settings raise ``ConfigError`` before anything starts.
+    Resuming a run that completed returns its results without running anything.
     """
     config = as_config(config)
     load_plugins(parse_plugins(config.plugins))
+    from relatlas.server.checkpoint import Checkpoint, check_resumable, completed_results
     from relatlas.server.simulation import run_simulation  # Ray, Flower and torch: only when a run starts
+
+    done = completed_results(Path(config.resume)) if config.resume else None
+    if done is not None:
+        check_resumable(config, Checkpoint.load(Path(config.resume)))  # a changed config is refused, as on the CLI
+        return Results.from_file(done)
 
     run_simulation(config)
     return Results.from_file(Path(config.out_dir) / "results.json")

@@ -99,6 +99,20 @@ class Checkpoint:
             raise ConfigError(f"resume: the checkpoint in {directory} cannot be read ({reason})") from None
 
 
+def completed_results(out_dir: Path) -> Path | None:
+    """``out_dir/results.json`` if the run checkpointed there completed: ``status``
+    is ``completed`` in the same MLflow run as the checkpoint's (not an older run's
+    results beside a newer run's checkpoint). A resume then has nothing to do."""
+    path = out_dir / "results.json"
+    try:
+        results = json.loads(path.read_text())
+        state = json.loads((out_dir / CHECKPOINT_DIR / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    complete = isinstance(results, dict) and isinstance(state, dict) and results.get("status") == "completed"
+    return path if complete and results.get("mlflow_run_id") == state.get("mlflow_run_id") else None
+
+
 def resume_config(out_dir: Path, given: dict[str, Any]) -> RunConfig:
     """The checkpointed run's config with the options ``given`` now; refused if they
     change what the run computes (anything outside ``RESUME_FREE_KEYS``)."""

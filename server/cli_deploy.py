@@ -7,7 +7,7 @@ from pathlib import Path
 
 from relatlas.api import Results
 from relatlas.server.cli_report import print_report
-from relatlas.server.cli_run import add_config_options, config_from_args, refuse_bad_input
+from relatlas.server.cli_run import add_config_options, already_complete, config_from_args, refuse_bad_input
 from relatlas.server.config import ConfigError
 from relatlas.server.credentials import DEFAULT_HOSTS, generate_credentials
 from relatlas.server.deployment import DeploymentError, LocalDeployment
@@ -38,6 +38,8 @@ def _deploy_run(args: argparse.Namespace) -> int:
     """Submit a run to the local federation; paths are resolved here, not where the SuperLink runs."""
     deployment = _deployment(args)
     config = config_from_args(args)
+    if already_complete(config):
+        return 0
     recorded = deployment.recorded()
     if config.num_clients != recorded["supernodes"]:
         raise ConfigError(f"num-clients is {config.num_clients}, but the federation has {recorded['supernodes']} SuperNodes")

@@ -58,6 +58,16 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig.from_mapping(given)
 
 
+def already_complete(config: RunConfig) -> bool:
+    """Whether ``--resume`` names a run that completed; if so, say so in one line: there is nothing to do."""
+    from relatlas.server.checkpoint import completed_results
+
+    done = completed_results(Path(config.resume)) if config.resume else None
+    if done is not None:
+        print(f"the run in {config.resume} is already complete; results in {done}")
+    return done is not None
+
+
 def refuse_bad_input(config: RunConfig) -> None:
     """Check the outputs, load the data and make the split (and class schedule)
     before Ray starts; a bad place, dataset or size fails here in one line. Later
@@ -84,6 +94,8 @@ def _run(args: argparse.Namespace) -> int:
     from relatlas.server.cli_report import print_report, print_run_failure
 
     config = config_from_args(args)
+    if already_complete(config):
+        return 0
     refuse_bad_input(config)
     try:
         results = run(config)

@@ -3,6 +3,7 @@ and resumed ends with the results of a run never killed, in the same MLflow run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import mlflow
 import psutil
 import pytest
 
+import relatlas
 from relatlas.server.checkpoint import CHECKPOINT_DIR, STATE_FILE, Checkpoint
 from relatlas.server.cli import main
 from relatlas.server.config import RunConfig
@@ -120,15 +122,23 @@ def test_a_client_that_missed_a_round_rejoins_in_the_next(tmp_path):
     assert [f["reason"] for f in results["failures"]] == ["client failed: RuntimeError: partition 2 is away in round 1"]
 
 
-def test_resuming_with_a_changed_config_is_refused_in_one_line(tmp_path, capsys):
-    config = RunConfig.from_mapping(
-        OPTIONS | {"rounds": 2, "out-dir": str(tmp_path / "run"), "tracking-uri": f"sqlite:///{tmp_path}/m.db"}
-    )
+def test_resuming_a_completed_run_does_nothing_and_with_a_changed_config_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    config = RunConfig.from_mapping(OPTIONS | {"rounds": 2, "out-dir": str(run), "tracking-uri": f"sqlite:///{tmp_path}/m.db"})
     run_simulation(config)
-    assert main(["run", "--resume", str(tmp_path / "run"), "--epochs", "3"]) == 2
+    assert main(["run", "--resume", str(run), "--epochs", "3"]) == 2
     assert "resume refused: the config differs from the checkpointed run's (epochs 1 -> 3)" in capsys.readouterr().err
     assert main(["run", "--resume", str(tmp_path / "nowhere")]) == 2
     assert "holds no checkpoint" in capsys.readouterr().err
+
+    finished = (run / "results.json").read_bytes()
+    assert main(["run", "--resume", str(run)]) == 0  # before: trained every round again
+    assert capsys.readouterr().out == f"the run in {run} is already complete; results in {run / 'results.json'}\n"
+    resumed = relatlas.run(dataclasses.replace(config, resume=str(run)))
+    assert resumed.completed and resumed.raw == json.loads(finished)
+    assert (run / "results.json").read_bytes() == finished  # nothing ran, nothing was rewritten
+    client = mlflow.MlflowClient(config.tracking_uri)
+    assert len(client.search_runs([client.get_experiment_by_name("relatlas").experiment_id])) == 1
 
 
 def test_a_resumed_continual_run_keeps_its_client_runs_and_replay_buffers(tmp_path):
