@@ -8,12 +8,15 @@ does: no existing path, link or not, is ever opened for writing) and 0600 from t
 start, then renamed over the target (a rename replaces a link, never its target).
 Folders are created 0700; an existing one is used only if it is a real folder of
 this user that nobody else may write to (a folder others may write to lets them
-swap what is inside for links).
+swap what is inside for links; group-writable is allowed only for the user's own
+private group).
 """
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -50,7 +53,7 @@ def private_dir(path: Path, trusted: Path | None = None) -> Path:
 
 def check_private_dir(path: Path) -> None:
     """Refuse ``path`` unless it is a real folder (not a link), owned by this user, that
-    neither its group nor others may write to."""
+    no other user may write to (through its group or as anyone)."""
     try:
         info = os.lstat(path)
     except OSError as err:
@@ -61,9 +64,20 @@ def check_private_dir(path: Path) -> None:
         raise UnsafePathError(f"refusing folder {path}: it is not a folder")
     if info.st_uid != os.geteuid():
         raise UnsafePathError(f"refusing folder {path}: it belongs to user {info.st_uid}, not to this user")
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and _group_has_others(info.st_gid)):
         mode = stat.S_IMODE(info.st_mode)
         raise UnsafePathError(f"refusing folder {path}: others may write to it (mode {mode:o}); chmod go-w it or use another")
+
+
+def _group_has_others(gid: int) -> bool:
+    """Whether group ``gid`` may hold users besides this one: any group but the user's
+    private group (named as the user, no listed members), which a umask of 002 makes
+    every folder of the user writable to."""
+    try:
+        group, user = grp.getgrgid(gid), pwd.getpwuid(os.geteuid())
+    except KeyError:
+        return True
+    return not (gid == os.getegid() and group.gr_name == user.pw_name and not group.gr_mem)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ files 0600, and clients creating the same state folder at once all succeed."""
 
 from __future__ import annotations
 
+import grp
 import os
 import stat
 import threading
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from relatlas.clients.checkpoint import client_state_dir, load_client_state, save_client_state
-from relatlas.safe_files import UnsafePathError, atomic_write, private_dir
+from relatlas.safe_files import UnsafePathError, _group_has_others, atomic_write, check_private_dir, private_dir
 from relatlas.server.checkpoint import Checkpoint
 from relatlas.server.config import RunConfig
 from relatlas.server.plots import plot_accuracies
@@ -138,3 +139,19 @@ def test_clients_creating_the_same_state_folders_at_once_all_succeed(tmp_path):
     run = client_state_dir({}, "0123456789abcdef", 0).parent
     assert sorted(p.name for p in run.iterdir()) == [f"partition-{p}" for p in range(clients)]
     assert {_mode(folder) for folder in (run, run.parent, *run.iterdir())} == {0o700}
+
+
+def test_a_group_writable_folder_is_refused_unless_the_group_is_the_users_own(tmp_path):
+    """With a umask of 002 every folder is group-writable, for the user's private group only."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    folder.chmod(0o770)
+    if _group_has_others(os.getegid()):
+        with pytest.raises(UnsafePathError, match="others may write to it \\(mode 770\\)"):
+            check_private_dir(folder)
+    else:
+        check_private_dir(folder)
+    if os.geteuid() == 0:  # root may hand the folder to a group of other users
+        os.chown(folder, -1, grp.getgrnam("daemon").gr_gid)
+        with pytest.raises(UnsafePathError, match="others may write to it \\(mode 770\\)"):
+            check_private_dir(folder)
