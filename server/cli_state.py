@@ -21,6 +21,9 @@ def _state_clear(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     runs = sorted(path.name for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
     for run in runs:
-        shutil.rmtree(root / run)
+        if (root / run).is_symlink():
+            (root / run).unlink()  # a planted link: removed, its target left alone
+        else:
+            shutil.rmtree(root / run)
     print(f"removed the client state of {len(runs)} runs from {root}")
     return 0

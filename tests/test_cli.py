@@ -74,10 +74,13 @@ def test_state_clear_removes_every_run_folder_and_keeps_the_root(tmp_path):
     for run in ("0123456789abcdef", "fedcba9876543210"):
         (tmp_path / run / "partition-0").mkdir(parents=True)
         (tmp_path / run / "partition-0" / "round-1.pt").write_bytes(b"state")
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "abcdef0123456789").symlink_to(elsewhere)  # planted: the link goes, its target stays
     command = [sys.executable, "-m", "relatlas.server.cli", "state", "clear", "--dir", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout.strip() == f"removed the client state of 2 runs from {tmp_path}"
-    assert tmp_path.is_dir() and not any(tmp_path.iterdir())
+    assert done.returncode == 0 and done.stdout.strip() == f"removed the client state of 3 runs from {tmp_path}"
+    assert tmp_path.is_dir() and not any(tmp_path.iterdir()) and elsewhere.is_dir()
 
 
 def test_every_run_option_has_a_description_and_its_allowed_values():

@@ -8,16 +8,19 @@ import grp
 import os
 import stat
 import threading
+from pathlib import Path
 
 import pytest
 import torch
 
 from relatlas.clients.checkpoint import client_state_dir, load_client_state, save_client_state
 from relatlas.safe_files import UnsafePathError, _group_has_others, atomic_write, check_private_dir, private_dir
-from relatlas.server.checkpoint import Checkpoint
+from relatlas.server.checkpoint import Checkpoint, config_hash
 from relatlas.server.config import RunConfig
 from relatlas.server.plots import plot_accuracies
+from relatlas.server.simulation import run_simulation
 from relatlas.server.tracking import check_outputs, use_tracking, write_results
+from tests.conftest import read_results, small_run_config
 from tests.test_checkpoint import _checkpoint
 
 VICTIM = b"the victim's own bytes"
@@ -155,3 +158,26 @@ def test_a_group_writable_folder_is_refused_unless_the_group_is_the_users_own(tm
         os.chown(folder, -1, grp.getgrnam("daemon").gr_gid)
         with pytest.raises(UnsafePathError, match="others may write to it \\(mode 770\\)"):
             check_private_dir(folder)
+
+
+@pytest.mark.faults
+def test_a_run_with_planted_links_writes_through_none_and_keeps_its_outputs_private(tmp_path, victim):
+    config = small_run_config(tmp_path, rounds=2, epochs=1, **{"probe-epochs": 5, "client-scores": False})
+    out = Path(config.out_dir)
+    (out / "checkpoint").mkdir(parents=True, mode=0o700)
+    for name in ("results.json.partial", "checkpoint/state.json.partial", "checkpoint/tensors-1.pt.partial"):
+        (out / name).symlink_to(victim)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    linked = client_state_dir({}, config_hash(config), 1)
+    linked.parent.mkdir(parents=True, mode=0o700)
+    linked.symlink_to(elsewhere)  # partition 1's folder: its saves are refused, it fails round 1
+
+    run_simulation(config)
+    results = read_results(config)
+    assert results["status"] == "completed" and victim.read_bytes() == VICTIM and list(elsewhere.iterdir()) == []
+    assert [f["round"] for f in results["failures"]] == [1] and results["rounds"][0]["client_partitions"] == [0, 2]
+    assert f"refusing folder {linked}: it is a symbolic link" in results["failures"][0]["reason"]
+    for file in ("results.json", "spaces.png", "checkpoint/state.json", "checkpoint/tensors-2.pt"):
+        assert _mode(out / file) == 0o600 and not (out / file).is_symlink(), file
+    assert _mode(tmp_path / "mlflow.db") == 0o600
