@@ -30,6 +30,7 @@ from relatlas.clients.models import build_classifier
 from relatlas.clients.training import derive_seed
 from relatlas.encoder_spec import EncoderSpec
 from relatlas.registries import REGULARIZERS
+from relatlas.safe_files import private_dir
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.plots import plot_accuracy_curves, plot_accuracy_matrix
 
@@ -124,8 +125,7 @@ def run_centralised(config: RunConfig, parent_run_id: str) -> dict[str, Any]:
         rows.append(result.head_accuracy)
         seconds += result.train_seconds
     summary = summarize(rows, config.experiences) | {"train_seconds": seconds}
-    out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = private_dir(Path(config.out_dir))
     for plot, name in ((plot_accuracy_matrix, "accuracy_matrix"), (plot_accuracy_curves, "accuracy_curves")):
         logger.log_artifact(plot(summary["accuracy_matrix"], "single learner", out_dir / f"{name}.png"))
     logger.log_single_metric("average_accuracy", summary["average_accuracy"], config.experiences)

@@ -38,6 +38,7 @@ from relatlas.benchmarks.splits import plan_for
 from relatlas.benchmarks.startup import startup_figures
 from relatlas.clients.models import build_classifier
 from relatlas.clients.training import predict, train_like_client
+from relatlas.safe_files import private_dir, write_text_atomic
 from relatlas.server.config import RunConfig
 from relatlas.server.tracking import use_tracking
 
@@ -236,8 +237,7 @@ def perf_table(perf: dict[str, Any]) -> str:
 def run_perf(config: PerfConfig) -> dict[str, Any]:
     """Measure the chosen sections one after another (timings need the machine to
     themselves); ``perf.json`` and ``table.md`` are rewritten after each."""
-    out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = private_dir(Path(config.out_dir))
     sections = {
         "kernels": kernel_figures, "overhead": overhead_figures, "scale": scale_figures, "payload": payload_figures,
         "startup": lambda config: startup_figures(config.startup_samples),
@@ -249,8 +249,8 @@ def run_perf(config: PerfConfig) -> dict[str, Any]:
         for name in config.sections:
             print(f"perf: {name}", flush=True)
             perf[name] = sections[name](config)
-            (out_dir / "perf.json").write_text(json.dumps(perf, indent=2))
-            (out_dir / "table.md").write_text(perf_table(perf) + "\n")
+            write_text_atomic(out_dir / "perf.json", json.dumps(perf, indent=2))
+            write_text_atomic(out_dir / "table.md", perf_table(perf) + "\n")
         timed = ("kernels", "overhead", "startup")
         scalars = {k: v for section in timed for k, v in perf.get(section, {}).items() if isinstance(v, float)}
         mlflow.log_metrics(scalars)

@@ -48,6 +48,7 @@ from relatlas.benchmarks.sweep import SweepResources, Trial, run_trials
 from relatlas.clients.encoders import takes_cnn
 from relatlas.clients.models import Classifier, build_classifier
 from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
+from relatlas.safe_files import private_dir, write_text_atomic
 from relatlas.server.config import ConfigError
 from relatlas.server.tracking import use_tracking
 
@@ -263,8 +264,7 @@ def run_stitching_suite(suite: StitchingSuiteConfig, resources: SweepResources) 
     to the suite's MLflow run. Without two trained encoders there is nothing to measure."""
     started = time.perf_counter()
     data = suite.load()
-    out_dir = Path(suite.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = private_dir(Path(suite.out_dir))
     with suite_run(f"bench-stitching-{suite.dataset}", dataclasses.asdict(suite), suite.tracking_uri, suite.experiment) as run:
         trained = run_trials(suite.trials(data), run, resources, lambda record: None)
         completed = [r for r in trained if r["status"] == "completed"]
@@ -281,8 +281,8 @@ def run_stitching_suite(suite: StitchingSuiteConfig, resources: SweepResources) 
             results["summary"] = stitching_summary(results["stitching"])
             mlflow.log_metrics(_flat_metrics(results))
         results |= {"wall_seconds": time.perf_counter() - started, "mlflow_run_id": run}
-        (out_dir / "stitching.json").write_text(json.dumps(results, indent=2))
-        (out_dir / "table.md").write_text(stitching_tables(results) + "\n")
+        write_text_atomic(out_dir / "stitching.json", json.dumps(results, indent=2))
+        write_text_atomic(out_dir / "table.md", stitching_tables(results) + "\n")
         for name in ("stitching.json", "table.md"):
             mlflow.log_artifact(str(out_dir / name))
     print(stitching_tables(results))

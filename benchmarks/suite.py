@@ -15,6 +15,7 @@ from typing import Any
 import mlflow
 
 from relatlas.benchmarks.sweep import SweepResources, Trial, run_trials
+from relatlas.safe_files import private_dir, write_text_atomic
 from relatlas.server.tracking import use_tracking
 
 
@@ -55,9 +56,9 @@ def suite_run(name: str, params: Mapping[str, Any], tracking_uri: str, experimen
 
 def save_records(out_dir: Path, records: Sequence[Mapping[str, Any]], tables: str) -> None:
     """Rewrite ``suite.json`` and ``table.md`` (call after every trial)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "suite.json").write_text(json.dumps(list(records), indent=2))
-    (out_dir / "table.md").write_text(tables + "\n")
+    private_dir(out_dir)
+    write_text_atomic(out_dir / "suite.json", json.dumps(list(records), indent=2))
+    write_text_atomic(out_dir / "table.md", tables + "\n")
 
 
 def failures_note(records: Sequence[Mapping[str, Any]]) -> str:

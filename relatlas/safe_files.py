@@ -30,7 +30,7 @@ PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 
 
 class UnsafePathError(ConfigError):
-    """A folder to write in that is a link, not a folder, someone else's, or writable by others; one line."""
+    """A folder to write in that cannot be made, is a link, not a folder, someone else's, or writable by others; one line."""
 
 
 def private_dir(path: Path, trusted: Path | None = None) -> Path:
@@ -45,6 +45,8 @@ def private_dir(path: Path, trusted: Path | None = None) -> Path:
                 os.mkdir(folder, PRIVATE_DIR)
             except FileExistsError:
                 pass  # another process made it first: checked below like any existing folder
+            except OSError as err:
+                raise UnsafePathError(f"folder {folder} cannot be created: {err.strerror or err}") from None
     chain = [path, *path.parents]
     for folder in chain[: chain.index(Path(trusted)) + 1 if trusted is not None else 1]:
         check_private_dir(folder)

@@ -181,3 +181,9 @@ def test_a_run_with_planted_links_writes_through_none_and_keeps_its_outputs_priv
     for file in ("results.json", "spaces.png", "checkpoint/state.json", "checkpoint/tensors-2.pt"):
         assert _mode(out / file) == 0o600 and not (out / file).is_symlink(), file
     assert _mode(tmp_path / "mlflow.db") == 0o600
+
+
+def test_a_folder_that_cannot_be_created_is_named_in_one_line(tmp_path):
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(UnsafePathError, match=f"folder {tmp_path / 'file' / 'out'} cannot be created: Not a directory"):
+        private_dir(tmp_path / "file" / "out")
