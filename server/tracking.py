@@ -16,6 +16,7 @@ from typing import Any
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from relatlas.library_noise import quiet_library_noise
 from relatlas.safe_files import check_private_dir, create_private_file, private_dir, write_text_atomic
 from relatlas.server.checkpoint import CHECKPOINT_DIR
 from relatlas.server.config import ConfigError, RunConfig
@@ -48,6 +49,7 @@ def use_tracking(tracking_uri: str, experiment: str) -> None:
     """Point MLflow at the store and the experiment. A new experiment in a SQLite
     store keeps its artifacts beside the database file (``mlartifacts/``), not in
     ``./mlruns`` of wherever the process happens to run."""
+    quiet_library_noise()  # SQLAlchemy's deprecation, raised as MLflow's store loads below
     mlflow.set_tracking_uri(tracking_uri)
     store = Path(tracking_uri.removeprefix("sqlite:///"))
     if tracking_uri.startswith("sqlite:///") and store.parent.is_dir():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = {"registry", "registries", "plugins", "sections", "encoder_spec", "safe_files"}
+CORE = {"registry", "registries", "plugins", "sections", "encoder_spec", "library_noise", "safe_files"}
 DATA = {"datasets", "splits", "streams", "casper", "balanced_reservoir", "rehearsal", "continual_metrics", "mlflow_logger"}
 FOLDERS = ("aggregation", "benchmarks", "clients", "server", "relatlas")
 
