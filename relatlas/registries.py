@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from relatlas.registry import Registry
 
-# Encoders: ``(input_shape, embedding_dim, **options) -> nn.Module``, the embedder a client trains.
+# Encoders: ``(input_shape, embedding_dim, **options) -> nn.Module``, the embedder a client trains; the module
+# maps a batch ``[B, *input_shape]`` to a finite ``[B, embedding_dim]`` (checked on one batch before a run starts).
 ENCODERS: Registry = Registry("encoder", {
     "auto": "relatlas.clients.encoders:auto",
     "mlp": "relatlas.clients.encoders:mlp",
@@ -30,7 +31,8 @@ DATASETS: Registry = Registry("dataset", {
     "npz": "relatlas.benchmarks.datasets:npz",
 })  # fmt: skip
 
-# Similarities: a ``Similarity``, how a sample is compared with the anchors (``aggregation/similarities.py``).
+# Similarities: a ``Similarity``, how a sample is compared with the anchors (``aggregation/similarities.py``):
+# ``[n, d]`` rows against ``[m, d]`` anchors give ``[n, m]``.
 SIMILARITIES: Registry = Registry("similarity", {
     "cosine": "relatlas.aggregation.similarities:cosine",
     "euclidean": "relatlas.aggregation.similarities:euclidean",
@@ -39,6 +41,7 @@ SIMILARITIES: Registry = Registry("similarity", {
 })  # fmt: skip
 
 # Aggregations: an ``Aggregation`` (the similarities clients send, and the merge); ``register_aggregation`` builds one.
+# A merge takes each client's ``similarity -> [N, m]`` (one client or more, masks or none) and returns a finite ``[N, D]``.
 AGGREGATIONS: Registry = Registry("aggregation", {
     "mean": "relatlas.aggregation.aggregators:mean",
     "product": "relatlas.aggregation.aggregators:product",
