@@ -188,6 +188,15 @@ def test_a_similarity_of_the_wrong_shape_is_refused_naming_it(scratch, block_ele
         relative_projection(torch.randn(7, 3), torch.randn(4, 3), "transposed", block_elements=block_elements)
 
 
+def test_relatlas_run_refuses_a_similarity_of_the_wrong_shape_before_ray_starts(scratch, tmp_path):
+    SIMILARITIES.register("transposed", Similarity(lambda a: a, lambda x, a: (x @ a.T).T, (-1e9, 1e9)))
+    register_aggregation("transposed-mean", ("transposed",))(lambda spaces, weights, masks: spaces[0]["transposed"])
+    config = RunConfig(aggregation="transposed-mean", out_dir=str(tmp_path / "out"), tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    with pytest.raises(ConfigError, match=r"^aggregation transposed-mean: similarity 'transposed' returned \[2, 3\] for 3 rows"):
+        run(config)
+    assert not ray.is_initialized() and not (tmp_path / "out").exists()
+
+
 def _run_plugin(env: dict[str, str], tmp_path: Path, **settings) -> tuple[subprocess.CompletedProcess, dict]:
     """``relatlas.run(RunConfig(plugins=...))``, as docs/howto/encoder.md shows it, of a
     small digits federation with the plug-in, in a fresh process."""
