@@ -13,8 +13,8 @@ from relatlas.benchmarks.continual_suite import SuiteConfig, run_suite
 from relatlas.benchmarks.perf import SECTIONS, PerfConfig, run_perf
 from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
 from relatlas.benchmarks.sweep import SweepResources
-from relatlas.server.cli_run import refuse_bad_input
 from relatlas.server.config import ConfigError, RunConfig
+from relatlas.server.preflight import refuse_bad_input
 
 
 def _resources(args: argparse.Namespace) -> SweepResources:
