@@ -109,8 +109,8 @@ class StitchingSuiteConfig:
         return load_dataset(self.dataset, self.data_root or None, self.seed)
 
     def encoders(self, data: Dataset) -> list[tuple[str, int]]:
-        """(kind, seed) of every encoder, CNNs first (they take longest); CNNs only on images."""
-        cnns = [("cnn", s) for s in self.cnn_seeds] if takes_cnn(data.input_shape) else []
+        """(kind, seed) of every encoder, CNNs first (they take longest); CNNs only on images (``skipped``)."""
+        cnns = [] if self.skipped(data) else [("cnn", s) for s in self.cnn_seeds]
         encoders = cnns + [("mlp", s) for s in self.seeds]
         if len(encoders) < 2:
             raise ConfigError(
@@ -118,6 +118,13 @@ class StitchingSuiteConfig:
                 f"inputs here are {data.input_shape})"
             )
         return encoders
+
+    def skipped(self, data: Dataset) -> list[str]:
+        """The configured encoders that cannot take the data, each with why: the table says so."""
+        if takes_cnn(data.input_shape):
+            return []
+        why = f"the cnn needs [C, H, W] images with H = W >= 28, inputs here are {data.input_shape}"
+        return [f"cnn-seed{seed}: {why}" for seed in self.cnn_seeds]
 
     def selection(self, data: Dataset) -> Selection:
         """The seeded rows; more anchors than training rows are refused."""
@@ -227,7 +234,8 @@ def _markdown(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def stitching_tables(results: Mapping[str, Any]) -> str:
     """Markdown: the encoders; every (encoder, head) pair by space; own against cross
-    accuracy by space; similarity by space and architecture pair; translation by method and K."""
+    accuracy by space; similarity by space and architecture pair; translation by method and K;
+    the encoders skipped and why; the trials that failed."""
     trained = [(e["encoder"], e["train_accuracy"], e["train_seconds"]) for e in results["encoders"] if e["status"] == "completed"]
     parts = [_markdown(("encoder", "train accuracy", "train s"), trained)]
     if "summary" in results:
@@ -243,7 +251,8 @@ def stitching_tables(results: Mapping[str, Any]) -> str:
                    "target accuracy": "target_accuracy", "stitched (MLP probe)": "probe_stitched_accuracy",
                    "target (MLP probe)": "probe_target_accuracy"}  # fmt: skip
         parts.append(grouped_table(results["translation"], ("method", "anchors"), columns, count="pairs"))
-    return "\n\n".join(part for part in (*parts, failures_note(results["failures"])) if part)
+    skipped = "\n".join(f"- skipped: {line}" for line in results["skipped"])
+    return "\n\n".join(part for part in (*parts, skipped, failures_note(results["failures"])) if part)
 
 
 def _flat_metrics(results: Mapping[str, Any]) -> dict[str, float]:
@@ -271,6 +280,7 @@ def run_stitching_suite(suite: StitchingSuiteConfig, resources: SweepResources) 
         measured = run_trials(suite.target_trials(completed), run, resources, lambda record: None) if len(completed) > 1 else []
         results: dict[str, Any] = {"dataset": suite.dataset, "config": dataclasses.asdict(suite)}
         results["encoders"] = [{k: v for k, v in r.items() if k != "weights"} for r in trained]
+        results["skipped"] = suite.skipped(data)
         results["trials"] = [{k: r[k] for k in ("trial", "status", "started", "finished")} for r in [*trained, *measured]]
         results["failures"] = [r for r in [*trained, *measured] if r["status"] == "failed"]  # their records hold no weights
         names = [r["encoder"] for r in completed]

@@ -73,7 +73,10 @@ def _bench_stitching(args: argparse.Namespace) -> int:
         translation_anchors=tuple(args.translation_anchors), out_dir=args.out, tracking_uri=args.tracking_uri,
         experiment=args.experiment,
     )  # fmt: skip
-    resources, trials = _resources(args), suite.trials(suite.load())  # bad data or sizes fail here, before Ray starts
+    data = suite.load()
+    resources, trials = _resources(args), suite.trials(data)  # bad data or sizes fail here, before Ray starts
+    for line in suite.skipped(data):
+        print(f"relatlas bench stitching: skipped {line}", flush=True)
     print(f"relatlas bench stitching: {len(trials)} encoders, results in {suite.out_dir}/table.md", flush=True)
     return 0 if "summary" in run_stitching_suite(suite, resources) else 1
 
