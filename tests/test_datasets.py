@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from torch import nn
 
-from relatlas.benchmarks.datasets import DEBIAN_FASHION_MNIST, Dataset, DatasetError, digits, load_dataset, stratified_split
+from relatlas.benchmarks.datasets import (
+    DEBIAN_FASHION_MNIST,
+    Dataset,
+    DatasetError,
+    digits,
+    load_dataset,
+    read_idx,
+    stratified_split,
+)
 from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, stitching_tables
 from relatlas.clients.models import build_classifier, check_encoders
 from relatlas.registries import DATASETS
@@ -80,6 +88,17 @@ def test_fashion_mnist_from_the_debian_package():
     data = load_dataset("fashion-mnist")
     assert data.x_train.shape == (60000, 1, 28, 28) and data.x_test.shape == (10000, 1, 28, 28)
     assert np.bincount(data.y_test).tolist() == [1000] * 10
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+def test_fashion_mnist_as_an_npz_of_uint8_images_without_channels_loads_as_the_built_in(tmp_path):
+    files = {"X": "train-images-idx3", "y": "train-labels-idx1", "X_test": "t10k-images-idx3", "y_test": "t10k-labels-idx1"}
+    arrays = {key: read_idx(DEBIAN_FASHION_MNIST / f"{name}-ubyte.gz") for key, name in files.items()}
+    assert arrays["X"].shape == (60000, 28, 28) and arrays["X"].dtype == np.uint8
+    np.savez(tmp_path / "fmnist.npz", **arrays)
+    mine, built_in = load_dataset(f"npz:{tmp_path / 'fmnist.npz'}"), load_dataset("fashion-mnist")
+    for part in ("x_train", "y_train", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(mine, part), getattr(built_in, part))
 
 
 X, Y = np.random.default_rng(0).random((12, 5)).astype(np.float32), np.arange(12) % 3
