@@ -132,16 +132,31 @@ def test_npz_labels_off_by_one_are_refused_like_a_loader_s(tmp_path):
         load_dataset(f"npz:{tmp_path / 'one.npz'}")
 
 
-def test_integer_images_are_scaled_to_unit_range_and_said_so_once(register, caplog, monkeypatch):
-    monkeypatch.setattr(logging.getLogger("relatlas"), "propagate", True)  # the CLI's console handler stops it
+class Messages(logging.Handler):
+    """What a logger says, whatever other handlers the session has put on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_integer_images_are_scaled_to_unit_range_and_said_so_once(register, caplog):
     caplog.set_level(logging.INFO, logger="relatlas")
+    said = Messages()
+    logging.getLogger("relatlas").addHandler(said)
     raw = np.random.default_rng(0).integers(0, 256, size=(12, 6, 6)).astype(np.uint8)
     raw[0, 0, 0] = 255
     register(raw, Y, raw[:6], Y[:6])
-    data, again = load_dataset("mine"), load_dataset("mine")
+    try:
+        data, again = load_dataset("mine"), load_dataset("mine")
+    finally:
+        logging.getLogger("relatlas").removeHandler(said)
     assert data is again and data.x_train.dtype == np.float32 and data.x_train.max() == 1.0
     np.testing.assert_array_equal(data.x_test[:, 0], (raw[:6] / 255.0).astype(np.float32))
-    assert [r.getMessage() for r in caplog.records] == ["dataset 'mine': uint8 inputs scaled to [0, 1] (divided by 255)"]
+    assert said.lines == ["dataset 'mine': uint8 inputs scaled to [0, 1] (divided by 255)"]
 
 
 def test_float_inputs_are_used_as_given(register):
