@@ -1,6 +1,9 @@
 """CaSpeR (Frascaroli et al.): a Laplacian spectral regulariser for rehearsal,
 as the reference code (Mammoth) computes it. Steps follow ALGORITHMS.md section 6.
 
+Sampler: graph batches come from a class-balanced reservoir of the plugin's own
+(``balanced_reservoir.py``, Mammoth's "balancoir"), fed with every training batch.
+
 Graph: the binary symmetric k-NN graph of the latent features (i~j if either is
 among the other's ``k`` nearest, squared Euclidean distance). A hard top-k has
 no gradient, so, like the reference, the adjacency is ``hard + (w - w.detach())``:
@@ -18,14 +21,15 @@ components scores ``l_{p+1} - l_{p+2}``; one of ``p + 1`` components scores
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 from torch import Tensor, nn
 
-from relatlas.benchmarks.rehearsal import buffer_arrays, replay_storage
+from relatlas.benchmarks.balanced_reservoir import BalancedReservoir
+from relatlas.benchmarks.rehearsal import replay_storage
 
 LOG1MEXP_GUARD = 1e-7  # bounds log1mexp's backward pass where its derivative diverges, as the reference does
 
@@ -100,39 +104,15 @@ def casper_loss(features: Tensor, p: int, k: int) -> Tensor:
     return spectral_gap_loss(torch.linalg.eigvalsh(laplacian), p).to(features.dtype)
 
 
-def distinct_union(first: tuple[Tensor, Tensor], second: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-    """(inputs, labels) of both, each distinct input once, in order of first
-    appearance: Replay's and DER's minibatches already hold buffer samples."""
-    x, y = torch.cat([first[0], second[0]]), torch.cat([first[1], second[1]])
-    _, inverse = torch.unique(x.flatten(1), dim=0, return_inverse=True)
-    positions = torch.arange(len(x), device=x.device)
-    firsts = torch.full((int(inverse.max()) + 1,), len(x), device=x.device).scatter_reduce(0, inverse, positions, "amin")
-    keep = firsts.sort().values
-    return x[keep], y[keep]
-
-
-def balanced_batch(labels: Tensor, classes: int, size: int, generator: torch.Generator) -> tuple[Tensor, int]:
-    """Row indices of ``size // c`` samples (or all there are) from each of ``c``
-    random classes present in ``labels``, ``c = min(classes, present)``; returns
-    (rows, c). Draws from ``generator`` only."""
-    present = labels.unique().cpu()
-    chosen = present[torch.randperm(len(present), generator=generator)[:classes]]
-    per_class = size // len(chosen)
-    rows = []
-    for cls in chosen:
-        members = (labels == cls).nonzero().squeeze(1).cpu()
-        rows.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
-    return torch.cat(rows).to(labels.device), len(chosen)
-
-
 def embedder_features(model: nn.Module, x: Tensor) -> Tensor:
     """The latent space of the project's ``Classifier``: its embedder's output."""
     return model.embedder(x)
 
 
-def experience_classes(strategy: SupervisedTemplate) -> int:
-    """How many classes the experience being trained holds (the reference's classes per task)."""
-    return len(strategy.experience.dataset.targets.uniques)
+def row_keys(inputs: Tensor) -> list[int]:
+    """One hash per input, equal for equal inputs: tells an experience's own
+    samples from the buffer samples Replay mixes into its minibatches."""
+    return [hash(row.tobytes()) for row in inputs.detach().flatten(1).cpu().numpy()]
 
 
 class CasperError(RuntimeError):
@@ -142,69 +122,126 @@ class CasperError(RuntimeError):
 class CaSpeRPlugin(SupervisedPlugin):
     """Adds ``rho * casper_loss`` to the training loss from the second experience on.
 
-    Each training step draws a class-balanced graph batch from the union of the
-    replay buffer (a snapshot taken when the experience starts) and the current
-    minibatch, so the classes being learned are in the graph, as in the reference,
-    whose buffer takes in every training batch.
+    As the reference (Mammoth's ``CasperModel``) does, the plugin keeps a
+    class-balanced reservoir (``BalancedReservoir``) as large as the strategy's
+    replay buffer, offers it every training batch's samples of the experience being
+    trained (not the buffer samples Replay mixes in), from the first experience on,
+    and draws each graph batch from it: ``batch`` samples balanced over ``p``
+    classes, or the whole reservoir when ``batch`` equals its capacity. Two
+    differences: Mammoth's strategies rehearse from that same buffer, while
+    Avalanche's keep their own beside it; and here a batch goes in before the
+    draw (ALGORITHMS.md section 6), so the classes being learned are in the graph
+    from the first step, where the reference inserts it after its update.
 
     Parameters
     ----------
     rho
-        Weight of the loss (0.01 in the reference code); 0 computes and draws nothing.
+        Weight of the loss (0.01 in the reference code); 0 keeps, draws and computes nothing.
     classes
-        ``p``: classes per graph batch (fewer if fewer are present); 0: as many
-        as the experience being trained holds.
+        ``p``, the classes per task of the stream: one number for every
+        experience, or one per experience (a stream whose experiences differ). The
+        loss uses it even when fewer classes could be drawn, as the reference does.
     batch
         Samples per graph batch; 0: the strategy's training minibatch size.
     k
         Neighbours in the graph (10 in the reference code).
     seed
-        Seeds the plugin's own generator, so that no other random stream moves.
+        Seeds the plugin's own generator, used for every insertion and draw, so
+        that switching CaSpeR on moves no other random stream.
     features
         Maps (model, inputs) to the latent features to regularise.
+    augment
+        The transform training batches get, applied to each graph batch as the
+        reference augments its buffer draws. relatlas's streams do not augment,
+        hence none by default.
     """
 
     def __init__(
         self,
         rho: float = 0.01,
-        classes: int = 0,
+        classes: int | Sequence[int] = (),
         batch: int = 0,
         k: int = 10,
         *,
         seed: int = 0,
         features: Callable[[nn.Module, Tensor], Tensor] = embedder_features,
+        augment: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
-        if rho < 0 or classes < 0 or batch < 0 or k < 1:
-            raise ValueError(f"CaSpeR needs rho >= 0, classes >= 0, batch >= 0, k >= 1; got {rho}, {classes}, {batch}, {k}")
-        self.rho, self.classes, self.batch, self.k, self.features = rho, classes, batch, k, features
+        per_experience = [classes] if isinstance(classes, int) else list(classes)
+        if rho < 0 or batch < 0 or k < 1 or not per_experience or min(per_experience) < 1:
+            raise ValueError(
+                f"CaSpeR needs rho >= 0, classes >= 1 (or one per experience), batch >= 0, k >= 1; "
+                f"got {rho}, {classes}, {batch}, {k}"
+            )
+        self.rho, self.classes, self.batch, self.k = rho, classes, batch, k
+        self.features, self.augment = features, augment
         self.generator = torch.Generator().manual_seed(seed)
         self.last_loss = 0.0
-        self._buffer: tuple[Tensor, Tensor] | None = None
+        self.reservoir: BalancedReservoir | None = None
+        self._experience_keys: set[int] = set()
+
+    def classes_for(self, experience: int) -> int:
+        """``p`` for the experience with index ``experience``."""
+        if isinstance(self.classes, int):
+            return self.classes
+        if experience >= len(self.classes):
+            raise CasperError(f"CaSpeR was given classes for {len(self.classes)} experiences; experience {experience} has none")
+        return self.classes[experience]
+
+    def memory_state(self) -> dict[str, Tensor]:
+        """The reservoir as plain tensors, saved beside the strategy's buffer between rounds."""
+        return {} if self.reservoir is None else self.reservoir.state()
+
+    def load_memory_state(self, state: Mapping[str, Tensor]) -> None:
+        self.reservoir = BalancedReservoir.from_state(state)
 
     def before_training(self, strategy: SupervisedTemplate, **kwargs) -> None:
-        if replay_storage(strategy) is None:
+        storage = replay_storage(strategy)
+        if storage is None:
             raise CasperError(
-                f"CaSpeR draws its graph batches from a replay buffer, and {type(strategy).__name__} has none: "
-                "use Replay, ER_ACE or DER (or add a ReplayPlugin)"
+                f"CaSpeR is a regulariser for rehearsal, its memory as large as the replay buffer, and "
+                f"{type(strategy).__name__} has none: use Replay, ER_ACE or DER (or add a ReplayPlugin)"
             )
+        if self.reservoir is None:
+            self.reservoir = BalancedReservoir(storage.max_size)
+        if self.reservoir.inputs is not None:
+            self.reservoir.inputs = self.reservoir.inputs.to(strategy.device)
 
     def before_training_exp(self, strategy: SupervisedTemplate, **kwargs) -> None:
-        """Snapshot the buffer once: it changes only between experiences (ER_ACE
-        updates it just before this hook, Replay and DER just after training)."""
-        self._buffer = None
-        if self.rho > 0 and strategy.experience.current_experience > 0:
-            stored = buffer_arrays(replay_storage(strategy).buffer)
-            self._buffer = None if stored is None else (stored[0].to(strategy.device), stored[1].to(strategy.device))
+        """Check the graph batch can hold the loss, and learn which inputs are the experience's own."""
+        if self.rho == 0:
+            return
+        p, size = self.classes_for(strategy.experience.current_experience), self._size(strategy)
+        if not self.k < size >= p + 2:
+            raise CasperError(f"a CaSpeR graph batch of {size} needs more than k={self.k} samples and at least p + 2 = {p + 2}")
+        dataset = strategy.experience.dataset
+        self._experience_keys = set(row_keys(torch.stack([dataset[i][0] for i in range(len(dataset))])))
+
+    def before_training_iteration(self, strategy: SupervisedTemplate, **kwargs) -> None:
+        """Offer the reservoir this minibatch's samples of the experience (before the draw)."""
+        if self.rho == 0:
+            return
+        own = torch.tensor([key in self._experience_keys for key in row_keys(strategy.mb_x)], device=strategy.mb_x.device)
+        self.reservoir.add(strategy.mb_x[own], strategy.mb_y[own], self.generator)
 
     def before_backward(self, strategy: SupervisedTemplate, **kwargs) -> None:
-        if self._buffer is None:
+        if self.rho == 0 or strategy.experience.current_experience == 0:
             return
-        x, y = distinct_union(self._buffer, (strategy.mb_x, strategy.mb_y))
-        classes = self.classes or experience_classes(strategy)
-        rows, drawn = balanced_batch(y, classes, self.batch or strategy.train_mb_size, self.generator)
-        if len(rows) <= self.k or len(rows) < drawn + 2:  # too few points for the graph or the eigenvalues
+        p, size = self.classes_for(strategy.experience.current_experience), self._size(strategy)
+        reservoir = self.reservoir
+        if size == reservoir.capacity:
+            rows = torch.arange(len(reservoir))
+        else:
+            rows = reservoir.draw(size, p, self.generator)
+        if len(rows) <= self.k or len(rows) < p + 2:  # too few held yet for the graph or the eigenvalues
             return
-        loss = casper_loss(self.features(strategy.model, x[rows]), drawn, self.k)
+        inputs = reservoir.inputs[rows.to(reservoir.inputs.device)]
+        if self.augment is not None:
+            inputs = self.augment(inputs)
+        loss = casper_loss(self.features(strategy.model, inputs), p, self.k)
         self.last_loss = float(loss.detach())
         strategy.loss = strategy.loss + self.rho * loss
+
+    def _size(self, strategy: SupervisedTemplate) -> int:
+        return self.batch or strategy.train_mb_size

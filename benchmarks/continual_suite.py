@@ -117,7 +117,7 @@ def run_centralised(config: RunConfig, parent_run_id: str) -> dict[str, Any]:
     model = build_classifier(data.input_shape, data.num_classes, embedding_dim=config.embedding_dim, encoder=encoder, seed=seed)
     logger = MLflowLogger.nested(parent_run_id, Path(config.out_dir).name)
     logger.log_params(config.to_mapping())
-    strategy = build_strategy(model, ContinualConfig.from_sections(config, config), seed=seed, loggers=[logger])
+    strategy = build_strategy(model, ContinualConfig.from_sections(config, config, schedule), seed=seed, loggers=[logger])
     rows, seconds = [], 0.0
     for index in range(config.experiences):
         result = train_experience(strategy, benchmark, index, derive_seed(config.seed, CENTRAL_ID, index + 1))

@@ -2,12 +2,15 @@
 as plain tensors: nothing a client reads back from its state runs code.
 
 ``Replay`` keeps it in a ``ReplayPlugin``, ``ER_ACE`` and ``DER`` on the strategy
-itself; ``Naive`` has none.
+itself; ``Naive`` has none. A plugin may keep a memory of its own (CaSpeR's
+balanced reservoir): one with ``memory_state`` and ``load_memory_state`` is saved
+and restored beside the buffer, under its class name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 import torch
 from avalanche.benchmarks.utils import _make_taskaware_classification_dataset, make_avalanche_dataset
@@ -20,6 +23,20 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 LOGITS_ITEM = 3  # a DER buffer item: (input, label, task label, logits)
+
+
+@runtime_checkable
+class KeepsMemory(Protocol):
+    """A plugin whose samples must outlive the strategy, as the replay buffer does."""
+
+    def memory_state(self) -> dict[str, Tensor]: ...
+
+    def load_memory_state(self, state: Mapping[str, Tensor]) -> None: ...
+
+
+def _memory_plugins(strategy: SupervisedTemplate) -> dict[str, KeepsMemory]:
+    """The strategy's plugins with a memory of their own, by the prefix of their saved keys."""
+    return {f"{type(plugin).__name__}/": plugin for plugin in strategy.plugins if isinstance(plugin, KeepsMemory)}
 
 
 def _buffer_owner(strategy: SupervisedTemplate) -> object | None:
@@ -46,11 +63,14 @@ def save_buffer(strategy: SupervisedTemplate) -> dict[str, Tensor]:
     """The storage policy as plain tensors (empty if none), which ``torch.load(...,
     weights_only=True)`` and Flower's ``ArrayRecord`` carry without pickle: per
     group, in order, its key, capacity, reservoir weights, inputs, labels and (DER)
-    logits; and the policy's own counters."""
+    logits; and the policy's own counters; then each plugin's own memory."""
+    plugins = _memory_plugins(strategy).items()
+    memories = {prefix + key: value for prefix, plugin in plugins for key, value in plugin.memory_state().items()}
     storage = replay_storage(strategy)
     if storage is None:
-        return {}
-    state = {"max-size": torch.tensor(storage.max_size), "groups": torch.tensor(list(storage.buffer_groups), dtype=torch.long)}
+        return memories
+    groups = torch.tensor(list(storage.buffer_groups), dtype=torch.long)
+    state = memories | {"max-size": torch.tensor(storage.max_size), "groups": groups}
     if hasattr(storage, "_num_exps"):
         state["num-experiences"] = torch.tensor(storage._num_exps)
     if hasattr(storage, "seen_classes"):
@@ -83,8 +103,12 @@ def _group(state: Mapping[str, Tensor], i: int) -> ReservoirSamplingBuffer:
 
 
 def restore_buffer(strategy: SupervisedTemplate, state: Mapping[str, Tensor]) -> None:
-    """Put a storage policy saved by ``save_buffer`` back where the strategy looks for it."""
-    if not state:
+    """Put a storage policy saved by ``save_buffer`` back where the strategy looks for it, and each plugin's own memory."""
+    for prefix, plugin in _memory_plugins(strategy).items():
+        memory = {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+        if memory:
+            plugin.load_memory_state(memory)
+    if "max-size" not in state:
         return
     storage = replay_storage(strategy)
     if storage is None:

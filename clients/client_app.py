@@ -30,11 +30,14 @@ from relatlas.clients.payload import add_gaussian_noise, payload_codec
 from relatlas.clients.task import Task, plugins_of
 from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
 from relatlas.encoder_spec import EncoderSpec
+from relatlas.library_noise import quiet_actor_shutdown, quiet_library_noise
 from relatlas.plugins import load_plugins, parse_plugins
 from relatlas.registries import ANCHOR_MODES
 
 MODEL_STATE, BUFFER_STATE, METRICS_STATE = "model", "replay-buffer", "train-metrics"
 NOISE_STREAM = 20_000  # seed stream of the payload noise, apart from training's
+
+quiet_actor_shutdown()  # a simulation's actors import this module; Flower's shutdown line is not the user's business
 
 app = ClientApp()
 
@@ -194,17 +197,18 @@ def _train_static(model: Classifier, task: Task, x: np.ndarray, y: np.ndarray, s
 
 def _train_continual(model: Classifier, task: Task, local: np.ndarray, context: Context, seed: int) -> dict:
     """Round r trains on experience r - 1 of this client's stream with the Avalanche
-    strategy, its replay buffer carried over in ``context.state``."""
+    strategy, its replay buffer (and CaSpeR's reservoir) carried over in ``context.state``."""
     # Avalanche takes seconds to import, in every client process; static runs never need it
+    quiet_library_noise()  # before Avalanche's first import here, after Flower's (relatlas/library_noise.py)
     from relatlas.benchmarks.rehearsal import restore_buffer, save_buffer
     from relatlas.benchmarks.streams import DatasetRef, class_schedule, client_stream
     from relatlas.clients.continual import build_strategy, train_experience
     from relatlas.clients.continual_config import ContinualConfig
 
-    config = ContinualConfig.from_sections(task.model, task.continual)
     stream, run_seed = task.continual.stream, task.runtime.seed
     ref = DatasetRef(task.data.dataset, task.data.data_root, run_seed)
     schedule = class_schedule(ref.load().num_classes, task.continual.experiences, stream, run_seed)
+    config = ContinualConfig.from_sections(task.model, task.continual, schedule)
     benchmark = client_stream(ref, local, schedule, stream, run_seed)
     strategy = build_strategy(model, config, seed=seed)
     if BUFFER_STATE in context.state:

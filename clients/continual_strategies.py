@@ -31,7 +31,8 @@ def naive(model: nn.Module, optimizer: torch.optim.Optimizer, config: ContinualC
 
 
 def replay(model: nn.Module, optimizer: torch.optim.Optimizer, config: ContinualConfig, **common: Any) -> SupervisedTemplate:
-    """Experience replay from a class-balanced buffer of ``config.buffer`` samples."""
+    """Experience replay from Avalanche's experience-balanced buffer of ``config.buffer``
+    samples: an equal share per experience seen, a reservoir sample within each."""
     return Replay(model=model, optimizer=optimizer, mem_size=config.buffer, **common)
 
 
@@ -50,6 +51,14 @@ def no_regularizer(config: ContinualConfig, *, seed: int) -> list[SupervisedPlug
 
 
 def casper(config: ContinualConfig, *, seed: int) -> list[SupervisedPlugin]:
-    """CaSpeR's spectral loss on the replay buffer (``benchmarks/casper.py``)."""
+    """CaSpeR's spectral loss on graph batches from a class-balanced reservoir of its
+    own (``benchmarks/casper.py``); ``p`` is ``config.casper_classes``, or if 0 the
+    classes the stream gives each experience."""
     seed = derive_seed(seed, CASPER_STREAM)
-    return [CaSpeRPlugin(config.casper_rho, config.casper_classes, config.casper_batch, config.casper_k, seed=seed)]
+    classes = config.casper_classes or config.experience_classes
+    if not classes:
+        raise ValueError(
+            "regularizer casper needs its p: set casper_classes, or the stream's experience_classes "
+            "(ContinualConfig.from_sections(model, continual, schedule) fills them)"
+        )
+    return [CaSpeRPlugin(config.casper_rho, classes, config.casper_batch, config.casper_k, seed=seed)]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from relatlas.library_noise import quiet_library_noise
 from relatlas.plugins import load_plugins, parse_plugins
 from relatlas.server.config import RunConfig
 
@@ -32,17 +33,28 @@ class Results:
     baseline and per-round metric the run recorded.
     """
 
-    status: str  # completed, failed or interrupted
+    status: str
+    """``completed``, ``failed`` or ``interrupted``."""
     config: RunConfig
-    merged_accuracy: float | None  # the label-free merge's probe accuracy, last round
-    client_accuracy: tuple[float, ...]  # each client's own space, last round
-    rounds: tuple[dict[str, Any], ...]  # every round's metrics, in order
-    failures: tuple[dict[str, Any], ...]  # clients that failed or were dropped, per round
+    """The run's configuration, as it ran."""
+    merged_accuracy: float | None
+    """The label-free merge's probe accuracy, last round; ``None`` if no round finished."""
+    client_accuracy: tuple[float, ...]
+    """Each client's own space's probe accuracy, last round (empty with ``client-scores`` off)."""
+    rounds: tuple[dict[str, Any], ...]
+    """Every round's metrics, in order."""
+    failures: tuple[dict[str, Any], ...]
+    """The clients that failed or were dropped, per round, with the reason."""
     mlflow_run_id: str
+    """The MLflow run that holds the same metrics, the config as params and the figures."""
     wall_seconds: float
+    """The run's duration."""
     out_dir: Path
-    error: str | None  # why the run stopped, unless it completed
+    """The folder of ``results.json`` and the figures."""
+    error: str | None
+    """Why the run stopped, unless it completed."""
     raw: Mapping[str, Any]
+    """The whole ``results.json``: every baseline and per-round metric the run recorded."""
 
     @property
     def completed(self) -> bool:
@@ -85,6 +97,7 @@ def run(config: RunConfig | Mapping[str, Any]) -> Results:
     """
     config = as_config(config)
     load_plugins(parse_plugins(config.plugins))
+    quiet_library_noise()  # before the run's libraries load (relatlas/library_noise.py)
     from relatlas.server.simulation import run_simulation  # Ray, Flower and torch: only when a run starts
 
     run_simulation(config)

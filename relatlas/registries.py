@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from relatlas.registry import Registry
 
-# Encoders: ``(input_shape, embedding_dim, **options) -> nn.Module``, the embedder a client trains.
 ENCODERS: Registry = Registry("encoder", {
     "auto": "relatlas.clients.encoders:auto",
     "mlp": "relatlas.clients.encoders:mlp",
@@ -20,8 +19,9 @@ ENCODERS: Registry = Registry("encoder", {
     "resnet8": "relatlas.clients.encoders:resnet8",
     "resnet20": "relatlas.clients.encoders:resnet20",
 })  # fmt: skip
+"""Encoders: ``(input_shape, embedding_dim, **options) -> nn.Module``, the embedder a client trains
+(shapes: the docs' Plug-in contract)."""
 
-# Datasets: ``(argument, *, root, seed) -> Dataset``; ``npz:PATH`` passes PATH as the argument.
 DATASETS: Registry = Registry("dataset", {
     "digits": "relatlas.benchmarks.datasets:digits",
     "fashion-mnist": "relatlas.benchmarks.datasets:fashion_mnist",
@@ -29,16 +29,16 @@ DATASETS: Registry = Registry("dataset", {
     "cifar10": "relatlas.benchmarks.datasets:cifar10",
     "npz": "relatlas.benchmarks.datasets:npz",
 })  # fmt: skip
+"""Datasets: ``(argument, *, root, seed) -> Dataset``; ``npz:PATH`` passes PATH as the argument."""
 
-# Similarities: a ``Similarity``, how a sample is compared with the anchors (``aggregation/similarities.py``).
 SIMILARITIES: Registry = Registry("similarity", {
     "cosine": "relatlas.aggregation.similarities:cosine",
     "euclidean": "relatlas.aggregation.similarities:euclidean",
     "l1": "relatlas.aggregation.similarities:l1",
     "linf": "relatlas.aggregation.similarities:linf",
 })  # fmt: skip
+"""Similarities: a ``Similarity``, how a sample is compared with the anchors (``aggregation/similarities.py``)."""
 
-# Aggregations: an ``Aggregation`` (the similarities clients send, and the merge); ``register_aggregation`` builds one.
 AGGREGATIONS: Registry = Registry("aggregation", {
     "mean": "relatlas.aggregation.aggregators:mean",
     "product": "relatlas.aggregation.aggregators:product",
@@ -46,53 +46,54 @@ AGGREGATIONS: Registry = Registry("aggregation", {
     "median": "relatlas.aggregation.aggregators:median",
     "trimmed-mean": "relatlas.aggregation.aggregators:trimmed_mean",
 })  # fmt: skip
+"""Aggregations: an ``Aggregation`` (the similarities clients send, and the merge); ``register_aggregation`` builds one."""
 
-# Translations between two clients' absolute spaces, fitted on seed pairs:
-# ``(samples, own_seeds, reference_seeds) -> Tensor``, the samples in the reference's space.
 TRANSLATIONS: Registry = Registry("translation", {
     "procrustes": "relatlas.aggregation.translation:translate_by_procrustes",
     "inversion": "relatlas.aggregation.translation:translate_by_inversion",
 })  # fmt: skip
+"""Translations between two clients' absolute spaces, fitted on seed pairs:
+``(samples, own_seeds, reference_seeds) -> Tensor``, the samples in the reference's space."""
 
-# Anchor modes: a server half and a client half each (``relatlas.clients.anchor_modes.AnchorMode``).
 ANCHOR_MODES: Registry = Registry("anchor mode", {
     "shared": "relatlas.clients.anchor_mode_shared:shared",
     "class-matched": "relatlas.clients.anchor_mode_class_matched:class_matched",
     "bootstrapped": "relatlas.clients.anchor_mode_bootstrapped:bootstrapped",
     "translated": "relatlas.clients.anchor_mode_translated:translated",
 })  # fmt: skip
+"""Anchor modes: a server half and a client half each (``relatlas.clients.anchor_modes.AnchorMode``)."""
 
-# Payload codecs: ``(argument) -> PayloadCodec`` (``clients/payload.py``); ``topk:K:P`` passes ``K:P``.
 PAYLOADS: Registry = Registry("payload", {
     "fp32": "relatlas.clients.payload:fp32",
     "fp16": "relatlas.clients.payload:fp16",
     "topk": "relatlas.clients.payload:topk",
 })  # fmt: skip
+"""Payload codecs: ``(argument) -> PayloadCodec`` (``clients/payload.py``); ``topk:K:P`` passes ``K:P``."""
 
-# Federated splits of a dataset's classes and samples over the clients: a ``Split`` (``benchmarks/splits.py``).
 SPLITS: Registry = Registry("split", {
     "shared-classes": "relatlas.benchmarks.splits:shared_classes",
     "same-classes": "relatlas.benchmarks.splits:same_classes",
     "disjoint-classes": "relatlas.benchmarks.splits:disjoint_classes",
     "dirichlet": "relatlas.benchmarks.splits:dirichlet",
 })  # fmt: skip
+"""Federated splits of a dataset's classes and samples over the clients: a ``Split`` (``benchmarks/splits.py``)."""
 
-# Continual streams: how a dataset becomes a sequence of experiences: a ``Stream`` (``benchmarks/streams.py``).
 STREAMS: Registry = Registry("stream", {
     "class-incremental": "relatlas.benchmarks.streams:class_incremental",
     "new-instances": "relatlas.benchmarks.streams:new_instances",
 })  # fmt: skip
+"""Continual streams: how a dataset becomes a sequence of experiences: a ``Stream`` (``benchmarks/streams.py``)."""
 
-# Continual strategies: ``(model, optimizer, config, **common) -> avalanche SupervisedTemplate``.
 STRATEGIES: Registry = Registry("continual strategy", {
     "naive": "relatlas.clients.continual_strategies:naive",
     "replay": "relatlas.clients.continual_strategies:replay",
     "er-ace": "relatlas.clients.continual_strategies:er_ace",
     "der": "relatlas.clients.continual_strategies:der",
 })  # fmt: skip
+"""Continual strategies: ``(model, optimizer, config, **common) -> avalanche SupervisedTemplate``."""
 
-# Continual regularisers: ``(config, *, seed) -> list of avalanche plugins``.
 REGULARIZERS: Registry = Registry("regularizer", {
     "none": "relatlas.clients.continual_strategies:no_regularizer",
     "casper": "relatlas.clients.continual_strategies:casper",
 })  # fmt: skip
+"""Continual regularisers: ``(config, *, seed) -> list of avalanche plugins``."""

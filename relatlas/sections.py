@@ -172,7 +172,7 @@ class ContinualSection(Section):
     regularizer: str = "none"
     buffer: int = 200
     casper_rho: float = 0.01
-    casper_classes: int = 0  # 0: the classes of the experience being trained
+    casper_classes: int = 0  # 0: the classes the stream gives each experience (its classes per task)
     casper_batch: int = 0  # 0: batch-size
     casper_k: int = 10
 

@@ -133,7 +133,7 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     continual.add_argument("--regularizers", nargs="+", default=list(defaults.regularizers))
     continual.add_argument("--encoder", default=defaults.encoder, help=f"as run --encoder (default: {defaults.encoder})")
     continual.add_argument("--casper-rho", type=float, default=defaults.casper_rho)
-    continual.add_argument("--casper-classes", type=int, default=defaults.casper_classes, help="0: classes per experience")
+    continual.add_argument("--casper-classes", type=int, default=defaults.casper_classes, help="0: the stream's classes per task")
     continual.add_argument("--casper-batch", type=int, default=defaults.casper_batch, help="0: the training batch size")
     continual.add_argument("--casper-k", type=int, default=defaults.casper_k)
     _add_sweep_options(continual, defaults)

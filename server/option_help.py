@@ -47,7 +47,7 @@ HELP = {
     "regularizer": "CaSpeR spectral regulariser, or none",
     "buffer": "replay memory per client, in samples",
     "casper-rho": "weight of the CaSpeR loss",
-    "casper-classes": "CaSpeR's p (0: the classes of the experience)",
+    "casper-classes": "CaSpeR's p (0: the stream's classes per experience)",
     "casper-batch": "CaSpeR graph batch size (0: batch-size)",
     "casper-k": "neighbours of CaSpeR's k-NN graph",
     "simulation-baselines": "also compute the centralised and concatenated-absolute references",

@@ -21,6 +21,7 @@ from flwr.simulation.run_simulation import _run_simulation
 from flwr.supercore.telemetry import EventType
 
 from relatlas.clients.client_app import app as default_client_app
+from relatlas.library_noise import quiet_library_noise
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.interruption import on_signals
 from relatlas.server.server_app import app as default_server_app
@@ -47,9 +48,14 @@ def check_client_resources(num_cpus: float, num_gpus: float, nodes: Sequence[Map
 
 def init_ray(address: str, **sizes: int) -> None:
     """``ray.init`` as relatlas uses it: quiet, no dashboard, and workers that
-    import what this process imports (as Flower's own Ray start does)."""
+    import what this process imports (as Flower's own Ray start does) and start
+    with the libraries' noise quieted (``relatlas/library_noise.py``)."""
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # Ray's coming default; silences its warning
-    env = {"env_vars": {"PYTHONPATH": os.pathsep.join([*sys.path, os.environ.get("PYTHONPATH", "")])}}
+    quiet_library_noise()  # after this module's Flower imports, which turn every DeprecationWarning on
+    env = {
+        "env_vars": {"PYTHONPATH": os.pathsep.join([*sys.path, os.environ.get("PYTHONPATH", "")])},
+        "worker_process_setup_hook": quiet_library_noise,
+    }
     ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, runtime_env=env, **sizes)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from relatlas.library_noise import quiet_library_noise
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.interruption import Interrupted
 
@@ -46,6 +47,7 @@ def use_tracking(tracking_uri: str, experiment: str) -> None:
     """Point MLflow at the store and the experiment. A new experiment in a SQLite
     store keeps its artifacts beside the database file (``mlartifacts/``), not in
     ``./mlruns`` of wherever the process happens to run."""
+    quiet_library_noise()  # SQLAlchemy's deprecation, raised as MLflow's store loads below
     mlflow.set_tracking_uri(tracking_uri)
     if tracking_uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(experiment) is None:
         folder = Path(tracking_uri.removeprefix("sqlite:///")).absolute().parent / "mlartifacts"

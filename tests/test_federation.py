@@ -150,7 +150,7 @@ def test_too_few_clients_stops_with_a_clear_error_and_keeps_the_record(tmp_path)
     assert mlflow.MlflowClient(config.tracking_uri).get_run(results["mlflow_run_id"]).info.status == "FAILED"
 
 
-def test_two_experience_continual_federation_writes_complete_results(tmp_path):
+def test_two_experience_continual_federation_writes_complete_results(tmp_path, capfd):
     config = small_run_config(
         tmp_path,
         scenario="continual", experiences=2, split="same-classes", strategy="replay", regularizer="casper", buffer=60,
@@ -181,6 +181,8 @@ def test_two_experience_continual_federation_writes_complete_results(tmp_path):
     assert {"accuracy_matrix.png", "accuracy_curves.png"} <= {
         a.path.split("_", 1)[1] for a in client.list_artifacts(child.info.run_id)
     }
+    printed = "".join(capfd.readouterr())  # the Ray workers' output, forwarded here (relatlas/library_noise.py)
+    assert [noise for noise in ("JAXopt", "SADeprecationWarning", "Manually terminating") if noise in printed] == []
 
 
 def test_casper_with_rho_zero_changes_nothing(tmp_path):

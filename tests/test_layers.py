@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = {"registry", "registries", "plugins", "sections", "encoder_spec"}
-DATA = {"datasets", "splits", "streams", "casper", "rehearsal", "continual_metrics", "mlflow_logger"}
+CORE = {"registry", "registries", "plugins", "sections", "encoder_spec", "library_noise"}
+DATA = {"datasets", "splits", "streams", "casper", "balanced_reservoir", "rehearsal", "continual_metrics", "mlflow_logger"}
 FOLDERS = ("aggregation", "benchmarks", "clients", "server", "relatlas")
 
 

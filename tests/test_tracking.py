@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import mlflow
 
@@ -29,3 +30,13 @@ def test_a_new_experiment_keeps_its_artifacts_beside_the_sqlite_store(tmp_path, 
         mlflow.log_text("x", "note.txt")
     assert (tmp_path / "store" / "mlartifacts").is_dir() and not (tmp_path / "elsewhere" / "mlruns").exists()
     assert run.info.artifact_uri.startswith((tmp_path / "store" / "mlartifacts").as_uri())
+
+
+def test_the_default_store_and_its_artifacts_are_ignored_by_git():
+    """``make demo`` runs in the checkout: the default store (``sqlite:///mlflow.db``)
+    and the artifacts kept beside it must not show as untracked files."""
+    from relatlas.server.config import RunConfig
+
+    assert RunConfig().tracking_uri == "sqlite:///mlflow.db"
+    ignored = (Path(__file__).resolve().parent.parent / ".gitignore").read_text().split()
+    assert "mlflow.db" in ignored and "mlartifacts/" in ignored
