@@ -69,11 +69,14 @@ def _bench_anchors(args: argparse.Namespace) -> int:
 def _bench_stitching(args: argparse.Namespace) -> int:
     suite = StitchingSuiteConfig(
         dataset=args.dataset, data_root=args.data_root, seeds=tuple(args.seeds), cnn_seeds=tuple(args.cnn_seeds),
-        epochs=args.epochs, train_samples=args.train_samples, anchors=args.anchors,
+        epochs=args.epochs, training=args.training, train_samples=args.train_samples, anchors=args.anchors,
         translation_anchors=tuple(args.translation_anchors), out_dir=args.out, tracking_uri=args.tracking_uri,
         experiment=args.experiment,
     )  # fmt: skip
-    resources, trials = _resources(args), suite.trials(suite.load())  # bad data or sizes fail here, before Ray starts
+    data = suite.load()
+    resources, trials = _resources(args), suite.trials(data)  # bad data or sizes fail here, before Ray starts
+    for line in suite.skipped(data):
+        print(f"relatlas bench stitching: skipped {line}", flush=True)
     print(f"relatlas bench stitching: {len(trials)} encoders, results in {suite.out_dir}/table.md", flush=True)
     return 0 if "summary" in run_stitching_suite(suite, resources) else 1
 
@@ -153,6 +156,9 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     stitching.add_argument("--cnn-seeds", nargs="*", type=int, default=list(defaults.cnn_seeds), help="CNNs (--seeds: MLPs)")
     stitching.add_argument("--train-samples", type=int, default=defaults.train_samples, help="training subset (0: all)")
     stitching.add_argument("--anchors", type=int, default=defaults.anchors)
+    stitching.add_argument(
+        "--training", default=defaults.training, help="absolute: heads fitted afterwards; relative: the paper's relative training"
+    )
     stitching.add_argument("--translation-anchors", nargs="+", type=int, default=list(defaults.translation_anchors))
     stitching.add_argument("--experiment", default=defaults.experiment)
     _add_sweep_options(stitching, defaults)

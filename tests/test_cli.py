@@ -29,7 +29,7 @@ from relatlas.server.option_help import HELP
         (["--out", "/proc/relatlas"], "out-dir /proc/relatlas cannot be written: /proc: "),
         (["--tracking-uri", "http://127.0.0.1:1"], "tracking server http://127.0.0.1:1 cannot be reached"),
         (["--tracking-uri", "sqlite:////nonexistent/m.db"], "its folder /nonexistent is missing or cannot be written"),
-        (["--dataset", "npz:gaps.npz"], "labels must be 0..C-1 with every class in y; found 3 classes (3, 7, 9)"),
+        (["--dataset", "npz:gaps.npz"], "labels must be 0..C-1 with every class in y_train; found 3 classes (3, 7, 9)"),
         (["--dataset", "npz:one-per-class.npz"], "asked for 64 anchors but only 4 samples"),
         (["--plugins", "no_such_plugin"], "plugin module 'no_such_plugin' could not be imported: ModuleNotFoundError"),
         (["--encoder", "wide-mlp"], "encoder: unknown encoder 'wide-mlp' in 'wide-mlp'; registered: auto, mlp, cnn"),
@@ -39,7 +39,7 @@ from relatlas.server.option_help import HELP
 )
 def test_bad_input_exits_with_one_line_before_anything_starts(tmp_path, args, message):
     np.savez(tmp_path / "gaps.npz", X=np.random.rand(300, 8), y=np.repeat([3, 7, 9], 100))
-    np.savez(tmp_path / "one-per-class.npz", X=np.random.rand(10, 8), y=np.arange(10))
+    np.savez(tmp_path / "one-per-class.npz", X=np.random.rand(20, 8), y=np.arange(20) % 10)  # 1 per class in training
     done = subprocess.run(
         [sys.executable, "-m", "relatlas.server.cli", "run", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
