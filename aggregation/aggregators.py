@@ -95,6 +95,12 @@ def _product(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, mas
     return product_merge(merged, combine=combine)
 
 
+def product_of_invariances(combine: Combine) -> Aggregation:
+    """A product aggregation that joins its normalised subspaces with ``combine``
+    (``concat_merge``, ``sum_merge``, or a user's, e.g. a learned combination)."""
+    return Aggregation(PRODUCT_SIMILARITIES, partial(_product, combine=combine))
+
+
 def _concat(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None) -> Tensor:
     """The cosine spaces side by side (baseline; weights and masks do not apply)."""
     return concat_merge([space["cosine"] for space in spaces])
@@ -112,8 +118,8 @@ def _trimmed_mean(spaces: Sequence[ClientSpace], weights: Sequence[float] | None
 
 # The built-ins, registered by path in ``relatlas.registries``.
 mean = Aggregation(COSINE, _mean)
-product = Aggregation(PRODUCT_SIMILARITIES, partial(_product, combine=concat_merge))
-product_sum = Aggregation(PRODUCT_SIMILARITIES, partial(_product, combine=sum_merge))
+product = product_of_invariances(concat_merge)
+product_sum = product_of_invariances(sum_merge)
 concat = Aggregation(COSINE, _concat)
 median = Aggregation(COSINE, _median)
 trimmed_mean = Aggregation(COSINE, _trimmed_mean)

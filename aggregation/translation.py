@@ -11,14 +11,21 @@
   digits MLP spaces), so a plain solve blows the small mismatch between two
   encoders' relative vectors up along the weak directions. The solve is
   therefore a Tikhonov inverse: with the SVD ``U S V^T`` of the unit anchors,
-  filter factors ``s / (s^2 + (ridge * s_max)^2)``; ``ridge`` (default
-  ``RIDGE`` = 0.1) is the strength relative to the largest singular value, and
-  0 is the plain minimum-norm least-squares solve. Any number of anchors works;
-  with fewer than the target's dimension the result lies in their span.
+  filter factors ``s / (s^2 + (ridge * s_max)^2)``; ``ridge`` is the strength
+  relative to the largest singular value, and 0 is the plain minimum-norm
+  least-squares solve. How much damping a pair of encoders needs depends on how
+  far their relative vectors disagree, so by default the ridge is chosen from the
+  anchors themselves: generalised cross-validation (GCV, Golub, Heath and Wahba
+  1979), a rotation-invariant leave-one-anchor-out, of the solve that takes the
+  source anchors' own relative vectors back to the target anchors, over the log
+  grid ``RIDGES``. A number fixes it instead (0.1 was the fixed value before).
+  Any number of anchors works; with fewer than the target's dimension the result
+  lies in their span.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +34,8 @@ from torch import Tensor
 
 from relatlas.aggregation.projection import relative_projection
 
-RIDGE = 0.1  # Tikhonov strength of inverse relative projection, relative to the largest singular value
+# GCV's candidate Tikhonov strengths of inverse relative projection, relative to the largest singular value
+RIDGES = tuple(float(r) for r in torch.logspace(-4, 0, 33, dtype=torch.float64))
 
 
 @dataclass(frozen=True)
@@ -88,20 +96,56 @@ def translate_by_procrustes(x: Tensor, source_anchors: Tensor, target_anchors: T
     return ProcrustesTranslation.fit(source_anchors, target_anchors)(x)
 
 
-def inverse_relative_projection(relative: Tensor, target_anchors: Tensor, *, ridge: float = RIDGE) -> Tensor:
+def _unit_svd(anchors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    return torch.linalg.svd(F.normalize(anchors.double(), dim=1), full_matrices=False)
+
+
+def gcv_scores(relative: Tensor, target_anchors: Tensor, ridges: Sequence[float] = RIDGES) -> Tensor:
+    """GCV score of solving ``relative`` [N, m] against the unit ``target_anchors``
+    [m, d] at each ridge: the residual ``||(I - H) r||^2`` summed over the rows, over
+    ``trace(I - H)^2``, with ``H`` the solve's influence matrix; lower predicts a
+    left-out anchor's cosine better."""
+    u, s, _ = _unit_svd(target_anchors)
+    r = relative.double()
+    coefficients = r @ u  # [N, k], the rows in the anchors' left singular basis
+    outside = (r.square().sum() - coefficients.square().sum()).clamp_min(0)  # beyond any solve's reach
+    lam = torch.as_tensor(ridges, dtype=torch.float64)[:, None] * s[0]  # [R, 1]
+    kept = s**2 / (s**2 + lam**2)  # [R, k], the influence matrix's eigenvalues
+    residual = outside + ((1 - kept) ** 2 * coefficients.square().sum(dim=0)).sum(dim=1)
+    return residual / (relative.shape[1] - kept.sum(dim=1)) ** 2
+
+
+def gcv_ridge(relative: Tensor, target_anchors: Tensor, ridges: Sequence[float] = RIDGES) -> float:
+    """The ridge of ``ridges`` with the lowest GCV score (the smallest on a tie)."""
+    return float(ridges[int(gcv_scores(relative, target_anchors, ridges).argmin())])
+
+
+def inverse_relative_projection(relative: Tensor, target_anchors: Tensor, *, ridge: float) -> Tensor:
     """Target-space points whose cosines to ``target_anchors`` [m, d] best match
     ``relative`` [N, m] (Tikhonov-regularised, see the module docstring), rescaled
     to the anchors' mean norm."""
     m = target_anchors.shape[0]
     if relative.shape[1] != m:
         raise ValueError(f"relative vectors have {relative.shape[1]} entries but there are {m} target anchors")
-    u, s, vt = torch.linalg.svd(F.normalize(target_anchors.double(), dim=1), full_matrices=False)
+    if not ridge >= 0:
+        raise ValueError(f"ridge must be a number >= 0, got {ridge}")
+    u, s, vt = _unit_svd(target_anchors)
     filters = s / (s**2 + (ridge * s[0]) ** 2)
     solution = (relative.double() @ u) * filters @ vt
     scale = target_anchors.double().norm(dim=1).mean()
     return (F.normalize(solution, dim=1) * scale).to(relative.dtype)
 
 
-def translate_by_inversion(x: Tensor, source_anchors: Tensor, target_anchors: Tensor, *, ridge: float = RIDGE) -> Tensor:
-    """Source points to the target space through the shared cosine relative space."""
-    return inverse_relative_projection(relative_projection(x, source_anchors, "cosine"), target_anchors, ridge=ridge)
+def anchor_gcv_ridge(source_anchors: Tensor, target_anchors: Tensor) -> float:
+    """The GCV ridge of the paired anchors: the source anchors' relative vectors are
+    solved against the target anchors, whose own they should be."""
+    return gcv_ridge(relative_projection(source_anchors, source_anchors, "cosine"), target_anchors)
+
+
+def translate_by_inversion(x: Tensor, source_anchors: Tensor, target_anchors: Tensor, *, ridge: float | None = None) -> Tensor:
+    """Source points to the target space through the shared cosine relative space;
+    ``ridge`` None chooses it from the anchors (``anchor_gcv_ridge``)."""
+    if len(source_anchors) != len(target_anchors):
+        raise ValueError(f"{len(source_anchors)} source anchors but {len(target_anchors)} target anchors; they must pair up")
+    chosen = anchor_gcv_ridge(source_anchors, target_anchors) if ridge is None else ridge
+    return inverse_relative_projection(relative_projection(x, source_anchors, "cosine"), target_anchors, ridge=chosen)

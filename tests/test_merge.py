@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from relatlas.aggregation.aggregators import PRODUCT_SIMILARITIES, aggregate, required_similarities
+from relatlas.aggregation.aggregators import PRODUCT_SIMILARITIES, aggregate, product_of_invariances, required_similarities
 from relatlas.aggregation.merge import (
     concat_merge,
     mean_merge,
@@ -100,6 +100,13 @@ def test_a_clients_own_product_space_is_normalised_as_the_merge_is(aggregation, 
     space = _client_spaces(1)[0]
     own = product_merge([space[name] for name in PRODUCT_SIMILARITIES], combine=combine)
     torch.testing.assert_close(aggregate(aggregation, [space]), own, atol=1e-5, rtol=0)
+
+
+def test_a_product_with_a_combine_of_ones_own():
+    spaces = _client_spaces(2)
+    largest = product_of_invariances(lambda subspaces: torch.stack(list(subspaces)).amax(dim=0))
+    assert largest.similarities == PRODUCT_SIMILARITIES
+    torch.testing.assert_close(largest.merge(spaces, None, None), aggregate("product", spaces).view(6, 4, 5).amax(dim=1))
 
 
 def test_concat_keeps_every_client():
