@@ -7,7 +7,7 @@ samples, and how well one client's encoder translates into another's.
   federation trains them: held-out test samples embedded by client 1 are
   translated into client 0's space through K seed pairs, then compared with
   client 0's own embeddings (mean cosine, retrieval top-1). Inverse relative
-  projection chooses its ridge by GCV on the K seed pairs (the table's ridge
+  projection chooses its ridge by cross-validation on the K seed pairs (the ridge
   column); ``ridges`` adds a row per fixed ridge, the sweep to check that choice.
 
 Every federation and every translation measurement is an MLflow run nested
@@ -31,7 +31,7 @@ from torch import Tensor
 
 from relatlas.aggregation.bootstrap import bootstrap_anchors, cosine_gram
 from relatlas.aggregation.measures import centred_cosine, matched_cosine, retrieval_top1
-from relatlas.aggregation.translation import anchor_gcv_ridge, translate_by_inversion
+from relatlas.aggregation.translation import cross_validated_ridge, translate_by_inversion
 from relatlas.benchmarks.datasets import Dataset, load_dataset
 from relatlas.benchmarks.splits import FederationPlan, plan_for
 from relatlas.benchmarks.suite import grouped_table, run_sweep
@@ -63,7 +63,7 @@ class AnchorSuiteConfig:
     probe_epochs: int = 30
     held_out: int = 2000  # test samples translated and retrieved among
     translation_pool: int = 128  # public anchors of the translation plan; seeds are its first K, whatever K are asked
-    ridges: tuple[float, ...] = ()  # fixed ridges of inverse relative projection, measured beside its GCV choice
+    ridges: tuple[float, ...] = ()  # fixed ridges of inverse relative projection, measured beside its cross-validated choice
     out_dir: str = "runs/bench-anchors"
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "relatlas-bench"
@@ -138,7 +138,7 @@ def translation_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpu
     for k in suite.translation_counts:
         seed_pairs = seeds_source[:k], seeds_target[:k]
         measured = {method: _quality(method, k, move(source, *seed_pairs), target, seed) for method, move in TRANSLATIONS.items()}
-        measured["inversion"]["ridge"] = anchor_gcv_ridge(*seed_pairs)  # the choice the inversion just made
+        measured["inversion"]["ridge"] = cross_validated_ridge(*seed_pairs)  # the choice the inversion just made
         records += measured.values()
         for ridge in suite.ridges:
             moved = translate_by_inversion(source, *seed_pairs, ridge=ridge)

@@ -147,7 +147,11 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
         "--modes", nargs="*", default=list(defaults.modes), help="federations to run (default: all; none: only the translations)"
     )
     anchors.add_argument(
-        "--ridges", nargs="*", type=float, default=list(defaults.ridges), help="fixed inversion ridges to measure beside GCV's"
+        "--ridges",
+        nargs="*",
+        type=float,
+        default=list(defaults.ridges),
+        help="fixed inversion ridges measured beside the cross-validated one",
     )
     _add_sweep_options(anchors, defaults)
     anchors.set_defaults(handler=_bench_anchors)

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from relatlas.aggregation.translation import (
     RIDGES,
     ProcrustesTranslation,
-    anchor_gcv_ridge,
-    gcv_scores,
+    cross_validated_ridge,
+    held_out_cosines,
     inverse_relative_projection,
     procrustes,
     translate_by_inversion,
@@ -66,14 +66,21 @@ def test_ridge_zero_is_the_plain_least_squares_solve():
         inverse_relative_projection(relative, anchors, ridge=-0.1)
 
 
-def test_gcv_scores_are_the_textbook_formula():
-    relative, anchors = _points(5, 24, 16), _points(24, 8, 17)
-    a = F.normalize(anchors, dim=1)
-    for ridge, score in zip((0.01, 0.3), gcv_scores(relative, anchors, (0.01, 0.3))):
-        lam = ridge * torch.linalg.svdvals(a)[0]
-        influence = a @ torch.linalg.solve(a.T @ a + lam**2 * torch.eye(8, dtype=a.dtype), a.T)
-        residual = (torch.eye(24, dtype=a.dtype) - influence) @ relative.T
-        assert torch.isclose(score, residual.square().sum() / (24 - influence.trace()) ** 2)
+def test_held_out_cosines_translate_each_anchor_through_the_others():
+    source, target = _points(6, 8, 16), _points(6, 8, 17)
+    ridges = (0.01, 0.3)
+    expected = [
+        sum(
+            F.cosine_similarity(
+                translate_by_inversion(source[i : i + 1], source[torch.arange(6) != i], target[torch.arange(6) != i], ridge=r),
+                target[i : i + 1],
+            ).item()
+            for i in range(6)
+        )
+        / 6
+        for r in ridges
+    ]
+    torch.testing.assert_close(held_out_cosines(source, target, ridges, folds=6), torch.tensor(expected, dtype=torch.float64))
 
 
 def _ill_conditioned_pair(noise: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +106,7 @@ def test_regularised_inversion_survives_ill_conditioned_anchors_where_the_plain_
 
 
 @pytest.mark.parametrize(("noise", "bad_ridge"), [(0.002, 0.3), (0.01, 0.001), (0.2, 0.01)])
-def test_the_gcv_ridge_recovers_a_known_map_better_than_a_badly_fixed_one(noise, bad_ridge):
+def test_the_cross_validated_ridge_recovers_a_known_map_better_than_a_badly_fixed_one(noise, bad_ridge):
     source, target = _ill_conditioned_pair(noise)
     singular = torch.linalg.svdvals(F.normalize(target[:16], dim=1))
     assert singular[0] / singular[-1] > 50
@@ -109,8 +116,8 @@ def test_the_gcv_ridge_recovers_a_known_map_better_than_a_badly_fixed_one(noise,
     assert chosen > _recovered(source, target, bad_ridge) + 0.03
 
 
-def test_the_gcv_ridge_grows_with_the_mismatch_between_the_spaces():
-    ridges = [anchor_gcv_ridge(*(space[:16] for space in _ill_conditioned_pair(noise))) for noise in (0.0, 0.01, 0.2)]
+def test_the_cross_validated_ridge_grows_with_the_mismatch_between_the_spaces():
+    ridges = [cross_validated_ridge(*(space[:16] for space in _ill_conditioned_pair(noise))) for noise in (0.0, 0.01, 0.2)]
     assert ridges == sorted(ridges) and ridges[0] < 0.01 < 0.1 < ridges[2] and set(ridges) <= set(RIDGES)
 
 
