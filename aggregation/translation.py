@@ -105,6 +105,11 @@ def _unit_svd(anchors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return torch.linalg.svd(F.normalize(anchors.double(), dim=1), full_matrices=False)
 
 
+def _tikhonov_filters(s: Tensor, ridge: float | Tensor) -> Tensor:
+    """The Tikhonov inverse's filter factors for singular values ``s`` (largest first)."""
+    return s / (s**2 + (ridge * s[0]) ** 2)
+
+
 def held_out_cosines(
     source_anchors: Tensor, target_anchors: Tensor, ridges: Sequence[float] = RIDGES, folds: int = FOLDS
 ) -> Tensor:
@@ -119,7 +124,7 @@ def held_out_cosines(
         held[fold::folds] = True
         u, s, vt = _unit_svd(target_anchors[~held])
         relative = relative_projection(source_anchors[held], source_anchors[~held], "cosine").double()
-        filters = s / (s**2 + (lam * s[0]) ** 2)  # [R, r]
+        filters = _tikhonov_filters(s, lam)  # [R, r]
         moved = ((relative @ u)[None] * filters[:, None]) @ vt  # [R, held, d]
         scores += F.cosine_similarity(moved, target_anchors[held].double()[None], dim=-1).sum(dim=1)
     return scores / k
@@ -143,8 +148,7 @@ def inverse_relative_projection(relative: Tensor, target_anchors: Tensor, *, rid
     if not ridge >= 0:
         raise ValueError(f"ridge must be a number >= 0, got {ridge}")
     u, s, vt = _unit_svd(target_anchors)
-    filters = s / (s**2 + (ridge * s[0]) ** 2)
-    solution = (relative.double() @ u) * filters @ vt
+    solution = (relative.double() @ u) * _tikhonov_filters(s, ridge) @ vt
     scale = target_anchors.double().norm(dim=1).mean()
     return (F.normalize(solution, dim=1) * scale).to(relative.dtype)
 
