@@ -17,11 +17,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor
 
-from relatlas.aggregation.merge import concat_merge, mean_merge, median_merge, product_merge, trimmed_mean_merge
+from relatlas.aggregation.merge import (
+    Combine,
+    concat_merge,
+    mean_merge,
+    median_merge,
+    product_merge,
+    standardize_rows,
+    sum_merge,
+    trimmed_mean_merge,
+)
 from relatlas.registries import AGGREGATIONS
 
 ClientSpace = Mapping[str, Tensor]
@@ -105,10 +115,23 @@ def _mean(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks:
     return mean_merge([space["cosine"] for space in spaces], weights=weights, masks=masks)
 
 
-def _product(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None) -> Tensor:
-    """The mean per similarity, then the product of invariances ("From Bricks to Bridges")."""
-    merged = [mean_merge([space[name] for space in spaces], weights=weights, masks=masks) for name in PRODUCT_SIMILARITIES]
-    return product_merge(merged)
+def _product(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None, *, combine: Combine) -> Tensor:
+    """Product of invariances ("From Bricks to Bridges") across clients: each
+    client's subspace is row-standardised before the mean per similarity, so a
+    client whose encoder spreads distances 10x wider does not outweigh the others
+    (a client's own space, scored alone, is normalised the same way); the means
+    are normalised again and joined by ``combine``."""
+    merged = [
+        mean_merge([standardize_rows(space[name]) for space in spaces], weights=weights, masks=masks)
+        for name in PRODUCT_SIMILARITIES
+    ]
+    return product_merge(merged, combine=combine)
+
+
+def product_of_invariances(combine: Combine) -> Aggregation:
+    """A product aggregation that joins its normalised subspaces with ``combine``
+    (``concat_merge``, ``sum_merge``, or a user's, e.g. a learned combination)."""
+    return Aggregation(PRODUCT_SIMILARITIES, partial(_product, combine=combine))
 
 
 def _concat(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None) -> Tensor:
@@ -128,7 +151,8 @@ def _trimmed_mean(spaces: Sequence[ClientSpace], weights: Sequence[float] | None
 
 # The built-ins, registered by path in ``relatlas.registries``.
 mean = Aggregation(COSINE, _mean)
-product = Aggregation(PRODUCT_SIMILARITIES, _product)
+product = product_of_invariances(concat_merge)
+product_sum = product_of_invariances(sum_merge)
 concat = Aggregation(COSINE, _concat)
 median = Aggregation(COSINE, _median)
 trimmed_mean = Aggregation(COSINE, _trimmed_mean)

@@ -44,6 +44,7 @@ SIMILARITIES: Registry = Registry("similarity", {
 AGGREGATIONS: Registry = Registry("aggregation", {
     "mean": "relatlas.aggregation.aggregators:mean",
     "product": "relatlas.aggregation.aggregators:product",
+    "product-sum": "relatlas.aggregation.aggregators:product_sum",
     "concat": "relatlas.aggregation.aggregators:concat",
     "median": "relatlas.aggregation.aggregators:median",
     "trimmed-mean": "relatlas.aggregation.aggregators:trimmed_mean",

@@ -58,7 +58,7 @@ def _bench_anchors(args: argparse.Namespace) -> int:
     suite = AnchorSuiteConfig(
         dataset=args.dataset, data_root=args.data_root, seed_counts=tuple(args.seed_anchors),
         translation_counts=tuple(args.translation_seed_anchors), seeds=tuple(args.seeds), modes=tuple(args.modes),
-        num_clients=args.clients, epochs=args.epochs, out_dir=args.out, tracking_uri=args.tracking_uri,
+        ridges=tuple(args.ridges), num_clients=args.clients, epochs=args.epochs, out_dir=args.out, tracking_uri=args.tracking_uri,
     )  # fmt: skip
     resources, trials = _resources(args), suite.trials()
     _announce("anchors", [config for _, _, config in suite.run_configs()], len(trials), suite.out_dir)
@@ -146,7 +146,16 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     anchors.add_argument(
         "--translation-seed-anchors", nargs="+", type=int, default=list(defaults.translation_counts), help="K of the translations"
     )
-    anchors.add_argument("--modes", nargs="+", default=list(defaults.modes), help="federations to run (default: all)")
+    anchors.add_argument(
+        "--modes", nargs="*", default=list(defaults.modes), help="federations to run (default: all; none: only the translations)"
+    )
+    anchors.add_argument(
+        "--ridges",
+        nargs="*",
+        type=float,
+        default=list(defaults.ridges),
+        help="fixed inversion ridges measured beside the cross-validated one",
+    )
     _add_sweep_options(anchors, defaults)
     anchors.set_defaults(handler=_bench_anchors)
 
