@@ -2,6 +2,7 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 from torch import nn
 
 from relatlas.benchmarks.datasets import (
@@ -170,7 +171,7 @@ def test_images_without_a_channel_axis_take_the_image_encoders(register):
     register(images, Y, images[:3], Y[:3])
     data = load_dataset("mine")
     assert data.input_shape == (1, 28, 28) and data.x_test.shape == (3, 1, 28, 28)
-    check_encoders("cnn,resnet8", data.input_shape, 8)  # refused for [28, 28] before
+    check_encoders("cnn,resnet8", torch.as_tensor(data.x_train[:2]), 8)  # refused for [28, 28] before
     auto = build_classifier(data.input_shape, data.num_classes, embedding_dim=8, encoder="auto")
     assert any(isinstance(layer, nn.Conv2d) for layer in auto.modules())
     assert StitchingSuiteConfig().skipped(data) == []
