@@ -5,7 +5,9 @@ subspaces into one merged space. A user's merge registers with ``register_aggreg
     @register_aggregation("mine", ("cosine", "l1"))
     def mine(spaces, weights, masks): ...
 
-A client's space is a mapping ``similarity -> [N, m]`` tensor.
+A client's space is a mapping ``similarity -> [N, m]`` tensor (N samples, m
+anchors); a merge returns one finite ``[N, D]`` tensor (any D > 0), row i still
+sample i. ``aggregate`` checks that of every merge, the user's included.
 
 The robust merges (``median``, ``trimmed-mean``) are unweighted: a client's own
 sample count is exactly what a hostile client would inflate.
@@ -15,10 +17,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
+import torch
 from torch import Tensor
 
-from relatlas.aggregation.merge import concat_merge, mean_merge, median_merge, product_merge, trimmed_mean_merge
+from relatlas.aggregation.merge import (
+    Combine,
+    concat_merge,
+    mean_merge,
+    median_merge,
+    product_merge,
+    standardize_rows,
+    sum_merge,
+    trimmed_mean_merge,
+)
 from relatlas.registries import AGGREGATIONS
 
 ClientSpace = Mapping[str, Tensor]
@@ -37,8 +50,19 @@ class Aggregation:
     merge: MergeFn
 
 
+class AggregationError(ValueError):
+    """A merge that returned something other than a finite ``[N, D]`` space."""
+
+
 def register_aggregation(name: str, similarities: tuple[str, ...] = COSINE) -> Callable[[MergeFn], MergeFn]:
-    """Register ``merge`` under ``name``; clients then send ``similarities``."""
+    """Register ``merge`` under ``name``; clients then send ``similarities``.
+
+    ``merge(spaces, weights, masks)`` gets one mapping ``similarity -> [N, m]`` per
+    client (possibly a single client: each client's own space is scored through the
+    merge too), ``weights`` (K floats) or ``None``, and ``masks`` (``[K, N]`` booleans:
+    the samples each client projected) or ``None``; it returns the merged ``[N, D]``
+    tensor, finite, any D > 0. Anything else is refused in one line naming ``name``.
+    """
 
     def decorate(merge: MergeFn) -> MergeFn:
         AGGREGATIONS.register(name, Aggregation(tuple(similarities), merge))
@@ -59,12 +83,31 @@ def aggregate(
     weights: Sequence[float] | None = None,
     masks: Tensor | None = None,
 ) -> Tensor:
-    """Merge the clients' spaces with the named method."""
+    """Merge the clients' spaces with the named method; a merge that does not return
+    a finite ``[N, D]`` tensor raises ``AggregationError`` before anything scores it."""
     method = AGGREGATIONS.get(aggregation)
+    if not spaces:
+        raise ValueError(f"{aggregation} aggregation: nothing to merge, no client spaces")
     missing = [name for space in spaces for name in method.similarities if name not in space]
     if missing:
         raise ValueError(f"{aggregation} aggregation needs subspaces {method.similarities}, missing {sorted(set(missing))}")
-    return method.merge(spaces, weights, masks)
+    merged = method.merge(spaces, weights, masks)
+    _check_merged(aggregation, merged, len(spaces[0][method.similarities[0]]), len(spaces), masks is not None)
+    return merged
+
+
+def _check_merged(aggregation: str, merged: object, samples: int, clients: int, masked: bool) -> None:
+    """The merge's output is a finite [samples, D > 0] tensor, or a one-line error naming the aggregation."""
+    called = f"{clients} client{'s' if clients > 1 else ''}{', with masks' if masked else ''}"
+    expected = f"expected a finite [{samples}, D] tensor (one row per sample, D > 0)"
+    if not isinstance(merged, Tensor):
+        raise AggregationError(f"aggregation {aggregation!r} returned a {type(merged).__name__} ({called}); {expected}")
+    if merged.ndim != 2 or merged.shape[0] != samples or merged.shape[1] == 0:
+        raise AggregationError(f"aggregation {aggregation!r} returned {list(merged.shape)} ({called}); {expected}")
+    if not torch.isfinite(merged).all():
+        bad = int((~torch.isfinite(merged)).sum())
+        shape = list(merged.shape)
+        raise AggregationError(f"aggregation {aggregation!r} returned {bad} non-finite values in {shape} ({called}); {expected}")
 
 
 def _mean(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None) -> Tensor:
@@ -72,10 +115,23 @@ def _mean(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks:
     return mean_merge([space["cosine"] for space in spaces], weights=weights, masks=masks)
 
 
-def _product(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None) -> Tensor:
-    """The mean per similarity, then the product of invariances ("From Bricks to Bridges")."""
-    merged = [mean_merge([space[name] for space in spaces], weights=weights, masks=masks) for name in PRODUCT_SIMILARITIES]
-    return product_merge(merged)
+def _product(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None, *, combine: Combine) -> Tensor:
+    """Product of invariances ("From Bricks to Bridges") across clients: each
+    client's subspace is row-standardised before the mean per similarity, so a
+    client whose encoder spreads distances 10x wider does not outweigh the others
+    (a client's own space, scored alone, is normalised the same way); the means
+    are normalised again and joined by ``combine``."""
+    merged = [
+        mean_merge([standardize_rows(space[name]) for space in spaces], weights=weights, masks=masks)
+        for name in PRODUCT_SIMILARITIES
+    ]
+    return product_merge(merged, combine=combine)
+
+
+def product_of_invariances(combine: Combine) -> Aggregation:
+    """A product aggregation that joins its normalised subspaces with ``combine``
+    (``concat_merge``, ``sum_merge``, or a user's, e.g. a learned combination)."""
+    return Aggregation(PRODUCT_SIMILARITIES, partial(_product, combine=combine))
 
 
 def _concat(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None) -> Tensor:
@@ -95,7 +151,8 @@ def _trimmed_mean(spaces: Sequence[ClientSpace], weights: Sequence[float] | None
 
 # The built-ins, registered by path in ``relatlas.registries``.
 mean = Aggregation(COSINE, _mean)
-product = Aggregation(PRODUCT_SIMILARITIES, _product)
+product = product_of_invariances(concat_merge)
+product_sum = product_of_invariances(sum_merge)
 concat = Aggregation(COSINE, _concat)
 median = Aggregation(COSINE, _median)
 trimmed_mean = Aggregation(COSINE, _trimmed_mean)

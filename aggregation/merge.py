@@ -6,13 +6,13 @@ anchors and the same N samples.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-Combine = Literal["concat", "sum"]
+# How the product of invariances joins its normalised subspaces [N, m_i] into one space.
+Combine = Callable[[Sequence[Tensor]], Tensor]
 
 
 def _stack(spaces: Sequence[Tensor]) -> Tensor:
@@ -107,15 +107,17 @@ def standardize_rows(x: Tensor, eps: float = 1e-6) -> Tensor:
     return (x - mean) / (std + eps)
 
 
-def product_merge(subspaces: Sequence[Tensor], *, combine: Combine = "concat") -> Tensor:
+def sum_merge(spaces: Sequence[Tensor]) -> Tensor:
+    """Element-wise sum: one entry per anchor, every subspace's say added up."""
+    return _stack(spaces).sum(dim=0)
+
+
+def product_merge(subspaces: Sequence[Tensor], *, combine: Combine = concat_merge) -> Tensor:
     """Product of invariances ("From Bricks to Bridges").
 
     Each subspace (one per similarity) is normalised on its own so that no
-    similarity dominates by scale, then they are concatenated or summed.
+    similarity dominates by scale, then ``combine`` joins them: ``concat_merge``
+    or ``sum_merge`` (the paper's fixed aggregations; a learned one is another
+    ``Combine``).
     """
-    normalised = [standardize_rows(s) for s in subspaces]
-    if combine == "concat":
-        return concat_merge(normalised)
-    if combine == "sum":
-        return _stack(normalised).sum(dim=0)
-    raise ValueError(f"unknown combine {combine!r}; choose concat or sum")
+    return combine([standardize_rows(s) for s in subspaces])

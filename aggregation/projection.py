@@ -48,11 +48,22 @@ def relative_projection(
     prepared = kernel.prepare(anchors)
     rows = max(1, block_elements // max(1, anchors.shape[0]))
     if rows >= x.shape[0]:
-        return kernel.compute(x, prepared)
+        return _block(similarity, kernel.compute(x, prepared), x.shape[0], anchors.shape[0])
     out = x.new_empty((x.shape[0], anchors.shape[0]))
     for start in range(0, x.shape[0], rows):
-        out[start : start + rows] = kernel.compute(x[start : start + rows], prepared)
+        block = x[start : start + rows]
+        out[start : start + rows] = _block(similarity, kernel.compute(block, prepared), block.shape[0], anchors.shape[0])
     return out
+
+
+def _block(similarity: str, computed: object, rows: int, anchors: int) -> Tensor:
+    """A similarity's block of rows, refused in one line naming it unless it is ``[rows, anchors]``."""
+    if not isinstance(computed, Tensor) or tuple(computed.shape) != (rows, anchors):
+        got = list(computed.shape) if isinstance(computed, Tensor) else f"a {type(computed).__name__}"
+        raise ValueError(
+            f"similarity {similarity!r} returned {got} for {rows} rows and {anchors} anchors; expected [{rows}, {anchors}]"
+        )
+    return computed
 
 
 def relative_subspaces(x: Tensor, anchors: Tensor, similarities: tuple[str, ...], *, center: bool = False) -> dict[str, Tensor]:

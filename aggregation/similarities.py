@@ -26,7 +26,13 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class Similarity:
-    """``compute(rows [n, d], prepare(anchors) [m, d]) -> [n, m]``, each value within ``value_range``."""
+    """``compute(rows [n, d], prepare(anchors) [m, d]) -> [n, m]``, each value within ``value_range``.
+
+    ``rows`` is a block of the samples (batch dimension first), ``prepare``'s output
+    whatever ``compute`` takes as the anchors. A ``compute`` output of any other shape
+    is refused in one line naming the similarity (before a run starts, and by each
+    client); the server refuses a reply with a value outside ``value_range`` (or not finite).
+    """
 
     prepare: Callable[[Tensor], Tensor]
     compute: Callable[[Tensor, Tensor], Tensor]

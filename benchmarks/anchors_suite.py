@@ -6,7 +6,9 @@ samples, and how well one client's encoder translates into another's.
 - Translation quality between the encoders of clients 0 and 1, trained as the
   federation trains them: held-out test samples embedded by client 1 are
   translated into client 0's space through K seed pairs, then compared with
-  client 0's own embeddings (mean cosine, retrieval top-1).
+  client 0's own embeddings (mean cosine, retrieval top-1). Inverse relative
+  projection chooses its ridge by cross-validation on the K seed pairs (the ridge
+  column); ``ridges`` adds a row per fixed ridge, the sweep to check that choice.
 
 Every federation and every translation measurement is an MLflow run nested
 under one suite run.
@@ -29,6 +31,7 @@ from torch import Tensor
 
 from relatlas.aggregation.bootstrap import bootstrap_anchors, cosine_gram
 from relatlas.aggregation.measures import centred_cosine, matched_cosine, retrieval_top1
+from relatlas.aggregation.translation import cross_validated_ridge, translate_by_inversion
 from relatlas.benchmarks.datasets import Dataset, load_dataset
 from relatlas.benchmarks.splits import FederationPlan, plan_for
 from relatlas.benchmarks.suite import grouped_table, run_sweep
@@ -60,6 +63,7 @@ class AnchorSuiteConfig:
     probe_epochs: int = 30
     held_out: int = 2000  # test samples translated and retrieved among
     translation_pool: int = 128  # public anchors of the translation plan; seeds are its first K, whatever K are asked
+    ridges: tuple[float, ...] = ()  # fixed ridges of inverse relative projection, measured beside its cross-validated choice
     out_dir: str = "runs/bench-anchors"
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "relatlas-bench"
@@ -132,8 +136,13 @@ def translation_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpu
         _quality("constant (target mean)", None, floor, target, seed),
     ]
     for k in suite.translation_counts:
-        for method, translate in TRANSLATIONS.items():
-            records.append(_quality(method, k, translate(source, seeds_source[:k], seeds_target[:k]), target, seed))
+        seed_pairs = seeds_source[:k], seeds_target[:k]
+        measured = {method: _quality(method, k, move(source, *seed_pairs), target, seed) for method, move in TRANSLATIONS.items()}
+        measured["inversion"]["ridge"] = cross_validated_ridge(*seed_pairs)  # the choice the inversion just made
+        records += measured.values()
+        for ridge in suite.ridges:
+            moved = translate_by_inversion(source, *seed_pairs, ridge=ridge)
+            records.append(_quality(f"inversion, ridge {ridge:g}", k, moved, target, seed) | {"ridge": ridge})
         if k < suite.anchors:
             pairs = _bootstrapped_pairs(data, plan, encoders, public[:k], suite.anchors, config.seed)
             moved = TRANSLATIONS.get("procrustes")(source, pairs[1], pairs[0])
@@ -144,17 +153,19 @@ def translation_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpu
         for r in records:
             name = f"{re.sub(r'[^a-z0-9]+', '_', r['method']).strip('_')}_k{r['K'] or 0}"
             metrics = {"cosine": r["mean_cosine"], "centred_cosine": r["centred_cosine"], "top1": r["retrieval_top1"]}
+            metrics |= {} if r["ridge"] is None else {"ridge": r["ridge"]}
             mlflow.log_metrics({f"{name}_{key}": value for key, value in metrics.items()})
     return {"rows": records}
 
 
 def _quality(method: str, k: int | None, translated: Tensor, target: Tensor, seed: int) -> dict[str, Any]:
     """Mean cosine to the true embeddings, raw and with the true embeddings' mean
-    removed from both (embeddings share a large mean direction), and retrieval top-1."""
+    removed from both (embeddings share a large mean direction), and retrieval top-1;
+    ``ridge`` (inversion rows only) is filled in by the caller."""
     return {
         "method": method, "K": k, "seed": seed, "mean_cosine": matched_cosine(translated, target),
         "centred_cosine": centred_cosine(translated, target),
-        "retrieval_top1": retrieval_top1(translated, target),
+        "retrieval_top1": retrieval_top1(translated, target), "ridge": None,
     }  # fmt: skip
 
 
@@ -182,7 +193,10 @@ def suite_tables(records: Sequence[dict[str, Any]]) -> str:
         columns = {"merged accuracy": "merged_accuracy", "CKA(merged, centralised)": "cka_merged_centralized"}
         parts.append(grouped_table(federations, ("mode", "K"), columns))
     if translations:
-        columns = {"mean cosine": "mean_cosine", "centred cosine": "centred_cosine", "retrieval top-1": "retrieval_top1"}
+        columns = {
+            "mean cosine": "mean_cosine", "centred cosine": "centred_cosine", "retrieval top-1": "retrieval_top1",
+            "ridge": "ridge",
+        }  # fmt: skip
         parts.append(grouped_table(translations, ("method", "K"), columns))
     return "\n\n".join(parts)
 

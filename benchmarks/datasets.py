@@ -10,8 +10,11 @@ A dataset is an entry of ``relatlas.registries.DATASETS``: a function
 text after the name's first ``:`` (``npz:PATH`` passes PATH; empty if none), the
 ``--data-root`` (or None) and the run's seed, which fixes a train/test split
 where the source has none (``stratified_split``). It returns a ``Dataset``:
-``x_*`` float32 ``[N, ...]``, ``y_*`` int64 labels 0..C-1 with every class in
+``x_*`` ``[N, ...]`` numbers, ``y_*`` integer labels 0..C-1 with every class in
 training; it raises ``DatasetError`` with a one-line hint when it cannot load.
+``load_dataset`` checks every loader's result the same way (``checked_dataset``),
+hands on inputs as float32 (uint8/uint16 images scaled to [0, 1]) and labels as
+int64, and takes ``[N, H, W]`` inputs as one-channel images ``[N, 1, H, W]``.
 A user's dataset registers the same way::
 
     @DATASETS.register("mine")
@@ -20,7 +23,9 @@ A user's dataset registers the same way::
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,6 +39,8 @@ from relatlas.registry import RegistryError, split_spec
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 TEST_FRACTION = 0.3
+INTEGER_IMAGES = (np.dtype(np.uint8), np.dtype(np.uint16))  # scaled by their largest value
+log = logging.getLogger("relatlas")
 
 
 class DatasetError(ValueError):
@@ -42,7 +49,7 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train and test arrays: inputs float32 in [0, 1] (or as given), labels int64."""
+    """Train and test arrays; from ``load_dataset``: inputs float32 (integer images scaled to [0, 1]), labels int64."""
 
     name: str
     x_train: np.ndarray
@@ -96,7 +103,7 @@ def digits(argument: str, *, root: str | None, seed: int) -> Dataset:
     return _from_arrays("digits", (bunch.data / 16.0).astype(np.float32), bunch.target.astype(np.int64), seed)
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def read_idx(path: Path) -> np.ndarray:
     """Read an (optionally gzipped) IDX file of unsigned bytes, as MNIST ships."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
@@ -109,8 +116,8 @@ def _read_idx(path: Path) -> np.ndarray:
 def _debian_fashion_mnist() -> Dataset:
     parts = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        images = _read_idx(DEBIAN_FASHION_MNIST / f"{prefix}-images-idx3-ubyte.gz")
-        labels = _read_idx(DEBIAN_FASHION_MNIST / f"{prefix}-labels-idx1-ubyte.gz")
+        images = read_idx(DEBIAN_FASHION_MNIST / f"{prefix}-images-idx3-ubyte.gz")
+        labels = read_idx(DEBIAN_FASHION_MNIST / f"{prefix}-labels-idx1-ubyte.gz")
         parts[split] = ((images[:, None] / 255.0).astype(np.float32), labels.astype(np.int64))
     return Dataset("fashion-mnist", *parts["train"], *parts["test"])
 
@@ -168,45 +175,77 @@ def npz(path: str, *, root: str | None, seed: int) -> Dataset:
         raise DatasetError(f"cannot read npz file {path!r}: {err}") from None
     if "X" not in arrays or "y" not in arrays:
         raise DatasetError(f"npz file {path!r} must hold arrays 'X' and 'y', found {sorted(arrays)}")
-    x, y = _check_pair(path, "X", "y", arrays["X"], arrays["y"])
     if ("X_test" in arrays) != ("y_test" in arrays):
         raise DatasetError(f"npz file {path!r} must hold both 'X_test' and 'y_test' or neither")
+    name = f"npz:{path}"
     if "X_test" not in arrays:
-        _check_classes(path, y)
-        return _from_arrays(f"npz:{path}", x, y, seed)
-    x_test, y_test = _check_pair(path, "X_test", "y_test", arrays["X_test"], arrays["y_test"])
-    if x_test.shape[1:] != x.shape[1:]:
-        raise DatasetError(f"npz file {path!r}: X_test samples have shape {x_test.shape[1:]}, X samples {x.shape[1:]}")
-    _check_classes(path, y, y_test)
-    return Dataset(f"npz:{path}", x, y, x_test, y_test)
+        check_pair(name, "X", "y", arrays["X"], arrays["y"])  # before the split the labels decide
+        return _from_arrays(name, arrays["X"], arrays["y"], seed)
+    return Dataset(name, arrays["X"], arrays["y"], arrays["X_test"], arrays["y_test"])
 
 
-def _check_classes(path: str, y: np.ndarray, y_test: np.ndarray | None = None) -> None:
+def check_pair(name: str, x_key: str, y_key: str, x: np.ndarray, y: np.ndarray) -> None:
+    """Refuse inputs and labels that do not pair up: [N, ...] finite numbers, [N] integer labels, N > 0."""
+    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y) or len(y) == 0:
+        raise DatasetError(f"dataset {name!r}: {x_key} must be [N, ...] and {y_key} [N] with N > 0, got {x.shape} and {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise DatasetError(f"dataset {name!r}: {y_key} must hold non-negative integers, got dtype {y.dtype}")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating) or not np.isfinite(x).all():
+        raise DatasetError(f"dataset {name!r}: {x_key} must hold finite real numbers, got dtype {x.dtype}")
+
+
+def _check_classes(name: str, y_train: np.ndarray, y_test: np.ndarray) -> None:
     """Refuse labels that are not 0..C-1, each present in training: a gap would be
     an extra class that no client holds and every split would miscount."""
-    present = np.unique(y)
-    if present[-1] != len(present) - 1 or (y_test is not None and y_test.max() > present[-1]):
+    present = np.unique(y_train)
+    if present[-1] != len(present) - 1 or y_test.max() > present[-1]:
         raise DatasetError(
-            f"npz file {path!r}: labels must be 0..C-1 with every class in y; found {len(present)} classes "
-            f"({first_few(present.tolist())}): "
+            f"dataset {name!r}: labels must be 0..C-1 with every class in y_train; found {len(present)} classes "
+            f"({first_few(present.tolist())}), y_test up to {y_test.max()}: "
             "renumber them (relatlas does not remap labels)"
         )
 
 
-def _check_pair(path: str, x_key: str, y_key: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y) or len(y) == 0:
-        raise DatasetError(f"npz file {path!r}: {x_key} must be [N, ...] and {y_key} [N] with N > 0, got {x.shape} and {y.shape}")
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-        raise DatasetError(f"npz file {path!r}: {y_key} must hold non-negative integers, got dtype {y.dtype}")
-    if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
-        raise DatasetError(f"npz file {path!r}: {x_key} must hold finite numbers")
-    return x.astype(np.float32), y.astype(np.int64)
+def _scaled(name: str, x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs as float32: unsigned 8- and 16-bit integers (images as stored) divided by
+    their dtype's largest value, to [0, 1], which every encoder's defaults assume;
+    other integer types refused (their range says nothing of the data's); floats as given."""
+    if not np.issubdtype(x_train.dtype, np.integer):
+        return x_train.astype(np.float32, copy=False), x_test.astype(np.float32, copy=False)
+    if x_train.dtype not in INTEGER_IMAGES or x_test.dtype != x_train.dtype:
+        raise DatasetError(
+            f"dataset {name!r}: integer inputs must be uint8 or uint16 images (scaled to [0, 1]), got {x_train.dtype} "
+            f"and {x_test.dtype}: store them as one of those, or as floats in the scale to train on"
+        )
+    top = float(np.iinfo(x_train.dtype).max)
+    log.info("dataset %r: %s inputs scaled to [0, 1] (divided by %d)", name, x_train.dtype, top)
+    return (x_train / top).astype(np.float32), (x_test / top).astype(np.float32)
+
+
+def checked_dataset(name: str, data: Dataset) -> Dataset:
+    """``data`` checked as every loader's result is, inputs float32 (``_scaled``) and
+    [N, H, W] images given a channel axis; malformed data is refused in one line naming ``name``."""
+    x_train, y_train, x_test, y_test = (np.asarray(a) for a in (data.x_train, data.y_train, data.x_test, data.y_test))
+    check_pair(name, "x_train", "y_train", x_train, y_train)
+    check_pair(name, "x_test", "y_test", x_test, y_test)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DatasetError(f"dataset {name!r}: x_test samples have shape {x_test.shape[1:]}, x_train samples {x_train.shape[1:]}")
+    _check_classes(name, y_train, y_test)
+    x_train, x_test = _scaled(name, x_train, x_test)
+    if x_train.ndim == 3:  # [N, H, W]: one-channel images, as the image encoders take them
+        x_train, x_test = x_train[:, None], x_test[:, None]
+    return dataclasses.replace(
+        data, x_train=x_train, y_train=y_train.astype(np.int64, copy=False), x_test=x_test,
+        y_test=y_test.astype(np.int64, copy=False),
+    )  # fmt: skip
 
 
 @lru_cache(maxsize=4)
 def load_dataset(spec: str, root: str | None = None, seed: int = 0) -> Dataset:
     """Load the registered dataset ``name[:argument]``; ``seed`` fixes the train/test split where the source has none.
 
+    Every loader's result passes ``checked_dataset``: refused in one line if malformed,
+    integer images scaled to [0, 1], [N, H, W] images given their channel axis.
     Cached per process: read-only arrays, shared by the clients a worker hosts.
     """
     name, argument = split_spec(spec)
@@ -217,6 +256,7 @@ def load_dataset(spec: str, root: str | None = None, seed: int = 0) -> Dataset:
     dataset = loader(argument, root=root, seed=seed)
     if not isinstance(dataset, Dataset):
         raise DatasetError(f"dataset {name!r} returned {type(dataset).__name__}; a dataset loader must return a Dataset")
+    dataset = checked_dataset(spec, dataset)
     for array in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test):
         array.setflags(write=False)
     return dataset

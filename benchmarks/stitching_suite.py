@@ -30,6 +30,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
+from torch import nn
 
 from relatlas.aggregation.anchors import select_anchors
 from relatlas.benchmarks.datasets import Dataset, load_dataset
@@ -37,16 +38,16 @@ from relatlas.benchmarks.stitching import (
     SPACES,
     Embedded,
     fit_heads,
-    linear_head,
     similarity_rows,
     stitching_rows,
     stitching_summary,
     translation_rows,
 )
+from relatlas.benchmarks.stitching_training import TRAININGS
 from relatlas.benchmarks.suite import failures_note, grouped_table, mean_std, suite_run
 from relatlas.benchmarks.sweep import SweepResources, Trial, run_trials
 from relatlas.clients.encoders import takes_cnn
-from relatlas.clients.models import Classifier, build_classifier
+from relatlas.clients.models import build_classifier
 from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
 from relatlas.safe_files import private_dir, write_text_atomic
 from relatlas.server.config import ConfigError
@@ -72,6 +73,7 @@ class StitchingSuiteConfig:
     seeds: tuple[int, ...] = (0, 1, 2)  # MLP encoders
     cnn_seeds: tuple[int, ...] = (0,)  # CNN encoders, where the inputs are 28x28 or larger images
     epochs: int = 3
+    training: str = "absolute"  # a name in TRAININGS
     train_samples: int = 20_000  # a seeded subset of up to this many training samples, for encoders and heads (0: all)
     embedding_dim: int = 64
     anchors: int = 256
@@ -98,6 +100,8 @@ class StitchingSuiteConfig:
             )
         if self.similarity_samples <= 10:
             raise ConfigError(f"similarity-samples must be above 10 (Jaccard@10), got {self.similarity_samples}")
+        if self.training not in TRAININGS:
+            raise ConfigError(f"training must be one of {', '.join(TRAININGS)}; got {self.training!r}")
         if len(set(self.seeds)) != len(self.seeds) or len(set(self.cnn_seeds)) != len(self.cnn_seeds):
             raise ConfigError(f"seeds must be distinct, got {list(self.seeds)} and cnn seeds {list(self.cnn_seeds)}")
 
@@ -110,8 +114,8 @@ class StitchingSuiteConfig:
         return load_dataset(self.dataset, self.data_root or None, self.seed)
 
     def encoders(self, data: Dataset) -> list[tuple[str, int]]:
-        """(kind, seed) of every encoder, CNNs first (they take longest); CNNs only on images."""
-        cnns = [("cnn", s) for s in self.cnn_seeds] if takes_cnn(data.input_shape) else []
+        """(kind, seed) of every encoder, CNNs first (they take longest); CNNs only on images (``skipped``)."""
+        cnns = [] if self.skipped(data) else [("cnn", s) for s in self.cnn_seeds]
         encoders = cnns + [("mlp", s) for s in self.seeds]
         if len(encoders) < 2:
             raise ConfigError(
@@ -119,6 +123,13 @@ class StitchingSuiteConfig:
                 f"inputs here are {data.input_shape})"
             )
         return encoders
+
+    def skipped(self, data: Dataset) -> list[str]:
+        """The configured encoders that cannot take the data, each with why: the table says so."""
+        if takes_cnn(data.input_shape):
+            return []
+        why = f"the cnn needs [C, H, W] images with H = W >= 28, inputs here are {data.input_shape}"
+        return [f"cnn-seed{seed}: {why}" for seed in self.cnn_seeds]
 
     def selection(self, data: Dataset) -> Selection:
         """The seeded rows; more anchors than training rows are refused."""
@@ -163,8 +174,7 @@ def encoder_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus: f
     suite, kind, seed = StitchingSuiteConfig.from_params(params), params["kind"], params["encoder_seed"]
     data = suite.load()
     rows = suite.selection(data).train
-    model = build_classifier(data.input_shape, data.num_classes, embedding_dim=suite.embedding_dim, encoder=kind,
-                             seed=derive_seed(seed))  # fmt: skip
+    model = _model(suite, data, kind, derive_seed(seed))
     started = time.perf_counter()
     figures = fit(model, data.x_train[rows], data.y_train[rows], TrainConfig(epochs=suite.epochs, seed=derive_seed(seed, 1)))
     figures["train_seconds"] = time.perf_counter() - started
@@ -177,9 +187,16 @@ def encoder_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus: f
     return figures | {"weights": base64.b64encode(buffer.getvalue()).decode("ascii")}
 
 
-def _classifier(suite: StitchingSuiteConfig, data: Dataset, encoder: Mapping[str, Any]) -> Classifier:
-    """A trained encoder with its head, rebuilt from the weights its trial sent back."""
-    model = build_classifier(data.input_shape, data.num_classes, embedding_dim=suite.embedding_dim, encoder=encoder["kind"])
+def _model(suite: StitchingSuiteConfig, data: Dataset, kind: str, seed: int) -> nn.Module:
+    """An encoder of ``kind`` with what it trains with (``suite.training``), initialised from ``seed``."""
+    model = build_classifier(data.input_shape, data.num_classes, embedding_dim=suite.embedding_dim, encoder=kind, seed=seed)
+    anchors = torch.as_tensor(data.x_train[suite.selection(data).anchors])
+    return TRAININGS[suite.training].model(model, anchors, data.num_classes, seed)
+
+
+def _classifier(suite: StitchingSuiteConfig, data: Dataset, encoder: Mapping[str, Any]) -> nn.Module:
+    """A trained encoder with its head or decoder, rebuilt from the weights its trial sent back."""
+    model = _model(suite, data, encoder["kind"], 0)
     model.load_state_dict(torch.load(io.BytesIO(base64.b64decode(encoder["weights"])), weights_only=True))
     return model
 
@@ -201,9 +218,10 @@ def target_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus: fl
     ]  # fmt: skip
     target = next(e for e in encoders if e.name == params["target"])
     train = predict(embedders[target.name], data.x_train[selection.train])
+    training = TRAININGS[suite.training]
     heads = fit_heads(
         train, target.anchors, data.y_train[selection.train], data.num_classes, epochs=suite.head_epochs, seed=suite.seed
-    )
+    ) | training.heads(models[target.name])
     labels = data.y_test[selection.test]
     stitching = stitching_rows(encoders, target.name, heads, labels)
     use_tracking(suite.tracking_uri, suite.experiment)
@@ -216,8 +234,13 @@ def target_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus: fl
         "stitching": stitching,
         "similarity": similarity_rows(encoders, target, suite.similarity_samples),
         "translation": translation_rows(
-            encoders, target, linear_head(models[target.name].head), heads["absolute"], labels, suite.translation_anchors
-        ),
+            encoders,
+            target,
+            training.decoder(models[target.name]) or heads["absolute"],
+            heads["absolute"],
+            labels,
+            suite.translation_anchors,
+        ),  # fmt: skip
     }
 
 
@@ -228,7 +251,8 @@ def _markdown(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def stitching_tables(results: Mapping[str, Any]) -> str:
     """Markdown: the encoders; every (encoder, head) pair by space; own against cross
-    accuracy by space; similarity by space and architecture pair; translation by method and K."""
+    accuracy by space; similarity by space and architecture pair; translation by method and K;
+    the encoders skipped and why; the trials that failed."""
     trained = [(e["encoder"], e["train_accuracy"], e["train_seconds"]) for e in results["encoders"] if e["status"] == "completed"]
     parts = [_markdown(("encoder", "train accuracy", "train s"), trained)]
     if "summary" in results:
@@ -244,7 +268,8 @@ def stitching_tables(results: Mapping[str, Any]) -> str:
                    "target accuracy": "target_accuracy", "stitched (MLP probe)": "probe_stitched_accuracy",
                    "target (MLP probe)": "probe_target_accuracy"}  # fmt: skip
         parts.append(grouped_table(results["translation"], ("method", "anchors"), columns, count="pairs"))
-    return "\n\n".join(part for part in (*parts, failures_note(results["failures"])) if part)
+    skipped = "\n".join(f"- skipped: {line}" for line in results["skipped"])
+    return "\n\n".join(part for part in (*parts, skipped, failures_note(results["failures"])) if part)
 
 
 def _flat_metrics(results: Mapping[str, Any]) -> dict[str, float]:
@@ -271,6 +296,7 @@ def run_stitching_suite(suite: StitchingSuiteConfig, resources: SweepResources) 
         measured = run_trials(suite.target_trials(completed), run, resources, lambda record: None) if len(completed) > 1 else []
         results: dict[str, Any] = {"dataset": suite.dataset, "config": dataclasses.asdict(suite)}
         results["encoders"] = [{k: v for k, v in r.items() if k != "weights"} for r in trained]
+        results["skipped"] = suite.skipped(data)
         results["trials"] = [{k: r[k] for k in ("trial", "status", "started", "finished")} for r in [*trained, *measured]]
         results["failures"] = [r for r in [*trained, *measured] if r["status"] == "failed"]  # their records hold no weights
         names = [r["encoder"] for r in completed]

@@ -27,11 +27,10 @@ from relatlas.clients.anchor_modes import LocalView
 from relatlas.clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state
 from relatlas.clients.models import Classifier, build_classifier, parameter_count
 from relatlas.clients.payload import add_gaussian_noise, payload_codec
-from relatlas.clients.task import Task, plugins_of
+from relatlas.clients.task import Task
 from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
 from relatlas.encoder_spec import EncoderSpec
 from relatlas.library_noise import quiet_actor_shutdown, quiet_library_noise
-from relatlas.plugins import load_plugins, parse_plugins
 from relatlas.registries import ANCHOR_MODES
 
 MODEL_STATE, BUFFER_STATE, METRICS_STATE = "model", "replay-buffer", "train-metrics"
@@ -95,10 +94,8 @@ def query(msg: Message, context: Context) -> Message:
 
 
 def _decode_task(msg: Message) -> Task:
-    """The message's task, after importing the run's plug-ins (a Ray worker or a
-    SuperNode registers the user's entries too, which the task may name)."""
+    """The message's task (``Task.from_record`` imports the run's plug-ins first)."""
     record: ConfigRecord = msg.content[protocol.TASK]
-    load_plugins(parse_plugins(plugins_of(record)))
     return Task.from_record(record)
 
 

@@ -1,10 +1,11 @@
 """The built-in encoders, registered in ``relatlas.registries.ENCODERS``.
 
 Each is ``(input_shape, embedding_dim, **options) -> nn.Module``: the embedder a
-client trains, whose output is its latent space. ``mlp`` fits any input, ``cnn``
-28x28 and larger square images, ``resnet8`` and ``resnet20`` (CIFAR-style
-residual nets, He et al. 2016, section 4.2) any [C, H, W] image. A user's
-encoder registers the same way::
+client trains, whose output is its latent space: a finite ``[batch, embedding_dim]``
+for a ``[batch, *input_shape]`` input (``check_encoders`` refuses anything else
+before a run starts). ``mlp`` fits any input, ``cnn`` 28x28 and larger square
+images, ``resnet8`` and ``resnet20`` (CIFAR-style residual nets, He et al. 2016,
+section 4.2) any [C, H, W] image. A user's encoder registers the same way::
 
     @ENCODERS.register("theirs")
     def theirs(input_shape, embedding_dim, **options) -> nn.Module: ...

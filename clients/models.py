@@ -40,11 +40,28 @@ def build_classifier(
         return Classifier(factory(tuple(input_shape), width, **dict(spec.options)), width, num_classes)
 
 
-def check_encoders(encoders: str, input_shape: tuple[int, ...], embedding_dim: int) -> None:
-    """Build each of a run's specs once for the dataset's inputs, so an encoder that
-    cannot take them (``cnn`` on flat digits) fails before any client starts."""
+def check_encoders(encoders: str, inputs: Tensor, embedding_dim: int) -> None:
+    """Build each of a run's specs for the dataset's inputs and embed ``inputs`` (a
+    batch of them), so an encoder that cannot take them (``cnn`` on flat digits) or
+    returns anything but a finite ``[batch, width]`` fails in one line before any
+    client starts, not as a shape error deep inside a client's training."""
     for spec in EncoderSpec.parse_list(encoders):
-        build_classifier(input_shape, 2, embedding_dim=embedding_dim, encoder=spec)
+        model = build_classifier(tuple(inputs.shape[1:]), 2, embedding_dim=embedding_dim, encoder=spec)
+        with torch.no_grad():
+            embedded = model.eval().embedder(inputs)
+        _check_embeddings(spec, embedded, len(inputs), spec.width(embedding_dim))
+
+
+def _check_embeddings(spec: EncoderSpec, embedded: object, batch: int, width: int) -> None:
+    """An encoder's output must be a finite ``[batch, width]`` tensor: the head, the
+    anchors and the relative projection all take it so."""
+    expected = f"expected a finite [{batch}, {width}] tensor ([batch, dim or embedding-dim])"
+    if not isinstance(embedded, Tensor):
+        raise ValueError(f"encoder {str(spec)!r} returned a {type(embedded).__name__} for a batch of {batch}; {expected}")
+    if tuple(embedded.shape) != (batch, width):
+        raise ValueError(f"encoder {str(spec)!r} returned {list(embedded.shape)} for a batch of {batch}; {expected}")
+    if not torch.isfinite(embedded).all():
+        raise ValueError(f"encoder {str(spec)!r} returned non-finite values for a batch of {batch}; {expected}")
 
 
 def parameter_count(module: nn.Module) -> int:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from relatlas.plugins import load_plugins, parse_plugins
 from relatlas.registries import ANCHOR_MODES
 from relatlas.sections import (
     AnchorsSection,
@@ -70,9 +71,10 @@ class Task:
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Task:
         """Decode and check a message's task; a ``ConfigError`` in one line if it is
-        malformed. The run's plug-ins must be loaded first (``runtime`` names them):
-        the sections check names against the registries."""
+        malformed. The run's plug-ins (``plugins``) are imported first: a Ray worker
+        or a SuperNode registers the user's entries, which the sections check names against."""
         values = dict(record)
+        load_plugins(parse_plugins(plugins_of(values)))
         missing = sorted(_required_keys() - values.keys())
         if missing:
             raise ConfigError(f"task lacks key {', '.join(map(repr, missing))}")

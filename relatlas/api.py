@@ -5,9 +5,9 @@
     results = relatlas.run(relatlas.RunConfig(dataset="digits", rounds=2))
     print(results.merged_accuracy, results.mlflow_run_id)
 
-A config may also be given as a mapping of run-config keys (``{"num-clients": 4}``),
-whose ``plugins`` are then imported before the keys are checked, so a plugin's
-names validate.
+A config may also be given as a mapping of run-config keys (``{"num-clients": 4}``).
+Either way its ``plugins`` are imported before its names are checked, so a
+plugin's names validate: ``RunConfig(plugins="my_pkg", encoder="mine")``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from relatlas.library_noise import quiet_library_noise
-from relatlas.plugins import load_plugins, parse_plugins
 from relatlas.server.config import RunConfig
 
 __all__ = ["Results", "RunConfig", "run"]
@@ -80,10 +79,9 @@ class Results:
 
 
 def as_config(config: RunConfig | Mapping[str, Any]) -> RunConfig:
-    """``config`` itself, or the ``RunConfig`` of run-config keys after importing their ``plugins``."""
+    """``config`` itself, or the ``RunConfig`` of run-config keys."""
     if isinstance(config, RunConfig):
         return config
-    load_plugins(parse_plugins(str(config.get("plugins", ""))))
     return RunConfig.from_mapping(config)
 
 
@@ -93,19 +91,21 @@ def run(config: RunConfig | Mapping[str, Any]) -> Results:
     written as with ``relatlas run``.
 
     A run whose round fails returns with ``status == "failed"`` unless the engine
-    itself raised; bad settings raise ``ConfigError`` before anything starts.
+    itself raised; bad settings, data or encoders raise ``ConfigError`` (or
+    ``DatasetError``, ``SplitError``) in one line before Ray starts.
     Resuming a run that completed returns its results without running anything.
     """
     config = as_config(config)
-    load_plugins(parse_plugins(config.plugins))
     quiet_library_noise()  # before the run's libraries load (relatlas/library_noise.py)
     from relatlas.server.checkpoint import Checkpoint, check_resumable, completed_results
-    from relatlas.server.simulation import run_simulation  # Ray, Flower and torch: only when a run starts
+    from relatlas.server.preflight import refuse_bad_input  # torch: only when a run starts
+    from relatlas.server.simulation import run_simulation  # Ray and Flower too
 
     done = completed_results(Path(config.resume)) if config.resume else None
     if done is not None:
         check_resumable(config, Checkpoint.load(Path(config.resume)))  # a changed config is refused, as on the CLI
         return Results.from_file(done)
 
+    refuse_bad_input(config)
     run_simulation(config)
     return Results.from_file(Path(config.out_dir) / "results.json")

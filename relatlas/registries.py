@@ -19,8 +19,9 @@ ENCODERS: Registry = Registry("encoder", {
     "resnet8": "relatlas.clients.encoders:resnet8",
     "resnet20": "relatlas.clients.encoders:resnet20",
 })  # fmt: skip
-"""Encoders: ``(input_shape, embedding_dim, **options) -> nn.Module``, the embedder a client trains
-(shapes: the docs' Plug-in contract)."""
+"""Encoders: ``(input_shape, embedding_dim, **options) -> nn.Module``, the embedder a client trains;
+the module maps a batch ``[B, *input_shape]`` to a finite ``[B, embedding_dim]``, checked on one batch
+before a run starts (shapes: the docs' Plug-in contract)."""
 
 DATASETS: Registry = Registry("dataset", {
     "digits": "relatlas.benchmarks.datasets:digits",
@@ -37,16 +38,19 @@ SIMILARITIES: Registry = Registry("similarity", {
     "l1": "relatlas.aggregation.similarities:l1",
     "linf": "relatlas.aggregation.similarities:linf",
 })  # fmt: skip
-"""Similarities: a ``Similarity``, how a sample is compared with the anchors (``aggregation/similarities.py``)."""
+"""Similarities: a ``Similarity``, how a sample is compared with the anchors (``aggregation/similarities.py``):
+``[n, d]`` rows against ``[m, d]`` anchors give ``[n, m]``."""
 
 AGGREGATIONS: Registry = Registry("aggregation", {
     "mean": "relatlas.aggregation.aggregators:mean",
     "product": "relatlas.aggregation.aggregators:product",
+    "product-sum": "relatlas.aggregation.aggregators:product_sum",
     "concat": "relatlas.aggregation.aggregators:concat",
     "median": "relatlas.aggregation.aggregators:median",
     "trimmed-mean": "relatlas.aggregation.aggregators:trimmed_mean",
 })  # fmt: skip
-"""Aggregations: an ``Aggregation`` (the similarities clients send, and the merge); ``register_aggregation`` builds one."""
+"""Aggregations: an ``Aggregation`` (the similarities clients send, and the merge); ``register_aggregation`` builds one.
+A merge takes each client's ``similarity -> [N, m]`` (one client or more, masks or none) and returns a finite ``[N, D]``."""
 
 TRANSLATIONS: Registry = Registry("translation", {
     "procrustes": "relatlas.aggregation.translation:translate_by_procrustes",

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from relatlas.plugins import load_plugins, parse_plugins
 from relatlas.safe_files import atomic_write, private_dir, write_text_atomic
 from relatlas.server.config import ConfigError, RunConfig
 
@@ -118,7 +117,6 @@ def resume_config(out_dir: Path, given: dict[str, Any]) -> RunConfig:
     change what the run computes (anything outside ``RESUME_FREE_KEYS``)."""
     checkpoint = Checkpoint.load(out_dir)
     values = checkpoint.config | given | {"resume": str(out_dir)}
-    load_plugins(parse_plugins(str(values.get("plugins", ""))))  # the run's own entries, before its names are checked
     config = RunConfig.from_mapping(values)
     check_resumable(config, checkpoint)
     return config

@@ -13,8 +13,8 @@ from relatlas.benchmarks.continual_suite import SuiteConfig, run_suite
 from relatlas.benchmarks.perf import SECTIONS, PerfConfig, run_perf
 from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
 from relatlas.benchmarks.sweep import SweepResources
-from relatlas.server.cli_run import refuse_bad_input
 from relatlas.server.config import ConfigError, RunConfig
+from relatlas.server.preflight import refuse_bad_input
 
 
 def _resources(args: argparse.Namespace) -> SweepResources:
@@ -58,7 +58,7 @@ def _bench_anchors(args: argparse.Namespace) -> int:
     suite = AnchorSuiteConfig(
         dataset=args.dataset, data_root=args.data_root, seed_counts=tuple(args.seed_anchors),
         translation_counts=tuple(args.translation_seed_anchors), seeds=tuple(args.seeds), modes=tuple(args.modes),
-        num_clients=args.clients, epochs=args.epochs, out_dir=args.out, tracking_uri=args.tracking_uri,
+        ridges=tuple(args.ridges), num_clients=args.clients, epochs=args.epochs, out_dir=args.out, tracking_uri=args.tracking_uri,
     )  # fmt: skip
     resources, trials = _resources(args), suite.trials()
     _announce("anchors", [config for _, _, config in suite.run_configs()], len(trials), suite.out_dir)
@@ -69,11 +69,14 @@ def _bench_anchors(args: argparse.Namespace) -> int:
 def _bench_stitching(args: argparse.Namespace) -> int:
     suite = StitchingSuiteConfig(
         dataset=args.dataset, data_root=args.data_root, seeds=tuple(args.seeds), cnn_seeds=tuple(args.cnn_seeds),
-        epochs=args.epochs, train_samples=args.train_samples, anchors=args.anchors,
+        epochs=args.epochs, training=args.training, train_samples=args.train_samples, anchors=args.anchors,
         translation_anchors=tuple(args.translation_anchors), out_dir=args.out, tracking_uri=args.tracking_uri,
         experiment=args.experiment,
     )  # fmt: skip
-    resources, trials = _resources(args), suite.trials(suite.load())  # bad data or sizes fail here, before Ray starts
+    data = suite.load()
+    resources, trials = _resources(args), suite.trials(data)  # bad data or sizes fail here, before Ray starts
+    for line in suite.skipped(data):
+        print(f"relatlas bench stitching: skipped {line}", flush=True)
     print(f"relatlas bench stitching: {len(trials)} encoders, results in {suite.out_dir}/table.md", flush=True)
     return 0 if "summary" in run_stitching_suite(suite, resources) else 1
 
@@ -143,7 +146,16 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     anchors.add_argument(
         "--translation-seed-anchors", nargs="+", type=int, default=list(defaults.translation_counts), help="K of the translations"
     )
-    anchors.add_argument("--modes", nargs="+", default=list(defaults.modes), help="federations to run (default: all)")
+    anchors.add_argument(
+        "--modes", nargs="*", default=list(defaults.modes), help="federations to run (default: all; none: only the translations)"
+    )
+    anchors.add_argument(
+        "--ridges",
+        nargs="*",
+        type=float,
+        default=list(defaults.ridges),
+        help="fixed inversion ridges measured beside the cross-validated one",
+    )
     _add_sweep_options(anchors, defaults)
     anchors.set_defaults(handler=_bench_anchors)
 
@@ -153,6 +165,9 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     stitching.add_argument("--cnn-seeds", nargs="*", type=int, default=list(defaults.cnn_seeds), help="CNNs (--seeds: MLPs)")
     stitching.add_argument("--train-samples", type=int, default=defaults.train_samples, help="training subset (0: all)")
     stitching.add_argument("--anchors", type=int, default=defaults.anchors)
+    stitching.add_argument(
+        "--training", default=defaults.training, help="absolute: heads fitted afterwards; relative: the paper's relative training"
+    )
     stitching.add_argument("--translation-anchors", nargs="+", type=int, default=list(defaults.translation_anchors))
     stitching.add_argument("--experiment", default=defaults.experiment)
     _add_sweep_options(stitching, defaults)

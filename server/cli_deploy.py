@@ -7,7 +7,7 @@ from pathlib import Path
 
 from relatlas.api import Results
 from relatlas.server.cli_report import print_report
-from relatlas.server.cli_run import add_config_options, already_complete, config_from_args, refuse_bad_input
+from relatlas.server.cli_run import add_config_options, already_complete, config_from_args
 from relatlas.server.config import ConfigError
 from relatlas.server.credentials import DEFAULT_HOSTS, generate_credentials
 from relatlas.server.deployment import DeploymentError, LocalDeployment
@@ -43,6 +43,8 @@ def _deploy_run(args: argparse.Namespace) -> int:
     recorded = deployment.recorded()
     if config.num_clients != recorded["supernodes"]:
         raise ConfigError(f"num-clients is {config.num_clients}, but the federation has {recorded['supernodes']} SuperNodes")
+    from relatlas.server.preflight import refuse_bad_input  # torch: only when a run is submitted
+
     refuse_bad_input(config)
     paths = {"out-dir": str(Path(config.out_dir).resolve()), "tracking-uri": absolute_tracking_uri(config.tracking_uri)}
     if config.resume:

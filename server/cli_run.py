@@ -11,8 +11,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from relatlas.plugins import load_plugins, parse_plugins
-from relatlas.server.config import CHOICES, SPECS, ConfigError, RunConfig
+from relatlas.server.config import CHOICES, SPECS, RunConfig
 from relatlas.server.interruption import Interrupted
 from relatlas.server.option_help import HELP
 
@@ -46,11 +45,10 @@ def _help(field: dataclasses.Field) -> str:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The options given, after importing ``--plugins`` (so their names validate);
-    with ``--resume DIR``, on top of that run's checkpointed config."""
+    """The options given (``RunConfig`` imports their ``--plugins`` before it checks
+    names); with ``--resume DIR``, on top of that run's checkpointed config."""
     given = {f.name.replace("_", "-"): getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
     given = {key: value for key, value in given.items() if value is not None}
-    load_plugins(parse_plugins(given.get("plugins", "")))
     if given.get("resume"):
         from relatlas.server.checkpoint import resume_config
 
@@ -60,47 +58,27 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def already_complete(config: RunConfig) -> bool:
     """Whether ``--resume`` names a run that completed; if so, say so in one line: there is nothing to do."""
-    from relatlas.server.checkpoint import completed_results
+    from relatlas.server.checkpoint import Checkpoint, check_resumable, completed_results
 
     done = completed_results(Path(config.resume)) if config.resume else None
     if done is not None:
+        check_resumable(config, Checkpoint.load(Path(config.resume)))  # a changed config is refused all the same
         print(f"the run in {config.resume} is already complete; results in {done}")
     return done is not None
-
-
-def refuse_bad_input(config: RunConfig) -> None:
-    """Check the outputs, load the data and make the split (and class schedule)
-    before Ray starts; a bad place, dataset or size fails here in one line. Later
-    loads hit the cache."""
-    from relatlas.benchmarks.datasets import load_dataset
-    from relatlas.benchmarks.splits import plan_for
-    from relatlas.benchmarks.streams import class_schedule
-    from relatlas.clients.models import check_encoders
-    from relatlas.server.tracking import check_outputs
-
-    check_outputs(Path(config.out_dir), config.tracking_uri)
-    dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
-    plan_for(dataset.y_train, config, config, config.seed)
-    try:
-        check_encoders(config.encoder, dataset.input_shape, config.embedding_dim)
-    except ValueError as err:
-        raise ConfigError(f"encoder: {err}") from None
-    if config.scenario == "continual":
-        class_schedule(dataset.num_classes, config.experiences, config.stream, config.seed)
 
 
 def _run(args: argparse.Namespace) -> int:
     from relatlas.api import run
     from relatlas.server.cli_report import print_report, print_run_failure
+    from relatlas.server.preflight import BAD_INPUT
 
     config = config_from_args(args)
     if already_complete(config):
         return 0
-    refuse_bad_input(config)
     try:
         results = run(config)
-    except ConfigError:
-        raise  # resources no Ray node has: one line, exit 2, like any bad config
+    except BAD_INPUT:
+        raise  # refused before Ray starts, or resources no Ray node has: one line, exit 2, like any bad config
     except Interrupted as err:
         print_run_failure(
             f"{err}; finished rounds in {Path(config.out_dir) / 'results.json'}; go on with --resume {config.out_dir}"

@@ -10,6 +10,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from relatlas.plugins import load_plugins, parse_plugins
 from relatlas.registries import ANCHOR_MODES
 from relatlas.sections import (
     SECTIONS,
@@ -39,7 +40,15 @@ class RunConfig(
     DataSection,
 ):  # fmt: skip
     """Every setting of a federated run, section by section (data first); see the
-    configuration reference in the docs for what each one does."""
+    configuration reference in the docs for what each one does.
+
+    The ``plugins`` it names are imported before any name is checked, however it
+    is built (``RunConfig(plugins="my_pkg", encoder="mine")``, ``from_mapping``):
+    they register the names the sections then allow."""
+
+    def __post_init__(self) -> None:
+        load_plugins(parse_plugins(self.plugins))
+        super().__post_init__()
 
     def validate(self) -> None:
         """What spans sections; each section has checked its own fields already."""

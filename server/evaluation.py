@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from relatlas.aggregation.aggregators import ClientSpace, aggregate
+from relatlas.aggregation.aggregators import ClientSpace, aggregate, required_similarities
 from relatlas.aggregation.measures import linear_cka, topk_jaccard
+from relatlas.aggregation.merge import concat_merge
 from relatlas.benchmarks.splits import FederationPlan
 from relatlas.clients.training import TrainConfig, fit, predict
 
@@ -102,6 +103,13 @@ def shuffled_owner_masks(masks: Tensor) -> Tensor:
     return masks.roll(1, dims=0)
 
 
+def concat_baseline(aggregation: str, spaces: Sequence[ClientSpace]) -> Tensor:
+    """The clients' spaces side by side, each subspace the run's aggregation asked
+    for (so any aggregation, cosine or not, has the baseline of what was sent)."""
+    names = required_similarities(aggregation)
+    return concat_merge([space[name] for space in spaces for name in names])
+
+
 def evaluate_round(
     aggregation: str,
     spaces: Sequence[ClientSpace],
@@ -143,7 +151,7 @@ def evaluate_round(
         metrics["concat_accuracy"] = metrics["merged_accuracy"]
     else:
         if client_scores:
-            metrics["concat_accuracy"] = probes.accuracy(aggregate("concat", spaces))
+            metrics["concat_accuracy"] = probes.accuracy(concat_baseline(aggregation, spaces))
         masks = owner_masks(plan, partitions, probes.labels)
         for key, chosen in (("owner_accuracy", masks), ("owner_shuffled_accuracy", shuffled_owner_masks(masks))):
             metrics[key] = probes.accuracy(aggregate(aggregation, spaces, weights=weights, masks=chosen))

@@ -7,7 +7,6 @@ import logging
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from relatlas.plugins import load_plugins, parse_plugins
 from relatlas.server.config import RunConfig
 from relatlas.server.federation import run_federation
 
@@ -22,5 +21,4 @@ def main(grid: Grid, context: Context) -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s relatlas: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-    load_plugins(parse_plugins(str(context.run_config.get("plugins", ""))))  # before the config's names are checked
     run_federation(grid, RunConfig.from_mapping(context.run_config))

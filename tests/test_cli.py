@@ -17,7 +17,7 @@ from relatlas.server.option_help import HELP
         (["--shared-classes", "10"], "shared classes S=10 must be in [0, 9]"),
         (["--clients", "5", "--shared-classes", "8"], "5 clients with 1 novel classes each need 13 classes"),
         (["--rounds", "0"], "rounds must be positive"),
-        (["--aggregation", "mode"], "aggregation must be one of mean, product, concat, median, trimmed-mean"),
+        (["--aggregation", "mode"], "aggregation must be one of mean, product, product-sum, concat, median, trimmed-mean"),
         (["--scenario", "continual", "--experiences", "11"], "has 1 to 10 experiences, got 11"),
         (["--strategy", "naive", "--regularizer", "casper"], "strategy naive has none"),
         (["--client-gpus", "0.5"], "num-gpus 0.5 per client, but no node of the Ray cluster has a GPU"),
@@ -29,7 +29,7 @@ from relatlas.server.option_help import HELP
         (["--out", "/proc/relatlas"], "out-dir /proc/relatlas cannot be written: /proc: "),
         (["--tracking-uri", "http://127.0.0.1:1"], "tracking server http://127.0.0.1:1 cannot be reached"),
         (["--tracking-uri", "sqlite:////nonexistent/m.db"], "its folder /nonexistent is missing or cannot be written"),
-        (["--dataset", "npz:gaps.npz"], "labels must be 0..C-1 with every class in y; found 3 classes (3, 7, 9)"),
+        (["--dataset", "npz:gaps.npz"], "labels must be 0..C-1 with every class in y_train; found 3 classes (3, 7, 9)"),
         (["--dataset", "npz:one-per-class.npz"], "asked for 64 anchors but only 4 samples"),
         (["--plugins", "no_such_plugin"], "plugin module 'no_such_plugin' could not be imported: ModuleNotFoundError"),
         (["--encoder", "wide-mlp"], "encoder: unknown encoder 'wide-mlp' in 'wide-mlp'; registered: auto, mlp, cnn"),
@@ -39,7 +39,7 @@ from relatlas.server.option_help import HELP
 )
 def test_bad_input_exits_with_one_line_before_anything_starts(tmp_path, args, message):
     np.savez(tmp_path / "gaps.npz", X=np.random.rand(300, 8), y=np.repeat([3, 7, 9], 100))
-    np.savez(tmp_path / "one-per-class.npz", X=np.random.rand(10, 8), y=np.arange(10))
+    np.savez(tmp_path / "one-per-class.npz", X=np.random.rand(20, 8), y=np.arange(20) % 10)  # 1 per class in training
     done = subprocess.run(
         [sys.executable, "-m", "relatlas.server.cli", "run", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
@@ -89,7 +89,9 @@ def test_every_run_option_has_a_description_and_its_allowed_values():
         [sys.executable, "-m", "relatlas.server.cli", "run", "--help"], capture_output=True, text=True, timeout=120
     )
     flat = " ".join(usage.stdout.split())
-    aggregation = "how the server merges the clients' relative spaces; one of mean, product, concat, median, trimmed-mean"
+    aggregation = (
+        "how the server merges the clients' relative spaces; one of mean, product, product-sum, concat, median, trimmed-mean"
+    )
     assert f"--aggregation STR {aggregation} (default: 'mean')" in flat
     assert "--outlier-threshold FLOAT drop a client this many times" in flat
 

@@ -29,7 +29,10 @@ def test_cli_options_mirror_the_config():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"aggregation": "mode"}, "aggregation must be one of mean, product, concat, median, trimmed-mean; got 'mode'"),
+        (
+            {"aggregation": "mode"},
+            "aggregation must be one of mean, product, product-sum, concat, median, trimmed-mean; got 'mode'",
+        ),
         ({"rounds": 0}, "rounds must be positive"),
         ({"epochs": "3"}, "epochs must be int"),
         ({"learning-rate": float("nan")}, "learning-rate must be float"),

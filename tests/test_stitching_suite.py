@@ -3,6 +3,7 @@ digits (2 MLP seeds) with its MLflow runs, and the refusals of bad values."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import mlflow
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from relatlas.aggregation.projection import relative_projection
 from relatlas.benchmarks.stitching import (
     SPACES,
     Embedded,
@@ -19,10 +21,12 @@ from relatlas.benchmarks.stitching import (
     stitching_summary,
     translation_rows,
 )
-from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
+from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, encoder_trial, run_stitching_suite, target_trial
+from relatlas.benchmarks.stitching_training import RelativeClassifier, decoder_head
 from relatlas.benchmarks.sweep import SweepResources
 from relatlas.clients.training import TrainConfig, fit
 from relatlas.server.cli import main
+from relatlas.server.config import ConfigError
 from tests.conftest import random_orthogonal
 
 
@@ -72,6 +76,39 @@ def test_translation_recovers_a_rotated_space_and_its_head_accuracy(clustered):
         assert row["target_accuracy"] > 0.95 and row["stitched_accuracy"] >= row["target_accuracy"] - 0.02
 
 
+def test_a_relatively_trained_decoder_reads_a_rotated_encoder_s_relative_space(clustered):
+    points, labels = clustered
+    embedder = torch.nn.Linear(16, 8)
+    anchors = points[::10]
+    model = RelativeClassifier(embedder, anchors, 3, seed=0)
+    fit(model, points, labels, TrainConfig(epochs=20, seed=0))
+    rotated = torch.nn.Sequential(embedder, torch.nn.Linear(8, 8, bias=False))
+    rotated[1].weight.data = 3.0 * random_orthogonal(8, seed=1).float()
+    with torch.no_grad():
+        own, other = (relative_projection(e(points), e(anchors)) for e in (embedder, rotated))
+    head = decoder_head(model)
+    assert head.accuracy(own, labels) == head.accuracy(other, labels) == 1.0
+    assert (head.correct(own, labels) == head.correct(other, labels)).all()
+    assert torch.equal(RelativeClassifier(embedder, anchors, 3, seed=4).decoder[1].weight,
+                       RelativeClassifier(embedder, anchors, 3, seed=4).decoder[1].weight)  # fmt: skip
+
+
+def test_relative_training_brings_its_decoder_as_the_cosine_head(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    suite = StitchingSuiteConfig(
+        dataset="digits", seeds=(0, 1), epochs=5, training="relative", train_samples=0, anchors=64, translation_anchors=(16,),
+        head_epochs=5, similarity_samples=100, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+    )  # fmt: skip
+    params = dataclasses.asdict(suite)
+    trained = [encoder_trial(params | {"kind": "mlp", "encoder_seed": s}, None, 1, 0) | {"encoder": f"mlp-seed{s}", "kind": "mlp"}
+               for s in (0, 1)]  # fmt: skip
+    rows = target_trial(params | {"encoders": trained, "target": "mlp-seed0"}, None, 1, 0)["stitching"]
+    own, cross = (next(r for r in rows if r["encoder"] == name) for name in ("mlp-seed0", "mlp-seed1"))
+    assert own["cosine"] > 0.9 and cross["cosine"] > 0.8 and cross["absolute"] < 0.5
+    with pytest.raises(ConfigError, match="training must be one of absolute, relative; got 'paper'"):
+        StitchingSuiteConfig(training="paper")
+
+
 def test_suite_on_digits_stitches_relative_spaces_far_better_than_absolute_ones(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     suite = StitchingSuiteConfig(
@@ -107,6 +144,7 @@ def test_suite_on_digits_stitches_relative_spaces_far_better_than_absolute_ones(
     assert min(r["mrr"] for r in relative) > max(r["mrr"] for r in absolute)
     table = (tmp_path / "bench" / "table.md").read_text()
     assert "| mlp-seed0 | mlp-seed1 |" in table and "| inversion | 64 |" in table
+    assert "- skipped: cnn-seed0: the cnn needs [C, H, W] images with H = W >= 28, inputs here are (64,)" in table
 
     client = mlflow.MlflowClient(suite.tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name(suite.experiment).experiment_id])
@@ -125,6 +163,7 @@ def test_suite_on_digits_stitches_relative_spaces_far_better_than_absolute_ones(
         (["--anchors", "2000", "--translation-anchors", "16"], "anchors (2000) must not exceed the training samples (1258)"),
         (["--seeds", "1", "1"], "seeds must be distinct"),
         (["--epochs", "0"], "epochs must be at least 1"),
+        (["--training", "paper"], "training must be one of absolute, relative; got 'paper'"),
     ],
 )
 def test_bad_values_are_refused_in_one_line_before_anything_runs(tmp_path, monkeypatch, capsys, args, message):

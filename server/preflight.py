@@ -1,0 +1,48 @@
+"""What a run checks before Ray starts (``relatlas.run``, and the CLI's commands
+through it or directly): the outputs can be written, the data loads and splits,
+each encoder takes the data's inputs and returns a finite ``[batch, width]``
+embedding, and each similarity the aggregation asks for returns ``[rows, anchors]``.
+A bad place, dataset, size, encoder or similarity then fails in one line instead
+of as someone else's error inside a client, minutes later. Later loads hit the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from relatlas.aggregation.aggregators import required_similarities
+from relatlas.aggregation.projection import relative_subspaces
+from relatlas.benchmarks.datasets import DatasetError, load_dataset
+from relatlas.benchmarks.splits import SplitError, plan_for
+from relatlas.benchmarks.streams import class_schedule
+from relatlas.clients.models import check_encoders
+from relatlas.server.config import ConfigError, RunConfig
+from relatlas.server.tracking import check_outputs
+
+ENCODER_CHECK_BATCH = 2  # training rows every encoder embeds once: two, so that batch-norm layers can run
+BAD_INPUT = (ConfigError, DatasetError, SplitError)  # what ``refuse_bad_input`` raises, each in one line
+
+
+def refuse_bad_input(config: RunConfig) -> None:
+    """Check ``config``'s outputs, data, split (and class schedule) and encoders."""
+    check_outputs(Path(config.out_dir), config.tracking_uri)
+    dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
+    plan_for(dataset.y_train, config, config, config.seed)
+    batch = torch.tensor(dataset.x_train[:ENCODER_CHECK_BATCH], dtype=torch.float32)  # a copy: cached arrays are read-only
+    try:
+        check_encoders(config.encoder, batch, config.embedding_dim)
+    except ValueError as err:
+        raise ConfigError(f"encoder: {err}") from None
+    if config.scenario == "continual":
+        class_schedule(dataset.num_classes, config.experiences, config.stream, config.seed)
+    _check_similarities(config.aggregation)
+
+
+def _check_similarities(aggregation: str) -> None:
+    """Every similarity ``aggregation`` asks the clients for, on three rows and two anchors."""
+    rows, anchors = torch.linspace(-1.0, 1.0, 12).reshape(3, 4), torch.linspace(2.0, -1.0, 8).reshape(2, 4)
+    try:
+        relative_subspaces(rows, anchors, required_similarities(aggregation))
+    except ValueError as err:
+        raise ConfigError(f"aggregation {aggregation}: {err}") from None
