@@ -83,7 +83,7 @@ def test_a_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
 
 
 def test_sigint_after_round_one_stops_the_run_within_seconds_and_resume_completes_it(tmp_path):
-    options = OPTIONS | {"rounds": 3}
+    options = OPTIONS
     whole = options | {"out-dir": str(tmp_path / "whole"), "tracking-uri": f"sqlite:///{tmp_path}/a.db"}
     run_simulation(RunConfig.from_mapping(whole))
 
@@ -103,7 +103,9 @@ def test_sigint_after_round_one_stops_the_run_within_seconds_and_resume_complete
 
     results = json.loads((tmp_path / "stopped" / "results.json").read_text())
     assert results["status"] == "interrupted" and results["error"] == "interrupted by SIGINT"
-    assert [r["round"] for r in results["rounds"]] == [1]  # the round under way is not recorded
+    checkpointed = json.loads(state.read_text())["round"]  # rounds finish in under a second: 1, or 2 if the signal was late
+    assert checkpointed < OPTIONS["rounds"]
+    assert [r["round"] for r in results["rounds"]] == list(range(1, checkpointed + 1))  # the round under way is not recorded
     client = mlflow.MlflowClient(stopped["tracking-uri"])
     assert client.get_run(results["mlflow_run_id"]).info.status == "KILLED"
 
