@@ -92,9 +92,24 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
             if client_runs is not None:
                 _finish_continual(results, config, client_runs, out_dir)
             results["wall_seconds"] = time.perf_counter() - started
-            mlflow.log_artifact(str(write_results(out_dir, results)))
+            _record_results(out_dir, results)
     log.info("results in %s, MLflow run %s", out_dir / "results.json", run_id)
     return results
+
+
+def _record_results(out_dir: Path, results: dict[str, Any]) -> None:
+    """The final ``results.json``, logged to MLflow. Where it cannot be written (a full
+    disk), a run that stops for another reason keeps that reason and a completed one
+    fails with this one: either way the MLflow run does not end FINISHED."""
+    try:
+        path = write_results(out_dir, results)
+    except OSError as err:
+        if results["status"] == "completed":
+            results |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+            raise
+        log.error("results.json not updated: %s", err)
+        return
+    mlflow.log_artifact(str(path))
 
 
 def _run_round(grid: Grid, strategy: RelativeStrategy, round_number: int) -> RoundOutcome:
