@@ -5,7 +5,9 @@ have planted a symbolic link (``results.json.partial -> /victim``) or a folder o
 their own. So every file is first written to a fresh temporary name in its folder,
 created exclusively (``O_CREAT | O_EXCL | O_NOFOLLOW``, as ``tempfile.mkstemp``
 does: no existing path, link or not, is ever opened for writing) and 0600 from the
-start, then renamed over the target (a rename replaces a link, never its target).
+start, then renamed over the target (a rename replaces a link, never its target);
+a write that does not fit removes its temporary file and says, in one line, which
+file needs how many bytes (``DiskFullError``).
 Folders are created 0700; an existing one is used only if it is a real folder of
 this user that nobody else may write to (a folder others may write to lets them
 swap what is inside for links; group-writable is allowed only for the user's own
@@ -14,7 +16,9 @@ private group).
 
 from __future__ import annotations
 
+import errno
 import grp
+import io
 import os
 import pwd
 import stat
@@ -82,21 +86,50 @@ def _group_has_others(gid: int) -> bool:
     return not (gid == os.getegid() and group.gr_name == user.pw_name and not group.gr_mem)
 
 
+class DiskFullError(OSError):
+    """A file that does not fit on its disk (or in its quota), in one line that names
+    the file, the bytes it needs and the bytes free; ``errno`` is ENOSPC or EDQUOT."""
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
 @contextmanager
 def atomic_write(path: Path) -> Iterator[BinaryIO]:
     """A binary file whose content replaces ``path`` (0600) when the block ends without
-    error; on error the temporary file is removed and ``path`` is left as it was."""
-    path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    error; on error the temporary file is removed and ``path`` is left as it was.
+
+    The block writes to memory; the content goes to disk in one piece at its end, so
+    that a full disk is told as ``DiskFullError`` with the bytes needed (torch's
+    writer reports it as an unrelated ``RuntimeError``) and nothing is left behind."""
+    buffer = io.BytesIO()
+    yield buffer
+    _replace_with(Path(path), buffer.getbuffer())
+
+
+def _replace_with(path: Path, content: memoryview) -> None:
+    """``content`` in a fresh exclusive temporary file, renamed over ``path``; the temporary file removed on any error."""
+    temporary = None
     try:
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
         with os.fdopen(descriptor, "wb") as file:
-            yield file
+            file.write(content)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as err:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(err.errno, path, len(content)) from None
         raise
+
+
+def _disk_full(number: int, path: Path, needed: int) -> DiskFullError:
+    """The one-line error of a full disk or quota; what is free is measured once the temporary file is gone."""
+    disk = os.statvfs(path.parent)
+    free = disk.f_bavail * disk.f_frsize
+    return DiskFullError(number, f"{os.strerror(number)} writing {path}: it needs {needed:,} bytes, {free:,} are free there")
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

@@ -61,4 +61,4 @@ def print_report(results: Results, tracking_uri: str) -> int:
 
 
 def print_run_failure(message: str) -> None:
-    Console().print(f"[red]relatlas: {message}[/red]")
+    Console(soft_wrap=True).print(f"relatlas: {message}", style="red", markup=False, highlight=False)  # one line, as given

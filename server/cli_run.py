@@ -86,9 +86,21 @@ def _run(args: argparse.Namespace) -> int:
         return err.exit_code
     except Exception as err:  # noqa: BLE001 - reported in one line; results.json keeps finished rounds
         cause = err.__cause__ or err
-        print_run_failure(f"run failed: {type(cause).__name__}: {cause}")
+        print_run_failure(f"run failed: {type(cause).__name__}: {cause}{_after_disk_full(cause, config)}")
         return 1
     return print_report(results, config.tracking_uri)
+
+
+def _after_disk_full(cause: BaseException, config: RunConfig) -> str:
+    """What to do after a full disk: free space, then go on from the last checkpoint if one was written."""
+    from relatlas.safe_files import DiskFullError
+    from relatlas.server.checkpoint import CHECKPOINT_DIR, STATE_FILE
+
+    if not isinstance(cause, DiskFullError):
+        return ""
+    if (Path(config.out_dir) / CHECKPOINT_DIR / STATE_FILE).exists():
+        return f"; free space, then go on with --resume {config.out_dir}"
+    return "; free space, then run again"
 
 
 def add_run_command(parser: argparse.ArgumentParser) -> None:

@@ -114,9 +114,13 @@ class ClientRuns:
             logger.log_single_metric("train_seconds", reply.metrics.get("train-seconds", 0.0), round_number)
 
     def finish(self, summary: dict[str, object], out_dir: Path, failed: bool) -> None:
-        """Heatmap and curves of each client's head accuracy, then close the runs."""
-        for partition, logger in sorted(self.loggers.items()):
-            matrix = summary["client_accuracy_matrix"][partition]
-            for plot, name in ((plot_accuracy_matrix, "accuracy_matrix"), (plot_accuracy_curves, "accuracy_curves")):
-                logger.log_artifact(plot(matrix, f"client {partition}, local model", out_dir / f"client{partition}_{name}.png"))
-            logger.close(failed)
+        """Heatmap and curves of each client's head accuracy, then close the runs (also when a figure cannot be written)."""
+        try:
+            for partition, logger in sorted(self.loggers.items()):
+                matrix = summary["client_accuracy_matrix"][partition]
+                for plot, name in ((plot_accuracy_matrix, "accuracy_matrix"), (plot_accuracy_curves, "accuracy_curves")):
+                    path = out_dir / f"client{partition}_{name}.png"
+                    logger.log_artifact(plot(matrix, f"client {partition}, local model", path))
+        finally:
+            for logger in self.loggers.values():
+                logger.close(failed)

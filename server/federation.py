@@ -89,12 +89,26 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         finally:
             if results["rounds"]:
                 results |= results["rounds"][-1]
-            if client_runs is not None:
-                _finish_continual(results, config, client_runs, out_dir)
-            results["wall_seconds"] = time.perf_counter() - started
-            mlflow.log_artifact(str(write_results(out_dir, results)))
+            try:
+                if client_runs is not None:
+                    _finish_continual(results, config, client_runs, out_dir)
+            finally:  # a figure that does not fit loses neither results.json nor the run's status
+                results["wall_seconds"] = time.perf_counter() - started
+                _record_results(out_dir, results)
     log.info("results in %s, MLflow run %s", out_dir / "results.json", run_id)
     return results
+
+
+def _record_results(out_dir: Path, results: dict[str, Any]) -> None:
+    """The final ``results.json``, logged to MLflow. Where it cannot be written (a full
+    disk), a run that stops for another reason keeps that reason and a completed one
+    fails with this one: either way the MLflow run does not end FINISHED."""
+    try:
+        path = write_results(out_dir, results)
+    except OSError as err:
+        _write_failed(results, err)
+        return
+    mlflow.log_artifact(str(path))
 
 
 def _run_round(grid: Grid, strategy: RelativeStrategy, round_number: int) -> RoundOutcome:
@@ -148,9 +162,22 @@ def _finish_continual(results: dict[str, Any], config: RunConfig, client_runs: C
     if summary["average_accuracy"] is not None:
         mlflow.log_metrics({"average_accuracy": summary["average_accuracy"], "forgetting": summary["forgetting"] or 0.0})
     title = f"{config.dataset}: merged space ({config.aggregation}), {config.experiences} experiences"
-    for plot, name in ((plot_accuracy_matrix, "accuracy_matrix"), (plot_accuracy_curves, "accuracy_curves")):
-        mlflow.log_artifact(str(plot(summary["accuracy_matrix"], title, out_dir / f"{name}.png")))
-    client_runs.finish(summary, out_dir, failed=results["status"] == "failed")
+    try:
+        for plot, name in ((plot_accuracy_matrix, "accuracy_matrix"), (plot_accuracy_curves, "accuracy_curves")):
+            mlflow.log_artifact(str(plot(summary["accuracy_matrix"], title, out_dir / f"{name}.png")))
+        client_runs.finish(summary, out_dir, failed=results["status"] == "failed")
+    except OSError as err:
+        _write_failed(results, err)
+
+
+def _write_failed(results: dict[str, Any], err: OSError) -> None:
+    """A file of the run's end that cannot be written (a full disk): it fails a
+    completed run (re-raised: the MLflow run ends FAILED); a run stopping for
+    another reason keeps that reason, and this one is logged."""
+    if results["status"] == "completed":
+        results |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+        raise err
+    log.error("not written: %s", err)
 
 
 def _log_figures(out_dir: Path, outcome: RoundOutcome, labels: np.ndarray, title: str) -> None:
