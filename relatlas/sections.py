@@ -103,7 +103,7 @@ def path_limits() -> tuple[int, int]:
 
 def check_text(values: Section) -> None:
     """Every text field at most a path long, and no part of it between slashes (or
-    colons) longer than a file name: a path, an ``npz:`` file, a plug-in list or a
+    colons, or commas) longer than a file name: a path, an ``npz:`` file, a plug-in list or a
     name that no file system or store takes is refused here, in one line, before
     anything is created, not as ``File name too long`` deep in a run."""
     longest_path, longest_name = path_limits()
@@ -117,7 +117,7 @@ def check_text(values: Section) -> None:
             raise ConfigError(f"{config_key(field.name)} has {len(text)} characters; at most {most}")
         if field.name in own:
             continue
-        part = max(re.split("[/:]", text), key=len)  # a path's parts, or an npz: file's, or a sqlite: store's
+        part = max(re.split("[/:,]", text), key=len)  # a path's parts, an npz: file's, a list's items
         if len(part) > longest_name:
             raise ConfigError(
                 f"{config_key(field.name)} has a part of {len(part)} characters ({part[:20]}...); "

@@ -82,6 +82,7 @@ def test_casper_without_a_replay_buffer_is_refused():
 def test_text_values_are_bounded_before_any_plugin_is_imported():
     longest_path, longest_name = path_limits()
     assert RunConfig(experiment="e" * MLFLOW_NAME_LENGTH, dataset=f"npz:{'d' * (longest_name - 4)}.npz")  # at the limits
+    assert RunConfig(encoder=",".join(["mlp", "cnn"] * 100), dataset="fashion-mnist")  # a long list of short items
     with pytest.raises(ConfigError, match=f"experiment has {MLFLOW_NAME_LENGTH + 1} characters; at most {MLFLOW_NAME_LENGTH}"):
         RunConfig(experiment="e" * (MLFLOW_NAME_LENGTH + 1))
     with pytest.raises(ConfigError, match=f"out-dir has a part of {longest_name + 1} characters .* at most {longest_name}"):
