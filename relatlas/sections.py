@@ -10,7 +10,10 @@ checks only what spans sections.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import os
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -30,6 +33,7 @@ from relatlas.registries import (
 )
 
 MAX_SEED = 2**32 - 1
+MLFLOW_NAME_LENGTH = 256  # an experiment's name in MLflow's SQL stores (experiments.name is VARCHAR(256))
 
 
 class ConfigError(ValueError):
@@ -51,8 +55,10 @@ class Section:
     specs: ClassVar[dict[str, Collection[str]]] = {}  # NAME[:ARGUMENT] values; their entry checks the rest
     positive: ClassVar[tuple[str, ...]] = ()
     non_negative: ClassVar[tuple[str, ...]] = ()
+    longest: ClassVar[dict[str, int]] = {}  # text fields with a bound of their own, below the one of every text
 
     def __post_init__(self) -> None:
+        check_text(self)
         for cls in reversed(type(self).__mro__):
             if issubclass(cls, Section) and cls is not Section:
                 _check_declared(self, cls)
@@ -83,6 +89,40 @@ def _check_declared(values: Section, section: type[Section]) -> None:
     for name in vars(section).get("non_negative", ()):
         if getattr(values, name) < 0:
             raise ConfigError(f"{config_key(name)} must be zero or more; got {getattr(values, name)}")
+
+
+@functools.cache
+def path_limits() -> tuple[int, int]:
+    """The longest path and the longest file name this system takes (``PATH_MAX``,
+    ``NAME_MAX`` of its root file system; 4096 and 255, Linux's, where it does not say)."""
+    try:
+        return os.pathconf("/", "PC_PATH_MAX"), os.pathconf("/", "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no such limit
+        return 4096, 255
+
+
+def check_text(values: Section) -> None:
+    """Every text field at most a path long, and no part of it between slashes (or
+    colons, or commas) longer than a file name: a path, an ``npz:`` file, a plug-in list or a
+    name that no file system or store takes is refused here, in one line, before
+    anything is created, not as ``File name too long`` deep in a run."""
+    longest_path, longest_name = path_limits()
+    own = {name: most for cls in type(values).__mro__ for name, most in vars(cls).get("longest", {}).items()}
+    for field in dataclasses.fields(values):
+        text = getattr(values, field.name)
+        if not isinstance(text, str):
+            continue
+        most = own.get(field.name, longest_path)
+        if len(text) > most:
+            raise ConfigError(f"{config_key(field.name)} has {len(text)} characters; at most {most}")
+        if field.name in own:
+            continue
+        part = max(re.split("[/:,]", text), key=len)  # a path's parts, an npz: file's, a list's items
+        if len(part) > longest_name:
+            raise ConfigError(
+                f"{config_key(field.name)} has a part of {len(part)} characters ({part[:20]}...); "
+                f"a file name has at most {longest_name}"
+            )
 
 
 @dataclass(frozen=True)
@@ -221,6 +261,8 @@ class EvaluationSection(Section):
 @dataclass(frozen=True)
 class TrackingSection(Section):
     """Where results, MLflow runs and checkpoints go."""
+
+    longest: ClassVar[dict[str, int]] = {"experiment": MLFLOW_NAME_LENGTH}
 
     out_dir: str = "runs/latest"
     tracking_uri: str = "sqlite:///mlflow.db"

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from relatlas.sections import TrackingSection
 from relatlas.server.config import CHOICES, SPECS, RunConfig
 from relatlas.server.interruption import Interrupted
 from relatlas.server.option_help import HELP
@@ -50,6 +51,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     given = {f.name.replace("_", "-"): getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
     given = {key: value for key, value in given.items() if value is not None}
     if given.get("resume"):
+        TrackingSection.from_values(given)  # its paths' lengths checked before the checkpoint is read
         from relatlas.server.checkpoint import resume_config
 
         return resume_config(Path(given.pop("resume")), given)

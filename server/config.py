@@ -23,6 +23,7 @@ from relatlas.sections import (
     ModelSection,
     RuntimeSection,
     TrackingSection,
+    check_text,
     config_key,
 )
 
@@ -47,6 +48,7 @@ class RunConfig(
     they register the names the sections then allow."""
 
     def __post_init__(self) -> None:
+        check_text(self)  # before a plug-in list of any length is imported
         load_plugins(parse_plugins(self.plugins))
         super().__post_init__()
 

@@ -23,10 +23,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from relatlas.benchmarks.datasets import first_few
+
 CA_CERT, SERVER_CERT, SERVER_KEY = "ca.crt", "server.pem", "server.key"
 SUPEREXEC_SECRET = "superexec.secret"  # shared by the SuperLink, the SuperNodes and their SuperExecs
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1", "superlink")  # "superlink": the compose service name
 VALID_DAYS = 365
+MAX_SUPERNODES = 256  # one machine's processes and ports; more nodes are deployed across machines (docs)
 
 
 def supernode_key_paths(directory: Path, index: int) -> tuple[Path, Path]:
@@ -48,6 +51,25 @@ def _san(host: str) -> x509.GeneralName:
 
 class CredentialsError(RuntimeError):
     """Credentials that would be overwritten, or have expired; one line."""
+
+
+def check_supernode_count(count: int) -> None:
+    """Refuse a SuperNode count that is not 1..``MAX_SUPERNODES``."""
+    if not 1 <= count <= MAX_SUPERNODES:
+        raise CredentialsError(f"supernodes must be 1 to {MAX_SUPERNODES}; got {count}")
+
+
+def credential_files(directory: Path, supernodes: int) -> list[Path]:
+    """Every file ``generate_credentials`` writes for ``supernodes`` SuperNodes."""
+    keys = [path for index in range(supernodes) for path in supernode_key_paths(directory, index)]
+    return [directory / name for name in (CA_CERT, SERVER_CERT, SERVER_KEY, SUPEREXEC_SECRET)] + keys
+
+
+def existing_credentials(directory: Path) -> list[Path]:
+    """The credential files already in ``directory``: the CA, the server's certificate
+    and key, the shared secret, and every SuperNode's key pair, whatever its index."""
+    named = [path for path in credential_files(directory, 0) if os.path.lexists(path)]
+    return sorted(named + list(directory.glob("supernode-*")))
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -108,10 +130,14 @@ def generate_supernode_keys(directory: Path, count: int) -> None:
 
 def generate_credentials(directory: Path, supernodes: int, hosts: Sequence[str] = DEFAULT_HOSTS, *, force: bool = False) -> Path:
     """Everything a TLS federation with ``supernodes`` authenticated nodes needs, in
-    ``directory``; refused where credentials exist, unless ``force``."""
-    if (directory / CA_CERT).exists() and not force:
+    ``directory``; refused where any credential file exists (a SuperNode's key may
+    be registered even when the CA is gone), unless ``force``."""
+    check_supernode_count(supernodes)
+    existing = existing_credentials(directory)
+    if existing and not force:
         raise CredentialsError(
-            f"credentials exist in {directory}; --force replaces them (every SuperNode must then be registered again)"
+            f"credentials exist in {directory} ({first_few([path.name for path in existing])}); --force replaces them "
+            "(every SuperNode must then be registered again)"
         )
     directory.mkdir(parents=True, exist_ok=True)
     generate_tls(directory, hosts)

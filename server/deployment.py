@@ -26,12 +26,16 @@ from typing import Any
 
 import psutil
 
+from relatlas.benchmarks.datasets import first_few
 from relatlas.server.credentials import (
     CA_CERT,
     SERVER_CERT,
     SERVER_KEY,
     SUPEREXEC_SECRET,
     check_not_expired,
+    check_supernode_count,
+    credential_files,
+    existing_credentials,
     generate_credentials,
     supernode_key_paths,
 )
@@ -72,6 +76,12 @@ class LocalDeployment:
     supernodes: int = 3
     port: int = 9093  # the SuperLink's one HTTPS port: Fleet, Control and Runtime APIs
     supernode_port: int = 9094  # SuperNode i serves its ClientApps on supernode_port + i
+
+    def __post_init__(self) -> None:
+        check_supernode_count(self.supernodes)
+        last = self.supernode_port + self.supernodes - 1
+        if not (1 <= self.port <= 65535 and 1 <= self.supernode_port <= last <= 65535):
+            raise DeploymentError(f"port {self.port} and SuperNode ports {self.supernode_port}..{last} must be in 1..65535")
 
     @property
     def certificates(self) -> Path:
@@ -121,8 +131,7 @@ class LocalDeployment:
         busy = [p for p in (self.port, *range(self.supernode_port, self.supernode_port + self.supernodes)) if port_in_use(p)]
         if busy:
             raise DeploymentError(f"ports {busy} are in use on 127.0.0.1: choose others with --port / --supernode-port")
-        if not all(supernode_key_paths(self.certificates, i)[0].exists() for i in range(self.supernodes)):
-            generate_credentials(self.certificates, self.supernodes, force=True)
+        self._credentials()
         check_not_expired(self.certificates)
         self._write_connection()
         pids: list[int] = []
@@ -167,10 +176,17 @@ class LocalDeployment:
         return pids
 
     def recorded(self) -> dict[str, Any]:
-        """What ``up`` recorded: the process ids, the address, the SuperNode count."""
+        """What ``up`` recorded: the process ids, the address, the SuperNode count;
+        a file that is not such a record is refused in one line naming it."""
         if not self.processes_file.exists():
             raise DeploymentError(f"no federation runs from {self.directory}: `relatlas deploy up` first")
-        return json.loads(self.processes_file.read_text())
+        try:
+            return _checked_record(json.loads(self.processes_file.read_text()))
+        except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise DeploymentError(
+                f"{self.processes_file} is not a record of `relatlas deploy up` ({type(err).__name__}: {str(err)[:100]}); "
+                "stop what it started by hand (see its *.log files) and remove the file"
+            ) from None
 
     def online_nodes(self) -> int:
         """SuperNodes the SuperLink lists as online (0 while it cannot answer)."""
@@ -180,6 +196,19 @@ class LocalDeployment:
         except ValueError:
             return 0
         return sum(1 for node in nodes if node.get("status") == "online")
+
+    def _credentials(self) -> None:
+        """Make the credentials where there are none; reuse complete ones (their keys
+        may be registered or handed out); refuse to guess about a partial set."""
+        if not existing_credentials(self.certificates):
+            generate_credentials(self.certificates, self.supernodes)
+            return
+        missing = [path.name for path in credential_files(self.certificates, self.supernodes) if not path.exists()]
+        if missing:
+            raise DeploymentError(
+                f"credentials in {self.certificates} lack {first_few(missing)}: `relatlas deploy credentials --dir "
+                f"{self.certificates} --supernodes {self.supernodes} --force` replaces them all (SuperNodes then re-register)"
+            )
 
     def _write_connection(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -240,6 +269,18 @@ class LocalDeployment:
             if time.monotonic() > deadline:
                 raise DeploymentError(f"timed out after {timeout:g} s waiting for {what}; see {self.directory / log_name}.log")
             time.sleep(0.5)
+
+
+def _checked_record(record: Any) -> dict[str, Any]:
+    """``record`` if it has the shape ``_record`` writes; a ``ValueError`` otherwise."""
+    entries = record["processes"]
+    if not (isinstance(record["supernodes"], int) and isinstance(record["address"], str) and isinstance(entries, list)):
+        raise ValueError("supernodes, address or processes of the wrong type")
+    for entry in entries:
+        pid, started, command = entry["pid"], entry["create_time"], entry["cmdline"]
+        if not (isinstance(pid, int) and pid > 0 and isinstance(started, (int, float)) and isinstance(command, list)):
+            raise ValueError(f"process entry {str(entry)[:60]} is not a pid, a start time and a command line")
+    return record
 
 
 def _identity(pid: int) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from relatlas.clients.client_app import app as default_client_app
 from relatlas.library_noise import quiet_library_noise
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.interruption import on_signals
+from relatlas.server.ray_checks import check_ray_address, local_node_resources
 from relatlas.server.server_app import app as default_server_app
 
 
@@ -52,6 +53,7 @@ def init_ray(address: str, **sizes: int) -> None:
     with the libraries' noise quieted (``relatlas/library_noise.py``)."""
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # Ray's coming default; silences its warning
     quiet_library_noise()  # after this module's Flower imports, which turn every DeprecationWarning on
+    check_ray_address(address)  # a cluster where nothing listens: refused now, not after minutes inside ray.init
     env = {
         "env_vars": {"PYTHONPATH": os.pathsep.join([*sys.path, os.environ.get("PYTHONPATH", "")])},
         "worker_process_setup_hook": quiet_library_noise,
@@ -64,12 +66,17 @@ def start_ray(config: RunConfig, own_instance: tuple[int, int] | None = None) ->
     and check the client resources against its nodes; Flower's backend then reuses it.
 
     ``own_instance`` (CPUs, GPUs): start a new local instance of exactly that size
-    whatever else runs here (a benchmark trial's share of its machine).
+    whatever else runs here (a benchmark trial's share of its machine). A new
+    instance's resources are checked before it starts, a cluster's once joined.
     """
     if own_instance is not None:
+        check_client_resources(config.num_cpus, config.num_gpus, [{"CPU": own_instance[0], "GPU": own_instance[1]}])
         init_ray("local", num_cpus=own_instance[0], num_gpus=own_instance[1])
     else:  # "local", not Ray's default, which would join any cluster last started on this machine
-        init_ray(config.ray_address or os.environ.get("RAY_ADDRESS") or "local")
+        address = config.ray_address or os.environ.get("RAY_ADDRESS") or "local"
+        if address == "local":
+            check_client_resources(config.num_cpus, config.num_gpus, [local_node_resources()])
+        init_ray(address)
     try:
         nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
         check_client_resources(config.num_cpus, config.num_gpus, nodes)

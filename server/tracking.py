@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import tempfile
 import urllib.parse
 from collections.abc import Iterator, Mapping
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from relatlas.library_noise import quiet_library_noise
@@ -63,14 +63,17 @@ def use_tracking(tracking_uri: str, experiment: str) -> None:
     mlflow.set_experiment(experiment)
 
 
-REACH_SECONDS = 5.0  # how long the check waits for a tracking server
+REACH_SECONDS = 5  # how long the check waits for a tracking server (MLflow takes whole seconds)
+STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql")  # MLflow's database and server stores
 
 
 def check_outputs(out_dir: Path, tracking_uri: str) -> None:
     """Refuse, before anything trains, an ``out-dir`` that cannot be written, is a link
-    or may be written by others (``relatlas/safe_files.py``), and a
-    tracking store that cannot be reached (a server within ``REACH_SECONDS``) or
-    written (a SQLite file's folder)."""
+    or may be written by others (``relatlas/safe_files.py``), and a tracking store
+    that MLflow cannot use: a scheme it has no store for, a SQLite file whose folder
+    cannot be written, a server or database that does not answer an MLflow call
+    within ``REACH_SECONDS`` (any TCP server answers a connection; only MLflow
+    answers its API)."""
     existing = next(folder for folder in (out_dir.absolute(), *out_dir.absolute().parents) if folder.exists())
     try:  # a folder made and removed where out-dir will be made: nothing is left behind
         os.rmdir(tempfile.mkdtemp(dir=existing))
@@ -79,17 +82,40 @@ def check_outputs(out_dir: Path, tracking_uri: str) -> None:
     for folder in (out_dir, out_dir / CHECKPOINT_DIR):
         if os.path.lexists(folder):
             check_private_dir(folder)  # a link, or a folder others may write to: refused before anything runs
-    address = urllib.parse.urlparse(tracking_uri)
-    if address.scheme in ("http", "https"):
-        port = address.port or (443 if address.scheme == "https" else 80)
-        try:
-            socket.create_connection((address.hostname or "", port), timeout=REACH_SECONDS).close()
-        except OSError as err:
-            raise ConfigError(f"tracking server {tracking_uri} cannot be reached: {err.strerror or err}") from None
-    elif address.scheme == "sqlite":
+    scheme = urllib.parse.urlparse(tracking_uri).scheme
+    if scheme not in STORE_SCHEMES:
+        raise ConfigError(
+            f"tracking-uri {tracking_uri}: MLflow has no tracking store for {scheme or 'a plain path'!r} here; "
+            "use sqlite:///FILE or the http(s):// address of an MLflow server"
+        )
+    if scheme == "sqlite":  # checked without opening it: MLflow would create the database
         folder = Path(tracking_uri.removeprefix("sqlite:///")).absolute().parent
         if not os.access(folder, os.W_OK):
             raise ConfigError(f"tracking store {tracking_uri}: its folder {folder} is missing or cannot be written")
+        return
+    with _bounded_requests():
+        try:
+            MlflowClient(tracking_uri).search_experiments(max_results=1)
+        except Exception as err:  # noqa: BLE001 - MLflow's, requests', a missing driver's: each is one line here
+            reason = f"{type(err).__name__}: {str(err).split('. Response body')[0].splitlines()[0][:300]}"
+            raise ConfigError(f"tracking store {tracking_uri} does not answer as MLflow: {reason}") from None
+
+
+@contextmanager
+def _bounded_requests() -> Iterator[None]:
+    """MLflow's HTTP calls, within the block, give up after ``REACH_SECONDS`` and do
+    not retry (by default they wait 120 s and retry 7 times over minutes)."""
+    bounds = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(REACH_SECONDS), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    before = {name: os.environ.get(name) for name in bounds}
+    os.environ.update(bounds)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def absolute_tracking_uri(uri: str) -> str:

@@ -1,6 +1,8 @@
 import dataclasses
+import http.server
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -21,13 +23,19 @@ from relatlas.server.option_help import HELP
         (["--scenario", "continual", "--experiences", "11"], "has 1 to 10 experiences, got 11"),
         (["--strategy", "naive", "--regularizer", "casper"], "strategy naive has none"),
         (["--client-gpus", "0.5"], "num-gpus 0.5 per client, but no node of the Ray cluster has a GPU"),
+        (["--num-cpus", "100"], "num-cpus 100 per client, but the largest Ray node has"),
+        (["--ray-address", "127.0.0.1:1"], "ray-address 127.0.0.1:1: no Ray cluster answers at 127.0.0.1:1 (UNAVAILABLE"),
         (["--payload-noise", "-0.1"], "payload-noise must be zero or more"),
         (["--resume", "nowhere"], "resume: nowhere holds no checkpoint"),
         (["--anchors", "100000"], "asked for 100000 anchors but only 503 samples of classes [2, 4, 6, 7] are available"),
         (["--clients", "10000", "--split", "same-classes"], "clients 0, 1, 2, 3, 4 and 8,875 more received no training"),
         (["--seed", str(2**32)], "seed must be in 0..4294967295"),
         (["--out", "/proc/relatlas"], "out-dir /proc/relatlas cannot be written: /proc: "),
-        (["--tracking-uri", "http://127.0.0.1:1"], "tracking server http://127.0.0.1:1 cannot be reached"),
+        (["--tracking-uri", "http://127.0.0.1:1"], "tracking store http://127.0.0.1:1 does not answer as MLflow: MlflowExc"),
+        (["--tracking-uri", "ftp://x"], "tracking-uri ftp://x: MLflow has no tracking store for 'ftp' here; use sqlite:///"),
+        (["--out", "o" * 100_000], "out-dir has 100000 characters; at most 4096"),
+        (["--dataset", f"npz:{'d' * 300}.npz"], "dataset has a part of 304 characters (ddddd"),
+        (["--experiment", "e" * 100_000], "experiment has 100000 characters; at most 256"),
         (["--tracking-uri", "sqlite:////nonexistent/m.db"], "its folder /nonexistent is missing or cannot be written"),
         (["--dataset", "npz:gaps.npz"], "labels must be 0..C-1 with every class in y_train; found 3 classes (3, 7, 9)"),
         (["--dataset", "npz:one-per-class.npz"], "asked for 64 anchors but only 4 samples"),
@@ -38,6 +46,7 @@ from relatlas.server.option_help import HELP
     ],
 )
 def test_bad_input_exits_with_one_line_before_anything_starts(tmp_path, args, message):
+    """Each refusal also ends the process (the timeout): nothing it started outlives the line."""
     np.savez(tmp_path / "gaps.npz", X=np.random.rand(300, 8), y=np.repeat([3, 7, 9], 100))
     np.savez(tmp_path / "one-per-class.npz", X=np.random.rand(20, 8), y=np.arange(20) % 10)  # 1 per class in training
     done = subprocess.run(
@@ -46,6 +55,29 @@ def test_bad_input_exits_with_one_line_before_anything_starts(tmp_path, args, me
     assert done.returncode == 2
     assert done.stderr.startswith("relatlas: ") and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "runs").exists()
+
+
+def test_a_tracking_server_that_is_not_mlflow_is_refused_before_anything_starts(tmp_path):
+    class NotMlflow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_error(404)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotMlflow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_port}"
+    try:
+        command = [sys.executable, "-m", "relatlas.server.cli", "run", "--tracking-uri", uri]
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+    assert done.returncode == 2 and not done.stdout and len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith(f"relatlas: tracking store {uri} does not answer as MLflow: MlflowException: ")
+    assert "404" in done.stderr and not (tmp_path / "runs").exists()
 
 
 def test_results_table_marks_the_owner_protocol_as_leaking_labels():
@@ -58,8 +90,8 @@ def test_results_table_marks_the_owner_protocol_as_leaking_labels():
     assert values[labels.index("stitching, on the classes each client never saw")] == "0.200  -"
 
 
-def _deploy(action: str, directory) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "relatlas.server.cli", "deploy", action, "--dir", str(directory)]
+def _deploy(action: str, directory, *options: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "relatlas.server.cli", "deploy", action, "--dir", str(directory), *options]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
@@ -68,6 +100,16 @@ def test_deploy_run_refuses_a_federation_that_is_not_up_in_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == f"relatlas: no federation runs from {tmp_path}: `relatlas deploy up` first"
     assert _deploy("down", tmp_path).stdout.strip() == "stopped nothing"
+
+
+def test_deploy_refuses_no_supernodes_and_a_malformed_process_record_in_one_line(tmp_path):
+    done = _deploy("credentials", tmp_path / "certificates", "--supernodes", "-1")
+    assert done.returncode == 2 and done.stderr.strip() == "relatlas: supernodes must be 1 to 256; got -1"
+    assert not (tmp_path / "certificates").exists()
+    (tmp_path / "processes.json").write_text("{not json")
+    done = _deploy("down", tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith(f"relatlas: {tmp_path / 'processes.json'} is not a record of `relatlas deploy up`")
 
 
 def test_state_clear_removes_every_run_folder_and_keeps_the_root(tmp_path):

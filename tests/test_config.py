@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from relatlas.sections import MLFLOW_NAME_LENGTH, path_limits
 from relatlas.server.cli import build_parser
 from relatlas.server.cli_run import config_from_args
 from relatlas.server.config import ConfigError, RunConfig
@@ -76,3 +77,15 @@ def test_continual_runs_one_round_per_experience():
 def test_casper_without_a_replay_buffer_is_refused():
     with pytest.raises(ConfigError, match="strategy naive has none"):
         RunConfig.from_mapping({"strategy": "naive", "regularizer": "casper"})
+
+
+def test_text_values_are_bounded_before_any_plugin_is_imported():
+    longest_path, longest_name = path_limits()
+    assert RunConfig(experiment="e" * MLFLOW_NAME_LENGTH, dataset=f"npz:{'d' * (longest_name - 4)}.npz")  # at the limits
+    assert RunConfig(encoder=",".join(["mlp", "cnn"] * 100), dataset="fashion-mnist")  # a long list of short items
+    with pytest.raises(ConfigError, match=f"experiment has {MLFLOW_NAME_LENGTH + 1} characters; at most {MLFLOW_NAME_LENGTH}"):
+        RunConfig(experiment="e" * (MLFLOW_NAME_LENGTH + 1))
+    with pytest.raises(ConfigError, match=f"out-dir has a part of {longest_name + 1} characters .* at most {longest_name}"):
+        RunConfig(out_dir=f"runs/{'o' * (longest_name + 1)}/x")
+    with pytest.raises(ConfigError, match=f"plugins has {longest_path + 1} characters; at most {longest_path}"):
+        RunConfig(plugins="p" * (longest_path + 1))  # a RegistryError, were the module imported first

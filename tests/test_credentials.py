@@ -10,6 +10,7 @@ from flwr.cli.supernode.register import try_load_public_key
 
 from relatlas.server.credentials import (
     CA_CERT,
+    MAX_SUPERNODES,
     SERVER_CERT,
     SUPEREXEC_SECRET,
     VALID_DAYS,
@@ -63,3 +64,21 @@ def test_expired_certificates_are_refused(tmp_path):
     later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=VALID_DAYS + 1)
     with pytest.raises(CredentialsError, match="ca.crt is valid from .* not now: `relatlas deploy credentials --force`"):
         check_not_expired(tmp_path, now=later)
+
+
+def test_no_key_is_replaced_without_force_even_with_the_ca_gone(tmp_path):
+    generate_credentials(tmp_path, 2)
+    (tmp_path / CA_CERT).unlink()
+    keys = {path: path.read_bytes() for path in tmp_path.glob("supernode-*")}
+    listed = r"\(server.key, server.pem, superexec.secret, supernode-0, supernode-0.pub and 2 more\)"
+    with pytest.raises(CredentialsError, match=f"credentials exist in .* {listed}; --force replaces them"):
+        generate_credentials(tmp_path, 2)
+    assert {path: path.read_bytes() for path in tmp_path.glob("supernode-*")} == keys and len(keys) == 4
+    assert not (tmp_path / CA_CERT).exists()
+
+
+@pytest.mark.parametrize("count", [-1, 0, MAX_SUPERNODES + 1])
+def test_a_supernode_count_outside_one_to_the_maximum_is_refused(tmp_path, count):
+    with pytest.raises(CredentialsError, match=f"supernodes must be 1 to {MAX_SUPERNODES}; got {count}"):
+        generate_credentials(tmp_path / "new", count)
+    assert not (tmp_path / "new").exists()

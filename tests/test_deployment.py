@@ -19,7 +19,7 @@ import pytest
 
 from relatlas.server.checkpoint import resume_config
 from relatlas.server.config import RunConfig
-from relatlas.server.credentials import CA_CERT, generate_supernode_keys
+from relatlas.server.credentials import CA_CERT, CredentialsError, generate_credentials, generate_supernode_keys
 from relatlas.server.deployment import DeploymentError, LocalDeployment, port_in_use, stop_processes, write_run_config
 from relatlas.server.simulation import run_simulation
 from tests.test_federation import _without_timings
@@ -196,3 +196,39 @@ def test_down_signals_only_the_processes_up_started(tmp_path):
 def test_run_config_overrides_are_written_as_toml(tmp_path):
     values = {"dataset": 'npz:/data/a "b".npz', "epochs": 2, "learning-rate": 0.5, "client-scores": False}
     assert tomllib.loads(write_run_config(tmp_path / "c.toml", values).read_text()) == values
+
+
+def test_up_refuses_a_partial_set_of_credentials_and_starts_nothing(tmp_path):
+    base = _free_port_block(3)
+    deployment = LocalDeployment(tmp_path, supernodes=2, port=base, supernode_port=base + 1)
+    generate_credentials(deployment.certificates, 1)  # one SuperNode's keys: the second is missing
+    kept = {path: path.read_bytes() for path in deployment.certificates.iterdir()}
+    with pytest.raises(
+        DeploymentError, match="lack supernode-1, supernode-1.pub: `relatlas deploy credentials --dir .* --force`"
+    ):
+        deployment.up()
+    assert {path: path.read_bytes() for path in deployment.certificates.iterdir()} == kept
+    assert not deployment.processes_file.exists() and not port_in_use(base)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        '{"processes": [',
+        "[1, 2]",
+        '{"processes": [{"pid": -1, "create_time": 0, "cmdline": []}], "address": "", "supernodes": 3}',
+    ],
+)
+def test_a_malformed_process_record_is_refused_in_one_line_naming_it(tmp_path, record):
+    deployment = LocalDeployment(tmp_path)
+    deployment.processes_file.write_text(record)
+    with pytest.raises(DeploymentError, match="processes.json is not a record of `relatlas deploy up`") as err:
+        deployment.down()
+    assert str(deployment.processes_file) in str(err.value) and "\n" not in str(err.value)
+    assert deployment.processes_file.read_text() == record  # kept: it may be all that names the running processes
+
+
+@pytest.mark.parametrize(("supernodes", "port"), [(-1, 9093), (0, 9093), (3, 70000), (3, -1)])
+def test_a_federation_of_no_supernodes_or_impossible_ports_is_refused(tmp_path, supernodes, port):
+    with pytest.raises((CredentialsError, DeploymentError), match="supernodes must be 1 to|must be in 1..65535"):
+        LocalDeployment(tmp_path, supernodes=supernodes, port=port)
