@@ -80,15 +80,22 @@ def _run(args: argparse.Namespace) -> int:
     except BAD_INPUT:
         raise  # refused before Ray starts, or resources no Ray node has: one line, exit 2, like any bad config
     except Interrupted as err:
-        print_run_failure(
-            f"{err}; finished rounds in {Path(config.out_dir) / 'results.json'}; go on with --resume {config.out_dir}"
-        )
+        print_run_failure(f"{err}; {_what_is_kept(Path(config.out_dir))}")
         return err.exit_code
     except Exception as err:  # noqa: BLE001 - reported in one line; results.json keeps finished rounds
         cause = err.__cause__ or err
         print_run_failure(f"run failed: {type(cause).__name__}: {cause}")
         return 1
     return print_report(results, config.tracking_uri)
+
+
+def _what_is_kept(out_dir: Path) -> str:
+    """Where an interrupted run's finished rounds are, if a round finished."""
+    from relatlas.server.checkpoint import CHECKPOINT_DIR, STATE_FILE
+
+    if not (out_dir / CHECKPOINT_DIR / STATE_FILE).exists():
+        return "no round had finished"
+    return f"finished rounds in {out_dir / 'results.json'}; go on with --resume {out_dir}"
 
 
 def add_run_command(parser: argparse.ArgumentParser) -> None:
