@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import sys
 from pathlib import Path
 
 from relatlas.server.config import CHOICES, SPECS, RunConfig
@@ -81,6 +83,10 @@ def _run(args: argparse.Namespace) -> int:
         raise  # refused before Ray starts, or resources no Ray node has: one line, exit 2, like any bad config
     except Interrupted as err:
         print_run_failure(f"{err}; {_what_is_kept(Path(config.out_dir))}")
+        if err.engine_running:  # its threads, still waiting for clients, would hold the exit
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(err.exit_code)
         return err.exit_code
     except Exception as err:  # noqa: BLE001 - reported in one line; results.json keeps finished rounds
         cause = err.__cause__ or err

@@ -31,6 +31,7 @@ class Interrupted(Exception):
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
         self.signum = signum
         self.exit_code = 128 + signum
+        self.engine_running = False  # Flower's engine did not stop: its threads would hold the process's exit
 
 
 def received() -> bool:

@@ -147,7 +147,8 @@ def drive_engine(engine: Callable[[], object]) -> None:
     After a signal, the clients' actors are killed (no reply of theirs counts any
     more, and Flower would wait for each task in progress) and the engine gets
     ``STOP_GRACE_SECONDS`` to stop; ``Interrupted`` is raised unless the run
-    completed before the signal took effect.
+    completed before the signal took effect, with ``engine_running`` set if the
+    engine has not stopped (the process can only end by ``os._exit`` then).
     """
     failure: list[BaseException] = []
 
@@ -172,8 +173,12 @@ def drive_engine(engine: Callable[[], object]) -> None:
         if interruption.received() and not isinstance(failure[0], Interrupted):
             interruption.check()  # Ray's processes stopped by the same signal: the signal is the cause
         raise failure[0]
-    if thread.is_alive():
-        interruption.check()
+    if thread.is_alive():  # past the grace, Flower still waits for its clients (a joined cluster's actors)
+        try:
+            interruption.check()
+        except Interrupted as err:
+            err.engine_running = True
+            raise
 
 
 def stop_local_client_actors() -> None:

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,10 +18,12 @@ import mlflow
 import psutil
 import pytest
 
+from relatlas.server import simulation
 from relatlas.server.checkpoint import CHECKPOINT_DIR, STATE_FILE
 from relatlas.server.cli import main
 from relatlas.server.config import RunConfig
-from relatlas.server.simulation import run_simulation
+from relatlas.server.interruption import Interrupted, on_signals
+from relatlas.server.simulation import drive_engine, run_simulation
 from tests.test_resume import _args, _comparable
 
 pytestmark = pytest.mark.faults
@@ -123,3 +126,25 @@ def test_a_sigint_during_start_up_is_one_line_and_exit_130(tmp_path):
     assert code == 130 and not left, output
     assert "Traceback" not in output and "interrupted by SIGINT" in output
     assert not (tmp_path / "stopped" / CHECKPOINT_DIR / STATE_FILE).exists()
+
+
+def _signal_self_after(seconds: float) -> None:
+    threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+
+def test_an_engine_still_waiting_for_its_clients_after_the_grace_is_left_behind(monkeypatch):
+    """As with a joined cluster's actors, which are not this process's to kill."""
+    monkeypatch.setattr(simulation, "STOP_GRACE_SECONDS", 0.5)
+    release = threading.Event()
+    with on_signals(), pytest.raises(Interrupted) as raised:
+        _signal_self_after(0.3)
+        drive_engine(lambda: release.wait(60))
+    release.set()
+    assert raised.value.engine_running and raised.value.exit_code == 130
+
+
+def test_an_engine_that_ends_without_error_after_the_signal_completed_its_run():
+    """The ServerApp recorded a last round whose replies were all in: not an interruption."""
+    with on_signals():
+        _signal_self_after(0.1)
+        drive_engine(lambda: time.sleep(0.5))
