@@ -171,7 +171,7 @@ def drive_engine(engine: Callable[[], object]) -> None:
         flower_log.setLevel(level)
     if failure:
         if interruption.received() and not isinstance(failure[0], Interrupted):
-            interruption.check()  # Ray's processes stopped by the same signal: the signal is the cause
+            interruption.check()  # a failure of the stopping (its actors killed): the signal is the cause
         raise failure[0]
     if thread.is_alive():  # past the grace, Flower still waits for its clients (a joined cluster's actors)
         try:
