@@ -3,6 +3,7 @@ reference and the server's probes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,10 +34,14 @@ def device_for_worker() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def fit(model: nn.Module, x: np.ndarray | Tensor, y: np.ndarray | Tensor, config: TrainConfig) -> dict[str, float]:
+def fit(
+    model: nn.Module, x: np.ndarray | Tensor, y: np.ndarray | Tensor, config: TrainConfig,
+    after_epoch: Callable[[], None] | None = None,
+) -> dict[str, float]:  # fmt: skip
     """Train ``model`` with Adam and cross-entropy, reshuffling with a seeded generator.
 
     Returns the last epoch's mean loss and accuracy on the training data.
+    ``after_epoch`` may raise to stop the training (the server's check for a signal).
     """
     device = device_for_worker()
     model.to(device).train()
@@ -57,6 +62,8 @@ def fit(model: nn.Module, x: np.ndarray | Tensor, y: np.ndarray | Tensor, config
             optimizer.step()
             loss_sum += loss.item() * len(batch)
             correct += int((logits.argmax(dim=1) == yb).sum())
+        if after_epoch is not None:
+            after_epoch()
     model.eval()
     return {"train_loss": loss_sum / max(1, len(inputs)), "train_accuracy": correct / max(1, len(inputs))}
 

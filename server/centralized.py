@@ -12,6 +12,7 @@ from relatlas.benchmarks.splits import FederationPlan
 from relatlas.clients.models import build_classifier
 from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
 from relatlas.encoder_spec import EncoderSpec
+from relatlas.server import interruption
 
 CENTRAL_ID = 10_000  # seed stream of the centralised model, apart from the clients'
 
@@ -40,7 +41,8 @@ class CentralizedReference:
             learning_rate=self.train.learning_rate,
             seed=derive_seed(self.train.seed, CENTRAL_ID, round_number),
         )
-        fit(self.model, self.dataset.x_train[self.indices], self.dataset.y_train[self.indices], config)
+        x, y = self.dataset.x_train[self.indices], self.dataset.y_train[self.indices]
+        fit(self.model, x, y, config, after_epoch=interruption.check)  # it trains while the clients do: a signal stops it
 
     def spaces(self, anchors: np.ndarray, samples: np.ndarray, similarities: tuple[str, ...]) -> dict[str, Tensor]:
         """Relative subspaces of ``samples``, as a client would send them."""

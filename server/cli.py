@@ -44,6 +44,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     named = argv[0] if argv and argv[0] in COMMANDS else ""  # "": `relatlas --help`, or a bad command
     args = build_parser(named).parse_args(argv)
+    try:
+        return _handle(args)
+    except KeyboardInterrupt:  # a Ctrl-C before a run records signals (imports, checks, Ray's start): no traceback
+        print("relatlas: interrupted by SIGINT", file=sys.stderr)
+        return 130
+
+
+def _handle(args: argparse.Namespace) -> int:
+    """The command's handler; bad input is one line on stderr and exit code 2."""
     _log_to_console()
     from relatlas.benchmarks.datasets import DatasetError
     from relatlas.benchmarks.splits import SplitError

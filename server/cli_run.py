@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import sys
 from pathlib import Path
 
 from relatlas.sections import TrackingSection
@@ -82,9 +84,11 @@ def _run(args: argparse.Namespace) -> int:
     except BAD_INPUT:
         raise  # refused before Ray starts, or resources no Ray node has: one line, exit 2, like any bad config
     except Interrupted as err:
-        print_run_failure(
-            f"{err}; finished rounds in {Path(config.out_dir) / 'results.json'}; go on with --resume {config.out_dir}"
-        )
+        print_run_failure(f"{err}; {_what_is_kept(Path(config.out_dir))}")
+        if err.engine_running:  # its threads, still waiting for clients, would hold the exit
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(err.exit_code)
         return err.exit_code
     except Exception as err:  # noqa: BLE001 - reported in one line; results.json keeps finished rounds
         cause = err.__cause__ or err
@@ -93,16 +97,29 @@ def _run(args: argparse.Namespace) -> int:
     return print_report(results, config.tracking_uri)
 
 
+def _checkpointed(out_dir: Path) -> bool:
+    """Whether a round of the run in ``out_dir`` finished and was checkpointed."""
+    from relatlas.server.checkpoint import CHECKPOINT_DIR, STATE_FILE
+
+    return (out_dir / CHECKPOINT_DIR / STATE_FILE).exists()
+
+
 def _after_disk_full(cause: BaseException, config: RunConfig) -> str:
     """What to do after a full disk: free space, then go on from the last checkpoint if one was written."""
     from relatlas.safe_files import DiskFullError
-    from relatlas.server.checkpoint import CHECKPOINT_DIR, STATE_FILE
 
     if not isinstance(cause, DiskFullError):
         return ""
-    if (Path(config.out_dir) / CHECKPOINT_DIR / STATE_FILE).exists():
+    if _checkpointed(Path(config.out_dir)):
         return f"; free space, then go on with --resume {config.out_dir}"
     return "; free space, then run again"
+
+
+def _what_is_kept(out_dir: Path) -> str:
+    """Where an interrupted run's finished rounds are, if a round finished."""
+    if not _checkpointed(out_dir):
+        return "no round had finished"
+    return f"finished rounds in {out_dir / 'results.json'}; go on with --resume {out_dir}"
 
 
 def add_run_command(parser: argparse.ArgumentParser) -> None:

@@ -22,6 +22,7 @@ from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 
 from relatlas.safe_files import private_dir
+from relatlas.server import interruption
 from relatlas.server.checkpoint import Checkpoint, check_resumable, restore_rng_states, rng_states
 from relatlas.server.config import RunConfig
 from relatlas.server.continual import ClientRuns, continual_summary
@@ -71,16 +72,19 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         if config.scenario == "continual":
             client_runs = ClientRuns(run_id, {int(p): r for p, r in resumed.client_runs.items()} if resumed else None)
             strategy.on_valid_replies = client_runs.log_round
+        recorded = len(strategy.rounds), len(strategy.failures)
         try:
             for round_number in range(len(strategy.rounds) + 1, config.num_rounds + 1):  # after a checkpoint's rounds
                 outcome = _run_round(grid, strategy, round_number)
                 _checkpoint(strategy, round_number, run_id, client_runs, outcome).save(out_dir)
                 write_results(out_dir, results)
+                recorded = len(strategy.rounds), len(strategy.failures)
             if outcome is not None and outcome.merged is not None:
                 title = f"{config.dataset}, {config.aggregation} merge, round {outcome.metrics['round']}"
                 _log_figures(out_dir, outcome, strategy.setup.labels, title)
             results["status"] = "completed"
         except Interrupted as err:  # the round in progress is not recorded; --resume goes on after the last whole one
+            del strategy.rounds[recorded[0] :], strategy.failures[recorded[1] :]  # a round scored as the signal came
             results |= {"status": "interrupted", "error": str(err)}
             raise
         except Exception as err:
@@ -112,10 +116,21 @@ def _record_results(out_dir: Path, results: dict[str, Any]) -> None:
 
 
 def _run_round(grid: Grid, strategy: RelativeStrategy, round_number: int) -> RoundOutcome:
-    """One round of the strategy, the centralised reference training while the clients do; log to MLflow."""
-    messages = strategy.configure_train(round_number, ArrayRecord(), ConfigRecord(), grid)
-    answers = exchange(grid, list(messages), strategy.config.round_timeout, lambda: strategy.train_reference(round_number))
+    """One round of the strategy, the centralised reference training while the clients do; log to MLflow.
+
+    After a signal no reply is merged and no round scored as it came is recorded, except a last round
+    whose replies are all in: its clients dropped their state as they replied, so ``--resume`` could
+    not redo it, and the run finishes recording it instead."""
+    messages = list(strategy.configure_train(round_number, ArrayRecord(), ConfigRecord(), grid))
+    answers = exchange(grid, messages, strategy.config.round_timeout, lambda: strategy.train_reference(round_number))
+    whole_last_round = round_number == strategy.config.num_rounds and len(answers) == len(messages)
+    if not whole_last_round:
+        interruption.check()
     strategy.aggregate_train(round_number, answers)
+    if not whole_last_round:
+        interruption.check()
+    elif interruption.received():
+        log.info("the signal came after the last round's replies: the run is recorded as complete")
     mlflow.log_metrics(scalar_metrics(strategy.outcome.metrics), step=round_number)
     return strategy.outcome
 

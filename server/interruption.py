@@ -1,12 +1,15 @@
 """Stopping a simulated run cleanly on SIGINT or SIGTERM.
 
-Flower runs the ServerApp in a thread and its simulation engine in the main
-thread, which is where Python delivers signals. ``on_signals`` records the
-signal instead of raising in the engine; the ServerApp's wait loops call
-``check``, which raises ``Interrupted`` there: the round in progress is not
-recorded, ``results.json`` says ``interrupted``, the MLflow run ends KILLED, and
-the ServerApp's end stops the engine and its Ray actors. A second signal acts as
-it would without relatlas.
+Python runs signal handlers in the main thread; the ServerApp and Flower's
+engine run in others (``server/simulation.py``). ``on_signals`` records the
+signal instead of raising wherever the main thread happens to be; the
+ServerApp calls ``check`` in its wait loops, between the centralised
+reference's epochs, before it merges a round's replies and before it records
+the round, which raises ``Interrupted`` there: no reply that came with or after
+the signal is merged, the round in progress is not recorded, ``results.json``
+says ``interrupted`` and the MLflow run ends KILLED. Meanwhile the main thread
+kills the clients' actors and lets the engine stop. A second signal acts as it
+would without relatlas.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ class Interrupted(Exception):
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
         self.signum = signum
         self.exit_code = 128 + signum
+        self.engine_running = False  # Flower's engine did not stop: its threads would hold the process's exit
+
+
+def received() -> bool:
+    """Whether a signal arrived since ``on_signals`` began."""
+    return _stop.is_set()
 
 
 def check() -> None:

@@ -10,22 +10,31 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 
+import psutil
 import ray
 from flwr.app import Context, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.serverapp import ServerApp
+from flwr.serverapp import Grid, ServerApp
 from flwr.simulation.run_simulation import _run_simulation
 from flwr.supercore.telemetry import EventType
 
 from relatlas.clients.client_app import app as default_client_app
 from relatlas.library_noise import quiet_library_noise
+from relatlas.server import interruption
 from relatlas.server.config import ConfigError, RunConfig
-from relatlas.server.interruption import on_signals
+from relatlas.server.interruption import Interrupted, on_signals
 from relatlas.server.ray_checks import check_ray_address, local_node_resources
+from relatlas.server.ray_session import apart
 from relatlas.server.server_app import app as default_server_app
+
+POLL_SECONDS = 0.2
+STOP_GRACE_SECONDS = 10.0  # after a signal: the ServerApp records the interruption and Flower's engine stops
+CLIENT_ACTOR = "ray::ClientAppActor"  # the process title of Flower's actors on Ray, idle or running a ClientApp
 
 
 class ResourceError(ConfigError):
@@ -58,7 +67,10 @@ def init_ray(address: str, **sizes: int) -> None:
         "env_vars": {"PYTHONPATH": os.pathsep.join([*sys.path, os.environ.get("PYTHONPATH", "")])},
         "worker_process_setup_hook": quiet_library_noise,
     }
-    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, runtime_env=env, **sizes)
+    on_sigterm = signal.getsignal(signal.SIGTERM)
+    with apart():  # a signal to the run's process group is this process's to handle (server/ray_session.py)
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, runtime_env=env, **sizes)
+    signal.signal(signal.SIGTERM, on_sigterm)  # ray.init's handler would exit(15) wherever the main thread is
 
 
 def start_ray(config: RunConfig, own_instance: tuple[int, int] | None = None) -> None:
@@ -98,15 +110,90 @@ def run_simulation(
     ``server_app`` its ServerApp (a Flower user's own); ``own_instance``: see ``start_ray``.
     """
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    start_ray(config, own_instance)
-
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=config.to_mapping())
     with on_signals():  # SIGINT, SIGTERM: the ServerApp stops, then the engine (server/interruption.py)
-        _run_simulation(
-            num_supernodes=config.num_clients,
-            exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
-            client_app=client_app or default_client_app,
-            server_app=server_app or default_server_app,
-            backend_config={"client_resources": {"num_cpus": config.num_cpus, "num_gpus": config.num_gpus}},
-            server_app_context=context,
+        start_ray(config, own_instance)
+        if interruption.received():  # during Ray's start
+            ray.shutdown()
+            interruption.check()
+        stopped: list[Interrupted] = []
+        drive_engine(
+            lambda: _run_simulation(
+                num_supernodes=config.num_clients,
+                exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
+                client_app=client_app or default_client_app,
+                server_app=_returning_on_interruption(server_app or default_server_app, stopped),
+                backend_config={"client_resources": {"num_cpus": config.num_cpus, "num_gpus": config.num_gpus}},
+                server_app_context=context,
+            )
         )
+        if stopped:
+            raise stopped[0]
+
+
+def _returning_on_interruption(server_app: ServerApp, stopped: list[Interrupted]) -> ServerApp:
+    """``server_app``, returning when interrupted, the ``Interrupted`` put in ``stopped``
+    (Flower waits 3 s for the context of a ServerApp that raised)."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        try:
+            server_app(grid, context)
+        except Interrupted as err:
+            stopped.append(err)
+
+    return app
+
+
+def drive_engine(engine: Callable[[], object]) -> None:
+    """Run Flower's engine in a thread while the main thread waits in short steps,
+    so that it handles a signal at once (an untimed wait would hold the handler
+    back until the clients' tasks in progress end, which under load is minutes).
+
+    After a signal, the clients' actors are killed (no reply of theirs counts any
+    more, and Flower would wait for each task in progress) and the engine gets
+    ``STOP_GRACE_SECONDS`` to stop; ``Interrupted`` is raised unless the run
+    completed before the signal took effect, with ``engine_running`` set if the
+    engine has not stopped (the process can only end by ``os._exit`` then).
+    """
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            engine()
+        except BaseException as err:  # noqa: BLE001 - raised again in the main thread
+            failure.append(err)
+
+    thread = threading.Thread(target=run, name="relatlas-engine", daemon=True)
+    thread.start()
+    while thread.is_alive() and not interruption.received():
+        thread.join(POLL_SECONDS)
+    if interruption.received():
+        flower_log = logging.getLogger("flwr")
+        level = flower_log.level
+        flower_log.setLevel(logging.CRITICAL)  # its reports of the actors stopped here are noise
+        stop_local_client_actors()
+        thread.join(STOP_GRACE_SECONDS)
+        flower_log.setLevel(level)
+    if failure:
+        if interruption.received() and not isinstance(failure[0], Interrupted):
+            interruption.check()  # a failure of the stopping (its actors killed): the signal is the cause
+        raise failure[0]
+    if thread.is_alive():  # past the grace, Flower still waits for its clients (a joined cluster's actors)
+        try:
+            interruption.check()
+        except Interrupted as err:
+            err.engine_running = True
+            raise
+
+
+def stop_local_client_actors() -> None:
+    """Kill the ClientApp actors of the Ray instance this process started (a
+    joined cluster's are not its to kill); Ray then fails their tasks at once."""
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.name().startswith(CLIENT_ACTOR):
+                process.kill()
+        except psutil.Error:  # gone already
+            continue

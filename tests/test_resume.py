@@ -14,7 +14,6 @@ from pathlib import Path
 
 import cloudpickle
 import mlflow
-import psutil
 import pytest
 
 import relatlas
@@ -87,37 +86,6 @@ def test_a_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert [run.info.run_id for run in runs] == [Checkpoint.load(tmp_path / "killed").mlflow_run_id]
     assert runs[0].info.status == "FINISHED" and runs[0].data.tags["resumed_from"] == str(tmp_path / "killed")
     assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "merged_accuracy")] == [1, 2, 3, 4]
-
-
-def test_sigint_after_round_one_stops_the_run_within_seconds_and_resume_completes_it(tmp_path):
-    options = OPTIONS
-    whole = options | {"out-dir": str(tmp_path / "whole"), "tracking-uri": f"sqlite:///{tmp_path}/a.db"}
-    run_simulation(RunConfig.from_mapping(whole))
-
-    stopped = options | {"out-dir": str(tmp_path / "stopped"), "tracking-uri": f"sqlite:///{tmp_path}/b.db"}
-    state = tmp_path / "stopped" / CHECKPOINT_DIR / STATE_FILE
-    command = [sys.executable, "-m", "relatlas.server.cli", "run", *_args(stopped)]
-    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while not state.exists():
-        assert run.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.05)
-    children = psutil.Process(run.pid).children(recursive=True)  # Ray's processes among them
-    signalled = time.monotonic()
-    os.kill(run.pid, signal.SIGINT)  # the main process only, as a supervisor would
-    assert run.wait(timeout=30) == 130 and time.monotonic() - signalled < 15
-    assert not [child.pid for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
-
-    results = json.loads((tmp_path / "stopped" / "results.json").read_text())
-    assert results["status"] == "interrupted" and results["error"] == "interrupted by SIGINT"
-    checkpointed = json.loads(state.read_text())["round"]  # rounds finish in under a second: 1, or 2 if the signal was late
-    assert checkpointed < OPTIONS["rounds"]
-    assert [r["round"] for r in results["rounds"]] == list(range(1, checkpointed + 1))  # the round under way is not recorded
-    client = mlflow.MlflowClient(stopped["tracking-uri"])
-    assert client.get_run(results["mlflow_run_id"]).info.status == "KILLED"
-
-    assert main(["run", "--resume", str(tmp_path / "stopped")]) == 0
-    assert _comparable(tmp_path / "whole") == _comparable(tmp_path / "stopped")
 
 
 def test_a_client_that_missed_a_round_rejoins_in_the_next(tmp_path):
