@@ -137,7 +137,7 @@ class RunSetup:
         if self.experiences is not None:
             metrics = evaluate_experience(
                 self.config.aggregation, [r.spaces for r in replies], [r.partition_id for r in replies],
-                self.experiences, round_number, weights,
+                self.experiences, round_number, weights, self.config.max_hostile,
             )  # fmt: skip
             metrics["client_head_accuracy"] = [head_accuracy(r, round_number) for r in replies]
             return RoundOutcome(metrics | _round_facts(replies, round_number), None, None)
@@ -154,6 +154,7 @@ class RunSetup:
             absolute=[r.absolute for r in replies] if self.expected.absolute else None,
             centralized=centralized,
             client_scores=self.config.client_scores,
+            max_hostile=self.config.max_hostile,
         )
         return RoundOutcome(metrics | _round_facts(replies, round_number), merged, central)
 

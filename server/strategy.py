@@ -34,6 +34,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from relatlas.aggregation.aggregators import check_withstands
 from relatlas.aggregation.screening import screen
 from relatlas.server.config import RunConfig
 from relatlas.server.exchange import FederationError, exchange, unanswered, validate, wait_for_nodes
@@ -108,6 +109,10 @@ class RelativeStrategy(Strategy):
             log.warning("round %d: dropped node %s: %s", server_round, failure["node"], failure["reason"])
         if len(valid) < self.config.min_clients:
             raise FederationError(f"round {server_round}: {len(valid)} valid replies, min-clients is {self.config.min_clients}")
+        try:
+            check_withstands(self.config.aggregation, len(valid), self.config.max_hostile)
+        except ValueError as err:
+            raise FederationError(f"round {server_round}: {len(valid)} valid replies: {err}") from None
         if self.on_valid_replies is not None:
             self.on_valid_replies(valid, server_round)
         outcome = self.setup.evaluate(valid, server_round)
