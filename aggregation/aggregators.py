@@ -111,7 +111,7 @@ def aggregate(
     if missing:
         raise ValueError(f"{aggregation} aggregation needs subspaces {method.similarities}, missing {sorted(set(missing))}")
     if hostile is not None:
-        _check_tolerance(aggregation, len(spaces), hostile, f"{hostile} hostile")
+        check_withstands(aggregation, len(spaces), hostile, f"{hostile} hostile")
     if method.withstands is None:
         merged = method.merge(spaces, weights, masks)
     else:
@@ -132,14 +132,9 @@ def hostile_count(max_hostile: float, clients: int) -> int:
     return ceil(max_hostile * clients - 1e-9)
 
 
-def check_withstands(aggregation: str, clients: int, max_hostile: float) -> None:
-    """Refuse, in one line, a merge that cannot hold against the ``max_hostile``
-    (count or fraction) clients declared among ``clients``; 0 declares none."""
-    if max_hostile:
-        _check_tolerance(aggregation, clients, hostile_count(max_hostile, clients), f"max-hostile {max_hostile:g}")
-
-
-def _check_tolerance(aggregation: str, clients: int, hostile: int, declared: str) -> None:
+def check_withstands(aggregation: str, clients: int, hostile: int, declared: str) -> None:
+    """Refuse, in one line that starts with ``declared`` (what the operator said), a
+    merge that cannot hold against ``hostile`` of ``clients``."""
     withstands = AGGREGATIONS.get(aggregation).withstands
     if withstands is None:
         if hostile:

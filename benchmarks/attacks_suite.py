@@ -4,7 +4,9 @@ simulation engine.
 
 One honest federation is run; every row attack is then applied to the replies
 its clients sent, as omniscient colluders would send them, and every merge
-scores the same replies (one probe per merge and cell, the run's probe split).
+scores the same replies on the run's probe split, twice: with a probe fitted on
+the attacked merge (what the run reports), and with the probe fitted on the
+clean merge (a head trained before the attack, which a shifted space misleads).
 Label flipping changes training, so it runs a federation of its own per
 fraction, its hostile clients training on flipped labels. The declared hostile
 count (``--max-hostile``) is the true one: F of n.
@@ -30,7 +32,7 @@ from relatlas.benchmarks.attacks import ATTACKS, LABEL_FLIP, ROW_ATTACKS, attack
 from relatlas.clients import protocol
 from relatlas.clients.client_app import train_relabelled
 from relatlas.server.config import RunConfig
-from relatlas.server.evaluation import ProbeSplit
+from relatlas.server.evaluation import Probe, ProbeSplit
 from relatlas.server.exchange import exchange
 from relatlas.server.simulation import run_simulation
 from relatlas.server.strategy import RelativeStrategy
@@ -138,15 +140,21 @@ def run_federation_of(config: RunConfig, client_app: ClientApp | None = None) ->
     return federation
 
 
-def score_merges(spaces: Tensor, probes: ProbeSplit, hostile: int) -> dict[str, Any]:
-    """Every merge's accuracy on ``spaces`` [K, N, m]; None where it cannot withstand ``hostile``."""
+def score_merges(spaces: Tensor, probes: ProbeSplit, hostile: int, reference: dict[str, Probe]) -> dict[str, Any]:
+    """Every merge of ``spaces`` [K, N, m] scored twice: by a probe fitted on it, and by
+    ``reference[merge]``, the probe fitted on the clean merge (what a head trained
+    before the attack still scores; a merge's first call fills it). None where the
+    merge cannot withstand ``hostile``."""
     clients = [{"cosine": space} for space in spaces]
     scores: dict[str, Any] = {}
     for name, merge in MERGES.items():
         try:
-            scores[name] = probes.accuracy(merge(clients, hostile))
+            merged = merge(clients, hostile)
         except ValueError:  # the merge refuses F of n hostile clients (aggregators.check_withstands)
             scores[name] = None
+            continue
+        probe = probes.fit(merged)
+        scores[name] = [probes.score(probe, merged), probes.score(reference.setdefault(name, probe), merged)]
     scores["screen drops"] = sorted(screen(clients, SCREEN_THRESHOLD)[1])
     return scores
 
@@ -164,8 +172,9 @@ def run_attack_suite(suite: AttackSuiteConfig, log: Callable[[str], None] = prin
             log(f"label-flipping federation: partitions {hostile} flip their labels")
             flipping = run_federation_of(suite.run_config(f"label-flip-{fraction:g}"), _label_flipping_app(hostile))
             cells[LABEL_FLIP] = flipping.spaces
+        reference: dict[str, Probe] = {}  # filled by the clean row, the first
         for attack, spaces in cells.items():
-            scores = score_merges(spaces, clean.probes, len(hostile))
+            scores = score_merges(spaces, clean.probes, len(hostile), reference)
             rows.append({"attack": attack, "fraction": fraction, "hostile": hostile} | scores)
             log(attack_table(rows[-1:]).splitlines()[-1])
     out = Path(suite.out_dir)
@@ -176,12 +185,13 @@ def run_attack_suite(suite: AttackSuiteConfig, log: Callable[[str], None] = prin
 
 
 def attack_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Markdown: one row per (attack, hostile fraction), one column per merge; "refused"
-    where the merge cannot withstand the hostile count (2F >= n, or n < 2F + 3 for Krum)."""
+    """Markdown: one row per (attack, hostile fraction), one column per merge: the accuracy
+    of a probe fitted on the merge / of the clean merge's probe; "refused" where the
+    merge cannot withstand the hostile count (2F >= n, or n < 2F + 3 for Krum)."""
     header = ["attack", "hostile", *MERGES, "screen drops"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = ["refused" if row[name] is None else f"{row[name]:.3f}" for name in MERGES]
+        cells = ["refused" if row[name] is None else f"{row[name][0]:.3f} / {row[name][1]:.3f}" for name in MERGES]
         hostile = f"{len(row['hostile'])} ({row['fraction']:.0%})"
         drops = ", ".join(str(i) for i in row["screen drops"]) or "-"
         lines.append("| " + " | ".join([row["attack"], hostile, *cells, drops]) + " |")

@@ -82,10 +82,13 @@ class RunConfig(
     def _check_hostile(self) -> None:
         """The aggregation withstands the hostile clients declared among num-clients
         (each round checks again against the replies it received)."""
-        from relatlas.aggregation.aggregators import check_withstands
+        from relatlas.aggregation.aggregators import check_withstands, hostile_count
 
+        if not self.max_hostile:
+            return
         try:
-            check_withstands(self.aggregation, self.num_clients, self.max_hostile)
+            hostile = hostile_count(self.max_hostile, self.num_clients)
+            check_withstands(self.aggregation, self.num_clients, hostile, f"max-hostile {self.max_hostile:g}")
         except ValueError as err:
             raise ConfigError(str(err)) from None
 

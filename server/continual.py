@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from relatlas.aggregation.aggregators import ClientSpace, aggregate, hostile_count
+from relatlas.aggregation.aggregators import ClientSpace, aggregate
 from relatlas.benchmarks.continual_metrics import summarize
 from relatlas.benchmarks.mlflow_logger import MLflowLogger
 from relatlas.benchmarks.streams import experience_rows
@@ -56,12 +56,11 @@ def evaluate_experience(
     experiences: ExperienceProbes,
     seen: int,
     weights: Sequence[float] | None = None,
-    max_hostile: float = 0.0,
+    hostile: int | None = None,
 ) -> dict[str, object]:
     """Metrics of round ``seen``: the merged space's and each client space's
     accuracy on every experience so far; ``merged_accuracy`` is their mean.
-    ``max_hostile``: the hostile clients declared (a count or a fraction; 0: none)."""
-    hostile = hostile_count(max_hostile, len(spaces)) or None
+    ``hostile``: how many of the clients the merge must withstand (None: none declared)."""
     merged_row = experiences.row(aggregate(aggregation, spaces, weights=weights, hostile=hostile), seen)
     client_rows = [experiences.row(aggregate(aggregation, [space]), seen) for space in spaces]
     return {

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from relatlas.aggregation.aggregators import ClientSpace, aggregate, hostile_count, required_similarities
+from relatlas.aggregation.aggregators import ClientSpace, aggregate, required_similarities
 from relatlas.aggregation.measures import linear_cka, topk_jaccard
 from relatlas.aggregation.merge import concat_merge
 from relatlas.benchmarks.splits import FederationPlan
@@ -121,17 +121,16 @@ def evaluate_round(
     absolute: Sequence[Tensor] | None = None,
     centralized: ClientSpace | None = None,
     client_scores: bool = True,
-    max_hostile: float = 0.0,
+    hostile: int | None = None,
 ) -> tuple[dict[str, object], Tensor, Tensor | None]:
     """Metrics of one round, the merged space and the centralised space (same form).
 
     ``spaces`` and ``partitions`` list the clients that answered, in partition order.
     ``absolute`` and ``centralized`` exist in simulation only. ``client_scores``:
     also score each client's space, stitching and the concatenation, whose cost
-    grows with the number of clients. ``max_hostile``: the hostile clients declared
-    (a count or a fraction; 0: none), which sizes the robust merges.
+    grows with the number of clients. ``hostile``: how many of the clients the
+    robust merges must withstand (None: none declared).
     """
-    hostile = hostile_count(max_hostile, len(spaces)) or None
     merged = aggregate(aggregation, spaces, weights=weights, hostile=hostile)
     merged_probe = probes.fit(merged)
     own = [aggregate(aggregation, [space]) for space in spaces] if client_scores else []

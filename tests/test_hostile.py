@@ -82,9 +82,9 @@ def test_a_merge_that_cannot_hold_is_refused_at_config_time_in_one_line(aggregat
 
 
 def test_the_replies_received_are_checked_too():
-    check_withstands("trimmed-mean", 5, 2)  # holds at the configured size
+    check_withstands("trimmed-mean", 5, 2, "max-hostile 2")  # holds at the configured size
     with pytest.raises(ValueError, match="trimmed-mean withstands 1 of 4"):
-        check_withstands("trimmed-mean", 4, 2)  # a round where one of five did not answer
+        check_withstands("trimmed-mean", 4, 2, "max-hostile 2")  # a round where one of five did not answer
     _, spaces = _federation(3, 1)
     with pytest.raises(ValueError, match="2 hostile is 2 of 4 clients"):
         aggregate("trimmed-mean", spaces, hostile=2)
