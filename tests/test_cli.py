@@ -17,6 +17,7 @@ from relatlas.server.option_help import HELP
         (["--shared-classes", "10"], "shared classes S=10 must be in [0, 9]"),
         (["--clients", "5", "--shared-classes", "8"], "5 clients with 1 novel classes each need 13 classes"),
         (["--rounds", "0"], "rounds must be positive"),
+        (["--clients", "5", "--aggregation", "trimmed-mean", "--max-hostile", "3"], "trimmed-mean withstands 2 of 5 and needs 7"),
         (
             ["--aggregation", "mode"],
             "aggregation must be one of mean, product, product-sum, concat, median, trimmed-mean, krum, multi-krum",

@@ -1,16 +1,20 @@
 """Merges sized by the hostile clients the operator declares (``--max-hostile``):
-trimmed-mean, Krum and Multi-Krum on small tensors, and the refusals where a
-merge cannot hold."""
+trimmed-mean, Krum and Multi-Krum on small tensors, the refusals where a merge
+cannot hold, and the attacks and scoring of ``relatlas bench attacks``."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from relatlas.aggregation.aggregators import aggregate, check_withstands, hostile_count
 from relatlas.aggregation.selection import krum_scores, krum_select
 from relatlas.benchmarks.attacks import ATTACKS, ROW_ATTACKS, attacked, flip_labels, hostile_positions
+from relatlas.benchmarks.attacks_suite import attack_table, score_merges
+from relatlas.server.cli import main
 from relatlas.server.config import ConfigError, RunConfig
+from relatlas.server.evaluation import ProbeSplit
 
 
 def _federation(honest: int, colluders: int, seed: int = 0) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
@@ -105,3 +109,24 @@ def test_label_flipping_and_hostile_positions():
     assert "label-flip" in ATTACKS
     with pytest.raises(ValueError, match="leaves no honest client"):
         hostile_positions(3, 0.9)
+
+
+def test_the_bench_scores_every_merge_twice_and_marks_refusals():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(40) % 2
+    truth = torch.where(labels[:, None] == 1, 0.5, -0.5) + 0.1 * torch.randn(40, 6, generator=generator)
+    spaces = torch.stack([truth + 0.05 * torch.randn(40, 6, generator=generator) for _ in range(5)]).clamp(-1, 1)
+    probes = ProbeSplit(np.arange(30), np.arange(30, 40), labels.numpy(), 2, epochs=5, seed=0)
+    reference: dict = {}
+    clean = score_merges(spaces, probes, 2, reference)
+    assert clean["krum (F)"] is None and clean["multi-krum (F)"] is None  # n = 5 < 2F + 3
+    assert clean["median"][0] == clean["median"][1] == 1.0 and set(reference) == {n for n, s in clean.items() if s}
+    poisoned = score_merges(attacked(spaces, [3, 4], "identical-rows", seed=0), probes, 2, reference)
+    assert poisoned["screen drops"] == [3, 4] and poisoned["trimmed-mean (F)"][1] == 1.0
+    table = attack_table([{"attack": "identical-rows", "fraction": 0.4, "hostile": [3, 4]} | poisoned])
+    assert "| identical-rows | 2 (40%) |" in table and "| refused | refused | 3, 4 |" in table
+
+
+def test_the_bench_refuses_a_fraction_that_leaves_no_honest_client_in_one_line(capsys):
+    assert main(["bench", "attacks", "--fractions", "0.9", "--clients", "3"]) == 2
+    assert capsys.readouterr().err == "relatlas: 0.9 of 3 clients leaves no honest client\n"
