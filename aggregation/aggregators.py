@@ -142,10 +142,11 @@ def check_withstands(aggregation: str, clients: int, hostile: int, declared: str
             raise ValueError(f"aggregation {aggregation} withstands no hostile client ({declared}); use {', '.join(robust)}")
         return
     if hostile > withstands(clients):
-        needed = next(n for n in range(clients + 1, clients + 4 * hostile + 4) if withstands(n) >= hostile)
+        needed = next((n for n in range(clients + 1, clients + 4 * hostile + 4) if withstands(n) >= hostile), None)
+        more = f" and needs {needed} clients for {hostile}" if needed else ""
         raise ValueError(
-            f"{declared} is {hostile} of {clients} clients; {aggregation} withstands {withstands(clients)} of {clients} "
-            f"and needs {needed} clients for {hostile}: declare fewer or add clients"
+            f"{declared} is {hostile} of {clients} clients; {aggregation} withstands {withstands(clients)} of {clients}{more}: "
+            "declare fewer or add clients"
         )
 
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from relatlas.aggregation.aggregators import aggregate, check_withstands, hostile_count
+from relatlas.aggregation.aggregators import aggregate, check_withstands, hostile_count, register_aggregation
 from relatlas.aggregation.selection import krum_scores, krum_select
 from relatlas.benchmarks.attacks import ATTACKS, ROW_ATTACKS, attacked, flip_labels, hostile_positions
 from relatlas.benchmarks.attacks_suite import attack_table, score_merges
+from relatlas.registries import AGGREGATIONS
 from relatlas.server.cli import main
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.evaluation import ProbeSplit
@@ -130,3 +131,20 @@ def test_the_bench_scores_every_merge_twice_and_marks_refusals():
 def test_the_bench_refuses_a_fraction_that_leaves_no_honest_client_in_one_line(capsys):
     assert main(["bench", "attacks", "--fractions", "0.9", "--clients", "3"]) == 2
     assert capsys.readouterr().err == "relatlas: 0.9 of 3 clients leaves no honest client\n"
+
+
+def test_a_users_robust_merge_is_called_with_the_declared_count(monkeypatch):
+    monkeypatch.setattr(AGGREGATIONS, "_entries", dict(AGGREGATIONS._entries))  # the registration ends with the test
+    calls = []
+
+    @register_aggregation("first-client", withstands=lambda n: 1)
+    def first_client(spaces, weights, masks, *, hostile):
+        calls.append(hostile)
+        return spaces[0]["cosine"]
+
+    _, spaces = _federation(3, 0)
+    aggregate("first-client", spaces, hostile=1)
+    aggregate("first-client", spaces[:1])
+    assert calls == [1, None]
+    with pytest.raises(ValueError, match="first-client withstands 1 of 3: declare fewer"):  # no client count would do
+        aggregate("first-client", spaces, hostile=2)
