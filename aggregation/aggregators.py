@@ -9,8 +9,11 @@ A client's space is a mapping ``similarity -> [N, m]`` tensor (N samples, m
 anchors); a merge returns one finite ``[N, D]`` tensor (any D > 0), row i still
 sample i. ``aggregate`` checks that of every merge, the user's included.
 
-The robust merges (``median``, ``trimmed-mean``) are unweighted: a client's own
-sample count is exactly what a hostile client would inflate.
+The robust merges (``median``, ``trimmed-mean``, ``krum``, ``multi-krum``) are
+unweighted: a client's own sample count is exactly what a hostile client would
+inflate. Each says how many hostile clients it withstands (``withstands``); the
+operator declares how many there may be (``--max-hostile``, ``hostile_count``),
+and a merge that cannot hold against that many is refused (``check_withstands``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from math import ceil
 
 import torch
 from torch import Tensor
@@ -32,11 +36,14 @@ from relatlas.aggregation.merge import (
     sum_merge,
     trimmed_mean_merge,
 )
+from relatlas.aggregation.selection import krum_select, krum_tolerance, selected_mean
 from relatlas.registries import AGGREGATIONS
 
 ClientSpace = Mapping[str, Tensor]
 # (the clients' spaces, their weights or None, their sample masks [K, N] or None) -> the merged space
 MergeFn = Callable[[Sequence[ClientSpace], Sequence[float] | None, Tensor | None], Tensor]
+# clients n -> the most hostile clients among them a merge withstands
+Tolerance = Callable[[int], int]
 
 COSINE = ("cosine",)
 PRODUCT_SIMILARITIES = ("cosine", "euclidean", "l1", "linf")  # one per invariance class ("From Bricks to Bridges")
@@ -44,17 +51,24 @@ PRODUCT_SIMILARITIES = ("cosine", "euclidean", "l1", "linf")  # one per invarian
 
 @dataclass(frozen=True)
 class Aggregation:
-    """A merge and the relative subspaces it needs from every client."""
+    """A merge and the relative subspaces it needs from every client.
+
+    ``withstands``: how many hostile clients among n the merge withstands; a merge
+    that has it is called with the declared count, ``merge(..., hostile=F)`` (``None``:
+    none declared). Without it the merge withstands no hostile client."""
 
     similarities: tuple[str, ...]
     merge: MergeFn
+    withstands: Tolerance | None = None
 
 
 class AggregationError(ValueError):
     """A merge that returned something other than a finite ``[N, D]`` space."""
 
 
-def register_aggregation(name: str, similarities: tuple[str, ...] = COSINE) -> Callable[[MergeFn], MergeFn]:
+def register_aggregation(
+    name: str, similarities: tuple[str, ...] = COSINE, withstands: Tolerance | None = None
+) -> Callable[[MergeFn], MergeFn]:
     """Register ``merge`` under ``name``; clients then send ``similarities``.
 
     ``merge(spaces, weights, masks)`` gets one mapping ``similarity -> [N, m]`` per
@@ -62,10 +76,12 @@ def register_aggregation(name: str, similarities: tuple[str, ...] = COSINE) -> C
     merge too), ``weights`` (K floats) or ``None``, and ``masks`` (``[K, N]`` booleans:
     the samples each client projected) or ``None``; it returns the merged ``[N, D]``
     tensor, finite, any D > 0. Anything else is refused in one line naming ``name``.
+    With ``withstands`` (n -> the hostile clients it withstands), the merge also takes
+    ``hostile``, the count the operator declared or ``None``.
     """
 
     def decorate(merge: MergeFn) -> MergeFn:
-        AGGREGATIONS.register(name, Aggregation(tuple(similarities), merge))
+        AGGREGATIONS.register(name, Aggregation(tuple(similarities), merge, withstands))
         return merge
 
     return decorate
@@ -82,18 +98,56 @@ def aggregate(
     *,
     weights: Sequence[float] | None = None,
     masks: Tensor | None = None,
+    hostile: int | None = None,
 ) -> Tensor:
-    """Merge the clients' spaces with the named method; a merge that does not return
-    a finite ``[N, D]`` tensor raises ``AggregationError`` before anything scores it."""
+    """Merge the clients' spaces with the named method, sized against ``hostile``
+    clients if given (refused where the merge cannot withstand them); a merge that
+    does not return a finite ``[N, D]`` tensor raises ``AggregationError`` before
+    anything scores it."""
     method = AGGREGATIONS.get(aggregation)
     if not spaces:
         raise ValueError(f"{aggregation} aggregation: nothing to merge, no client spaces")
     missing = [name for space in spaces for name in method.similarities if name not in space]
     if missing:
         raise ValueError(f"{aggregation} aggregation needs subspaces {method.similarities}, missing {sorted(set(missing))}")
-    merged = method.merge(spaces, weights, masks)
+    if hostile is not None:
+        check_withstands(aggregation, len(spaces), hostile, f"{hostile} hostile")
+    if method.withstands is None:
+        merged = method.merge(spaces, weights, masks)
+    else:
+        merged = method.merge(spaces, weights, masks, hostile=hostile)
     _check_merged(aggregation, merged, len(spaces[0][method.similarities[0]]), len(spaces), masks is not None)
     return merged
+
+
+def hostile_count(max_hostile: float, clients: int) -> int:
+    """The hostile clients declared among ``clients``: ``max_hostile`` itself if 1 or
+    more (a count, a whole number), else that fraction of them, rounded up."""
+    if max_hostile >= 1:
+        if max_hostile != int(max_hostile):
+            raise ValueError(f"max-hostile {max_hostile:g} is neither a fraction below 1 nor a whole count of clients")
+        return int(max_hostile)
+    if max_hostile < 0:
+        raise ValueError(f"max-hostile must be a count or a fraction >= 0, got {max_hostile:g}")
+    return ceil(max_hostile * clients - 1e-9)
+
+
+def check_withstands(aggregation: str, clients: int, hostile: int, declared: str) -> None:
+    """Refuse, in one line that starts with ``declared`` (what the operator said), a
+    merge that cannot hold against ``hostile`` of ``clients``."""
+    withstands = AGGREGATIONS.get(aggregation).withstands
+    if withstands is None:
+        if hostile:
+            robust = [name for name in AGGREGATIONS.names() if AGGREGATIONS.get(name).withstands is not None]
+            raise ValueError(f"aggregation {aggregation} withstands no hostile client ({declared}); use {', '.join(robust)}")
+        return
+    if hostile > withstands(clients):
+        needed = next((n for n in range(clients + 1, clients + 4 * hostile + 4) if withstands(n) >= hostile), None)
+        more = f" and needs {needed} clients for {hostile}" if needed else ""
+        raise ValueError(
+            f"{declared} is {hostile} of {clients} clients; {aggregation} withstands {withstands(clients)} of {clients}{more}: "
+            "declare fewer or add clients"
+        )
 
 
 def _check_merged(aggregation: str, merged: object, samples: int, clients: int, masked: bool) -> None:
@@ -139,14 +193,35 @@ def _concat(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, mask
     return concat_merge([space["cosine"] for space in spaces])
 
 
-def _median(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None) -> Tensor:
-    """Coordinate-wise median of the cosine spaces: half the clients must lie to move it."""
+def _median(
+    spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None, *, hostile: int | None
+) -> Tensor:
+    """Coordinate-wise median of the cosine spaces: half the clients must lie to move
+    it, whatever the count declared (``hostile`` is checked, not needed)."""
     return median_merge([space["cosine"] for space in spaces], masks=masks)
 
 
-def _trimmed_mean(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None) -> Tensor:
-    """Coordinate-wise mean of the cosine spaces without the largest and smallest values."""
-    return trimmed_mean_merge([space["cosine"] for space in spaces], masks=masks)
+def _trimmed_mean(
+    spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None, *, hostile: int | None
+) -> Tensor:
+    """Coordinate-wise mean of the cosine spaces without the ``hostile`` largest and
+    smallest values (none declared: 20 % each end)."""
+    return trimmed_mean_merge([space["cosine"] for space in spaces], masks=masks, hostile=hostile)
+
+
+def _krum(
+    spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None, *, hostile: int | None, multi: bool
+) -> Tensor:
+    """The cosine space of the client Krum selects, or (``multi``) the mean of the
+    ``n - F`` it selects (``aggregation/selection.py``)."""
+    cosine = [space["cosine"] for space in spaces]
+    declared = krum_tolerance(len(cosine)) if hostile is None else hostile
+    return selected_mean(cosine, krum_select(cosine, hostile, len(cosine) - declared if multi else 1), masks)
+
+
+def half_minus_one(clients: int) -> int:
+    """The most hostile clients a coordinate-wise median or trim withstands: fewer than half."""
+    return max((clients - 1) // 2, 0)
 
 
 # The built-ins, registered by path in ``relatlas.registries``.
@@ -154,5 +229,7 @@ mean = Aggregation(COSINE, _mean)
 product = product_of_invariances(concat_merge)
 product_sum = product_of_invariances(sum_merge)
 concat = Aggregation(COSINE, _concat)
-median = Aggregation(COSINE, _median)
-trimmed_mean = Aggregation(COSINE, _trimmed_mean)
+median = Aggregation(COSINE, _median, half_minus_one)
+trimmed_mean = Aggregation(COSINE, _trimmed_mean, half_minus_one)
+krum = Aggregation(COSINE, partial(_krum, multi=False), krum_tolerance)
+multi_krum = Aggregation(COSINE, partial(_krum, multi=True), krum_tolerance)

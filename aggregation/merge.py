@@ -78,17 +78,26 @@ def median_merge(spaces: Sequence[Tensor], *, masks: Tensor | None = None) -> Te
     return (middle[0] + middle[1]) / 2
 
 
-TRIM = 0.2  # fraction of the clients trimmed at each end by the trimmed mean
+TRIM = 0.2  # fraction of the clients trimmed at each end by the trimmed mean when no hostile count is declared
 
 
-def trimmed_mean_merge(spaces: Sequence[Tensor], *, masks: Tensor | None = None, trim: float = TRIM) -> Tensor:
-    """Coordinate-wise mean without the ``trim`` fraction of largest and of smallest
-    values, over the clients that projected each sample; at least one each end once
-    three or more did, so that one client alone never sets an extreme."""
+def trimmed_mean_merge(
+    spaces: Sequence[Tensor], *, masks: Tensor | None = None, trim: float = TRIM, hostile: int | None = None
+) -> Tensor:
+    """Coordinate-wise mean without the largest and smallest values, over the clients
+    that projected each sample. ``hostile`` F: F values cut at each end (at most
+    what leaves one value, for a sample fewer clients projected); else the ``trim``
+    fraction, at least one each end once three or more did, so that one client
+    alone never sets an extreme."""
     if not 0 <= trim < 0.5:
         raise ValueError(f"trim must be in [0, 0.5), got {trim}")
+    if hostile is not None and hostile < 0:
+        raise ValueError(f"hostile must be a count >= 0, got {hostile}")
     ordered, seen = _sorted_seen(spaces, masks)
-    cut = torch.where(seen >= 3, torch.clamp((seen * trim).floor().long(), min=1), 0)  # [N, 1]
+    if hostile is None:
+        cut = torch.where(seen >= 3, torch.clamp((seen * trim).floor().long(), min=1), 0)  # [N, 1]
+    else:
+        cut = torch.clamp((seen - 1) // 2, max=hostile)
     rank = torch.arange(ordered.shape[0])[:, None, None]
     kept = (rank >= cut) & (rank < seen - cut)  # [K, N, 1]
     return torch.where(kept, ordered, 0.0).sum(dim=0) / kept.sum(dim=0)

@@ -11,6 +11,7 @@ anchors across clients, and a ``query`` message then asks for the projection
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +42,20 @@ quiet_actor_shutdown()  # a simulation's actors import this module; Flower's shu
 app = ClientApp()
 
 
+# (a client's training labels, the number of classes) -> the labels it trains on
+Relabel = Callable[[np.ndarray, int], np.ndarray]
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train (``epochs`` more epochs, or the round's experience), then project the
     server's samples, or send what pairs anchors across clients (two-phase modes)."""
+    return train_relabelled(msg, context, None)
+
+
+def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) -> Message:
+    """``train``, the static scenario's training labels passed through ``relabel``
+    first: a label-flipping client of the attack benchmark is otherwise honest."""
     task = _decode_task(msg)
     _use_cpus(task)
     dataset, local = _local_data(task)
@@ -52,9 +63,12 @@ def train(msg: Message, context: Context) -> Message:
     model = _model(dataset, task, context)
     seed = derive_seed(task.runtime.seed, task.partition_id, task.round)
     if task.continual.scenario == "continual":
+        if relabel is not None:
+            raise ValueError("relabelled training is for the static scenario; continual clients train on their stream")
         metrics = _train_continual(model, task, local, context, seed)
     else:
-        metrics = _train_static(model, task, dataset.x_train[local], dataset.y_train[local], seed)
+        labels = dataset.y_train[local] if relabel is None else relabel(dataset.y_train[local], dataset.num_classes)
+        metrics = _train_static(model, task, dataset.x_train[local], labels, seed)
     context.state[MODEL_STATE] = ArrayRecord(model.state_dict())
     if task.keep_state:
         buffer = context.state[BUFFER_STATE].to_torch_state_dict() if BUFFER_STATE in context.state else None

@@ -48,6 +48,8 @@ AGGREGATIONS: Registry = Registry("aggregation", {
     "concat": "relatlas.aggregation.aggregators:concat",
     "median": "relatlas.aggregation.aggregators:median",
     "trimmed-mean": "relatlas.aggregation.aggregators:trimmed_mean",
+    "krum": "relatlas.aggregation.aggregators:krum",
+    "multi-krum": "relatlas.aggregation.aggregators:multi_krum",
 })  # fmt: skip
 """Aggregations: an ``Aggregation`` (the similarities clients send, and the merge); ``register_aggregation`` builds one.
 A merge takes each client's ``similarity -> [N, m]`` (one client or more, masks or none) and returns a finite ``[N, D]``."""

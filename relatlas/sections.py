@@ -186,13 +186,14 @@ class MergeSection(Section):
 
     choices: ClassVar[dict[str, Collection[str]]] = {"aggregation": AGGREGATIONS, "merge_weights": ("uniform", "samples")}
     specs: ClassVar[dict[str, Collection[str]]] = {"payload": PAYLOADS}
-    non_negative: ClassVar[tuple[str, ...]] = ("payload_noise", "outlier_threshold")
+    non_negative: ClassVar[tuple[str, ...]] = ("payload_noise", "outlier_threshold", "max_hostile")
 
     aggregation: str = "mean"
     payload: str = "fp32"  # how clients pack relative spaces: fp32, fp16, topk:K[:P]
     payload_noise: float = 0.0  # sigma of the Gaussian noise clients add to their relative spaces
     merge_weights: str = "uniform"
     outlier_threshold: float = 0.0  # drop a client whose space is this many times the median distance (0: off)
+    max_hostile: float = 0.0  # hostile clients the robust merges withstand: a count, or a fraction below 1 (0: none declared)
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from relatlas.benchmarks.anchors_suite import AnchorSuiteConfig, run_anchor_suite
 from relatlas.benchmarks.atlas_suite import AtlasSuiteConfig, run_atlas_suite
+from relatlas.benchmarks.attacks import ATTACKS
+from relatlas.benchmarks.attacks_suite import AttackSuiteConfig, run_attack_suite
 from relatlas.benchmarks.continual_suite import SuiteConfig, run_suite
 from relatlas.benchmarks.perf import SECTIONS, PerfConfig, run_perf
 from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
@@ -94,6 +97,21 @@ def _bench_perf(args: argparse.Namespace) -> int:
     refuse_bad_input(dataclasses.replace(config.run_config("check"), out_dir=config.out_dir))
     print(f"relatlas bench perf: {', '.join(config.sections)}; results in {config.out_dir}/perf.json", flush=True)
     run_perf(config)
+    return 0
+
+
+def _bench_attacks(args: argparse.Namespace) -> int:
+    try:
+        suite = AttackSuiteConfig(
+            dataset=args.dataset, data_root=args.data_root, num_clients=args.clients, fractions=tuple(args.fractions),
+            attacks=tuple(args.attacks), epochs=args.epochs, rounds=args.rounds, seed=args.seed, out_dir=args.out,
+        )  # fmt: skip
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    refuse_bad_input(suite.run_config("check"))
+    print(f"relatlas bench attacks: {', '.join(suite.attacks)}; results in {suite.out_dir}/table.md", flush=True)
+    run_attack_suite(suite, log=lambda line: print(line, flush=True))
+    print((Path(suite.out_dir) / "table.md").read_text(), flush=True)
     return 0
 
 
@@ -184,3 +202,16 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     perf.add_argument("--out", default=defaults.out_dir)
     perf.add_argument("--tracking-uri", default=defaults.tracking_uri)
     perf.set_defaults(handler=_bench_perf)
+
+    attacks = suites.add_parser("attacks", help="robust merges against poisoning attacks at fractions of hostile clients")
+    defaults = AttackSuiteConfig()
+    attacks.add_argument("--dataset", default=defaults.dataset)
+    attacks.add_argument("--data-root", default=defaults.data_root)
+    attacks.add_argument("--clients", type=int, default=defaults.num_clients)
+    attacks.add_argument("--fractions", nargs="+", type=float, default=list(defaults.fractions), help="of hostile clients")
+    attacks.add_argument("--attacks", nargs="+", default=list(defaults.attacks), help=f"of {', '.join(ATTACKS)}")
+    attacks.add_argument("--epochs", type=int, default=defaults.epochs)
+    attacks.add_argument("--rounds", type=int, default=defaults.rounds)
+    attacks.add_argument("--seed", type=int, default=defaults.seed)
+    attacks.add_argument("--out", default=defaults.out_dir)
+    attacks.set_defaults(handler=_bench_attacks)

@@ -58,6 +58,7 @@ class RunConfig(
             raise ConfigError(f"min-clients ({self.min_clients}) cannot exceed num-clients ({self.num_clients})")
         self._check_anchors_mode()
         self._check_payload()
+        self._check_hostile()
         if self.scenario == "continual" and self.rounds not in (1, self.experiences):
             raise ConfigError(
                 f"in the continual scenario each round is one experience: leave rounds at 1 or set it to {self.experiences}"
@@ -77,6 +78,19 @@ class RunConfig(
 
         try:
             payload_codec(self.payload).check(required_similarities(self.aggregation), self.anchors)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+    def _check_hostile(self) -> None:
+        """The aggregation withstands the hostile clients declared among num-clients
+        (each round checks again against the replies it received)."""
+        from relatlas.aggregation.aggregators import check_withstands, hostile_count
+
+        if not self.max_hostile:
+            return
+        try:
+            hostile = hostile_count(self.max_hostile, self.num_clients)
+            check_withstands(self.aggregation, self.num_clients, hostile, f"max-hostile {self.max_hostile:g}")
         except ValueError as err:
             raise ConfigError(str(err)) from None
 

@@ -56,10 +56,12 @@ def evaluate_experience(
     experiences: ExperienceProbes,
     seen: int,
     weights: Sequence[float] | None = None,
+    hostile: int | None = None,
 ) -> dict[str, object]:
     """Metrics of round ``seen``: the merged space's and each client space's
-    accuracy on every experience so far; ``merged_accuracy`` is their mean."""
-    merged_row = experiences.row(aggregate(aggregation, spaces, weights=weights), seen)
+    accuracy on every experience so far; ``merged_accuracy`` is their mean.
+    ``hostile``: how many of the clients the merge must withstand (None: none declared)."""
+    merged_row = experiences.row(aggregate(aggregation, spaces, weights=weights, hostile=hostile), seen)
     client_rows = [experiences.row(aggregate(aggregation, [space]), seen) for space in spaces]
     return {
         "merged_accuracy": float(np.mean(merged_row)),

@@ -121,15 +121,17 @@ def evaluate_round(
     absolute: Sequence[Tensor] | None = None,
     centralized: ClientSpace | None = None,
     client_scores: bool = True,
+    hostile: int | None = None,
 ) -> tuple[dict[str, object], Tensor, Tensor | None]:
     """Metrics of one round, the merged space and the centralised space (same form).
 
     ``spaces`` and ``partitions`` list the clients that answered, in partition order.
     ``absolute`` and ``centralized`` exist in simulation only. ``client_scores``:
     also score each client's space, stitching and the concatenation, whose cost
-    grows with the number of clients.
+    grows with the number of clients. ``hostile``: how many of the clients the
+    robust merges must withstand (None: none declared).
     """
-    merged = aggregate(aggregation, spaces, weights=weights)
+    merged = aggregate(aggregation, spaces, weights=weights, hostile=hostile)
     merged_probe = probes.fit(merged)
     own = [aggregate(aggregation, [space]) for space in spaces] if client_scores else []
     stitched = [
@@ -154,7 +156,7 @@ def evaluate_round(
             metrics["concat_accuracy"] = probes.accuracy(concat_baseline(aggregation, spaces))
         masks = owner_masks(plan, partitions, probes.labels)
         for key, chosen in (("owner_accuracy", masks), ("owner_shuffled_accuracy", shuffled_owner_masks(masks))):
-            metrics[key] = probes.accuracy(aggregate(aggregation, spaces, weights=weights, masks=chosen))
+            metrics[key] = probes.accuracy(aggregate(aggregation, spaces, weights=weights, masks=chosen, hostile=hostile))
     if absolute is not None:
         metrics["concat_absolute_accuracy"] = probes.accuracy(torch.cat(list(absolute), dim=1))
     central = None

@@ -21,6 +21,7 @@ HELP = {
     "payload-noise": "sigma of the Gaussian noise clients add before sending",
     "merge-weights": "weight each client equally or by its sample count",
     "outlier-threshold": "drop a client this many times the typical distance from the median space (0: off)",
+    "max-hostile": "hostile clients the merge must withstand: a count, or a fraction below 1; sizes trimmed-mean, krum (0: none)",
     "rounds": "federated rounds (continual: one per experience)",
     "epochs": "local epochs per round",
     "batch-size": "local training batch size",

@@ -131,13 +131,14 @@ class RunSetup:
             for partition, (extra_task, extra_inputs) in paired.items()
         ]  # fmt: skip
 
-    def evaluate(self, replies: Sequence[ClientReply], round_number: int) -> RoundOutcome:
-        """Merge the replies and score the merged space against the references."""
+    def evaluate(self, replies: Sequence[ClientReply], round_number: int, hostile: int | None = None) -> RoundOutcome:
+        """Merge the replies, against ``hostile`` of them if declared, and score the
+        merged space against the references."""
         weights = [r.num_examples for r in replies] if self.config.merge_weights == "samples" else None
         if self.experiences is not None:
             metrics = evaluate_experience(
                 self.config.aggregation, [r.spaces for r in replies], [r.partition_id for r in replies],
-                self.experiences, round_number, weights,
+                self.experiences, round_number, weights, hostile,
             )  # fmt: skip
             metrics["client_head_accuracy"] = [head_accuracy(r, round_number) for r in replies]
             return RoundOutcome(metrics | _round_facts(replies, round_number), None, None)
@@ -154,6 +155,7 @@ class RunSetup:
             absolute=[r.absolute for r in replies] if self.expected.absolute else None,
             centralized=centralized,
             client_scores=self.config.client_scores,
+            hostile=hostile,
         )
         return RoundOutcome(metrics | _round_facts(replies, round_number), merged, central)
 

@@ -34,6 +34,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from relatlas.aggregation.aggregators import check_withstands, hostile_count
 from relatlas.aggregation.screening import screen
 from relatlas.server.config import RunConfig
 from relatlas.server.exchange import FederationError, exchange, unanswered, validate, wait_for_nodes
@@ -98,6 +99,7 @@ class RelativeStrategy(Strategy):
         """Validate, screen, merge and score the replies to this round's ``configure_train``."""
         self.train_reference(server_round)
         valid, failures = self._collect(list(replies), server_round)
+        received = len(valid)
         scores, outliers = screen([r.spaces for r in valid], self.config.outlier_threshold)
         for position, reason in outliers.items():
             failures.append({"node": valid[position].node_id, "round": server_round, "reason": reason})
@@ -108,9 +110,10 @@ class RelativeStrategy(Strategy):
             log.warning("round %d: dropped node %s: %s", server_round, failure["node"], failure["reason"])
         if len(valid) < self.config.min_clients:
             raise FederationError(f"round {server_round}: {len(valid)} valid replies, min-clients is {self.config.min_clients}")
+        hostile = self._hostile(received, len(valid), server_round)
         if self.on_valid_replies is not None:
             self.on_valid_replies(valid, server_round)
-        outcome = self.setup.evaluate(valid, server_round)
+        outcome = self.setup.evaluate(valid, server_round, hostile)
         outcome.metrics["clients_failed"] = len(failures)
         outcome.metrics["client_outlier_score"] = scores
         outcome.metrics["round_seconds"] = time.perf_counter() - self._round_started
@@ -119,6 +122,19 @@ class RelativeStrategy(Strategy):
         log.info("round %d: merged accuracy %.3f", server_round, outcome.metrics["merged_accuracy"])
         merged = None if outcome.merged is None else ArrayRecord({MERGED: Array(np.ascontiguousarray(outcome.merged.numpy()))})
         return merged, MetricRecord(scalar_metrics(outcome.metrics))
+
+    def _hostile(self, received: int, kept: int, server_round: int) -> int | None:
+        """The hostile clients the merge must withstand among the ``kept`` replies: those
+        declared among the ``received`` valid ones, less those the screen dropped; None if none declared."""
+        declared = self.config.max_hostile
+        if not declared:
+            return None
+        hostile = max(hostile_count(declared, received) - (received - kept), 0)
+        try:
+            check_withstands(self.config.aggregation, kept, hostile, f"max-hostile {declared:g}")
+        except ValueError as err:
+            raise FederationError(f"round {server_round}: {kept} valid replies: {err}") from None
+        return hostile
 
     def _collect(self, answers: list[Message], server_round: int) -> tuple[list[ClientReply], list[dict]]:
         """The valid final replies and the failures; a two-phase mode's first replies

@@ -11,6 +11,7 @@ import json
 import cloudpickle
 import pytest
 
+from relatlas.server.exchange import FederationError
 from relatlas.server.simulation import run_simulation
 from tests import hostile_clients
 from tests.conftest import read_results, small_run_config
@@ -82,3 +83,23 @@ def test_robust_merges_keep_the_accuracy_of_the_clean_run_under_a_made_up_space(
     assert rows["mean + screen 3"]["client_partitions"] == [0, 1] and max(honest["client_outlier_score"]) < 2.0
     for name in ("mean + screen 3", "median", "trimmed-mean"):
         assert rows[name]["merged_accuracy"] >= clean - 0.02, name
+
+
+@pytest.mark.faults
+def test_trimmed_mean_sized_by_max_hostile_resists_two_colluders_of_five(tmp_path):
+    """Partitions 3 and 4 of 5 send the same made-up cosines (``uniform-random`` draws one space for both):
+    a 20 % trim cuts one value each end and keeps a colluder's; ``--max-hostile 2`` cuts two."""
+    colluders, five = {3: "uniform-random", 4: "uniform-random"}, {"num-clients": 5, "aggregation": "trimmed-mean"}
+    clean = _run(tmp_path, "clean", {}, **five)["merged_accuracy"]
+    undeclared = _run(tmp_path, "undeclared", colluders, **five)["merged_accuracy"]
+    declared = _run(tmp_path, "declared", colluders, **five, **{"max-hostile": 2})["merged_accuracy"]
+    assert undeclared < clean - 0.1 and declared >= clean - 0.05, (clean, undeclared, declared)
+
+
+@pytest.mark.faults
+def test_a_round_with_too_few_replies_for_the_declared_hostile_count_stops_in_one_line(tmp_path):
+    config = small_run_config(tmp_path, **{"num-clients": 5, "aggregation": "trimmed-mean", "max-hostile": 2,
+                                           "simulation-baselines": False, "client-scores": False})  # fmt: skip
+    with pytest.raises(FederationError, match="round 1: 4 valid replies: max-hostile 2 is 2 of 4 clients; trimmed-mean"):
+        run_simulation(config, client_app=hostile_clients.absent_app(2, {1}))
+    assert read_results(config)["status"] == "failed"

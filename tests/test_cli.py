@@ -19,7 +19,11 @@ from relatlas.server.option_help import HELP
         (["--shared-classes", "10"], "shared classes S=10 must be in [0, 9]"),
         (["--clients", "5", "--shared-classes", "8"], "5 clients with 1 novel classes each need 13 classes"),
         (["--rounds", "0"], "rounds must be positive"),
-        (["--aggregation", "mode"], "aggregation must be one of mean, product, product-sum, concat, median, trimmed-mean"),
+        (["--clients", "5", "--aggregation", "trimmed-mean", "--max-hostile", "3"], "trimmed-mean withstands 2 of 5 and needs 7"),
+        (
+            ["--aggregation", "mode"],
+            "aggregation must be one of mean, product, product-sum, concat, median, trimmed-mean, krum, multi-krum",
+        ),
         (["--scenario", "continual", "--experiences", "11"], "has 1 to 10 experiences, got 11"),
         (["--strategy", "naive", "--regularizer", "casper"], "strategy naive has none"),
         (["--client-gpus", "0.5"], "num-gpus 0.5 per client, but no node of the Ray cluster has a GPU"),
@@ -132,7 +136,8 @@ def test_every_run_option_has_a_description_and_its_allowed_values():
     )
     flat = " ".join(usage.stdout.split())
     aggregation = (
-        "how the server merges the clients' relative spaces; one of mean, product, product-sum, concat, median, trimmed-mean"
+        "how the server merges the clients' relative spaces; "
+        "one of mean, product, product-sum, concat, median, trimmed-mean, krum, multi-krum"
     )
     assert f"--aggregation STR {aggregation} (default: 'mean')" in flat
     assert "--outlier-threshold FLOAT drop a client this many times" in flat

@@ -32,7 +32,7 @@ def test_cli_options_mirror_the_config():
     [
         (
             {"aggregation": "mode"},
-            "aggregation must be one of mean, product, product-sum, concat, median, trimmed-mean; got 'mode'",
+            "aggregation must be one of mean, product, product-sum, concat, median, trimmed-mean, krum, multi-krum; got 'mode'",
         ),
         ({"rounds": 0}, "rounds must be positive"),
         ({"epochs": "3"}, "epochs must be int"),
@@ -45,7 +45,7 @@ def test_cli_options_mirror_the_config():
         ({"payload": "fp16:2"}, "payload fp16 takes no argument"),
         (
             {"payload": "topk:8", "aggregation": "product"},
-            r"an aggregation of cosines only \(mean, concat, median, trimmed-mean\)",
+            r"an aggregation of cosines only \(mean, concat, median, trimmed-mean, krum, multi-krum\)",
         ),
         ({"anchors-mode": "random"}, "anchors-mode must be one of shared, class-matched"),
         ({"anchors-mode": "class-matched", "split": "disjoint-classes"}, "disjoint-classes split has none"),

@@ -19,6 +19,7 @@ from relatlas.clients.client_app import query, train
 from relatlas.server.federation import run_federation
 from relatlas.server.strategy import MERGED, RelativeStrategy
 from tests.conftest import small_run_config
+from tests.hostile_clients import ATTACKS
 
 HANDLERS = {protocol.TRAIN: train, protocol.QUERY: query}
 
@@ -32,12 +33,14 @@ def serverapp_identity(tmp_path, monkeypatch):
 
 
 class InProcessGrid(Grid):
-    """Flower's Message API to nodes 101, 102, ... that answer at once; ``silent`` nodes never do."""
+    """Flower's Message API to nodes 101, 102, ... that answer at once; ``silent`` nodes never do,
+    ``colluding`` ones send the same made-up cosines (``uniform-random`` of ``tests/hostile_clients.py``)."""
 
-    def __init__(self, num_nodes: int, state_dir: Path, silent: tuple[int, ...] = ()) -> None:
+    def __init__(self, num_nodes: int, state_dir: Path, silent: tuple[int, ...] = (), colluding: tuple[int, ...] = ()) -> None:
         config = {STATE_DIR_KEY: str(state_dir)}
         self.contexts = {n: Context(0, n, config, RecordDict(), {}) for n in range(101, 101 + num_nodes)}
         self.silent = silent
+        self.colluding = colluding
         self.replies: dict[str, Message] = {}
 
     def set_run(self, run_id: int) -> None:
@@ -60,7 +63,10 @@ class InProcessGrid(Grid):
             node = message.metadata.dst_node_id
             if node not in self.silent:
                 handler = HANDLERS[message.metadata.message_type]
-                self.replies[message.metadata.message_id] = handler(message, self.contexts[node])
+                reply = handler(message, self.contexts[node])
+                if node in self.colluding:
+                    ATTACKS["uniform-random"](reply)
+                self.replies[message.metadata.message_id] = reply
             ids.append(message.metadata.message_id)
         return ids
 
@@ -95,3 +101,12 @@ def test_a_silent_node_is_dropped_with_its_reason(tmp_path):
     strategy.start(InProcessGrid(4, tmp_path, silent=(102,)), ArrayRecord(), num_rounds=1, timeout=1.0)
     assert strategy.failures == [{"node": 102, "round": 1, "reason": "no reply within round-timeout 1 s"}]
     assert strategy.rounds[0]["client_partitions"] == [0, 2, 3]
+
+
+def test_colluders_the_screen_drops_count_against_the_declared_hostile_clients(tmp_path):
+    """Two of five collude; the screen drops both, so the three left need not withstand two more."""
+    values = {"num-clients": 5, "aggregation": "trimmed-mean", "max-hostile": 2, "outlier-threshold": 3.0}
+    strategy = RelativeStrategy(_config(tmp_path, **values))
+    strategy.start(InProcessGrid(5, tmp_path, colluding=(104, 105)), ArrayRecord(), num_rounds=1, timeout=10.0)
+    assert {f["node"] for f in strategy.failures} == {104, 105}
+    assert strategy.rounds[0]["client_partitions"] == [0, 1, 2]
