@@ -215,8 +215,8 @@ def _krum(
     """The cosine space of the client Krum selects, or (``multi``) the mean of the
     ``n - F`` it selects (``aggregation/selection.py``)."""
     cosine = [space["cosine"] for space in spaces]
-    declared = krum_tolerance(len(cosine)) if hostile is None else hostile
-    return selected_mean(cosine, krum_select(cosine, hostile, len(cosine) - declared if multi else 1), masks)
+    declared = krum_tolerance(len(cosine)) if hostile is None else hostile  # none declared: the most Krum withstands
+    return selected_mean(cosine, krum_select(cosine, declared, len(cosine) - declared if multi else 1), masks)
 
 
 def half_minus_one(clients: int) -> int:

@@ -38,12 +38,12 @@ def krum_scores(spaces: Sequence[Tensor], hostile: int) -> Tensor:
     return distances.sort(dim=1).values[:, :neighbours].sum(dim=1)
 
 
-def krum_select(spaces: Sequence[Tensor], hostile: int | None, keep: int) -> list[int]:
-    """Positions of the ``keep`` lowest-scoring clients, in order (ties: the first);
-    ``hostile`` None: the most Krum withstands. All clients below three."""
+def krum_select(spaces: Sequence[Tensor], hostile: int, keep: int) -> list[int]:
+    """Positions of the ``keep`` lowest-scoring clients, in order (ties: the first),
+    scored against ``hostile`` clients. All clients below three."""
     if len(spaces) < MIN_CLIENTS:
         return list(range(len(spaces)))
-    scores = krum_scores(spaces, krum_tolerance(len(spaces)) if hostile is None else hostile)
+    scores = krum_scores(spaces, hostile)
     return sorted(torch.argsort(scores, stable=True)[:keep].tolist())
 
 

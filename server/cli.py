@@ -5,10 +5,13 @@ start without torch, Ray, Flower or MLflow."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
 from collections.abc import Sequence
+
+from relatlas.server.interruption import on_signals
 
 # command -> (the module whose ``add_<command>_command`` fills its parser, its one-line help)
 COMMANDS = {
@@ -43,12 +46,14 @@ def _log_to_console() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     named = argv[0] if argv and argv[0] in COMMANDS else ""  # "": `relatlas --help`, or a bad command
-    args = build_parser(named).parse_args(argv)
-    try:
-        return _handle(args)
-    except KeyboardInterrupt:  # a Ctrl-C before a run records signals (imports, checks, Ray's start): no traceback
-        print("relatlas: interrupted by SIGINT", file=sys.stderr)
-        return 130
+    # `relatlas run` records SIGINT and SIGTERM from here on, through its imports, checks and Ray's start
+    # (server/interruption.py); the other commands stop on a Ctrl-C as Python does
+    with on_signals() if named == "run" else contextlib.nullcontext():
+        try:
+            return _handle(build_parser(named).parse_args(argv))
+        except KeyboardInterrupt:  # a second Ctrl-C, or one to another command: no traceback
+            print("relatlas: interrupted by SIGINT", file=sys.stderr)
+            return 130
 
 
 def _handle(args: argparse.Namespace) -> int:

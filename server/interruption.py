@@ -22,6 +22,7 @@ from contextlib import contextmanager
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _received: list[int] = []
 _stop = threading.Event()
+_recording = threading.Event()  # an on_signals block is open
 
 
 class Interrupted(Exception):
@@ -47,7 +48,14 @@ def check() -> None:
 
 @contextmanager
 def on_signals() -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM ask the run to stop (main thread only)."""
+    """Within the block, SIGINT and SIGTERM ask the run to stop (main thread only).
+    Within an outer block (``relatlas run`` records from its start) it changes
+    nothing, so a signal that came during start-up is kept, not cleared: raising
+    ``KeyboardInterrupt`` there instead would reach whatever code the main thread
+    is in, and a library's garbage-collection callback swallows it."""
+    if _recording.is_set():
+        yield
+        return
     previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
 
     def record(signum: int, frame: object) -> None:
@@ -60,8 +68,10 @@ def on_signals() -> Iterator[None]:
     _stop.clear()
     for signum in SIGNALS:
         signal.signal(signum, record)
+    _recording.set()
     try:
         yield
     finally:
+        _recording.clear()
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -112,6 +112,7 @@ def run_simulation(
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=config.to_mapping())
     with on_signals():  # SIGINT, SIGTERM: the ServerApp stops, then the engine (server/interruption.py)
+        interruption.check()  # one that came during `relatlas run`'s start-up: Ray is not started
         start_ray(config, own_instance)
         if interruption.received():  # during Ray's start
             ray.shutdown()

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import mlflow
 from mlflow import MlflowClient
@@ -64,6 +65,8 @@ def use_tracking(tracking_uri: str, experiment: str) -> None:
 
 
 REACH_SECONDS = 5  # how long the check waits for a tracking server (MLflow takes whole seconds)
+# MLflow reads these at each HTTP call: within the check they give up after REACH_SECONDS and do not retry
+BOUNDED_REQUESTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(REACH_SECONDS), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
 STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql")  # MLflow's database and server stores
 
 
@@ -93,29 +96,12 @@ def check_outputs(out_dir: Path, tracking_uri: str) -> None:
         if not os.access(folder, os.W_OK):
             raise ConfigError(f"tracking store {tracking_uri}: its folder {folder} is missing or cannot be written")
         return
-    with _bounded_requests():
+    with mock.patch.dict(os.environ, BOUNDED_REQUESTS):  # MLflow's HTTP calls: no 120 s wait, no retries
         try:
             MlflowClient(tracking_uri).search_experiments(max_results=1)
         except Exception as err:  # noqa: BLE001 - MLflow's, requests', a missing driver's: each is one line here
             reason = f"{type(err).__name__}: {str(err).split('. Response body')[0].splitlines()[0][:300]}"
             raise ConfigError(f"tracking store {tracking_uri} does not answer as MLflow: {reason}") from None
-
-
-@contextmanager
-def _bounded_requests() -> Iterator[None]:
-    """MLflow's HTTP calls, within the block, give up after ``REACH_SECONDS`` and do
-    not retry (by default they wait 120 s and retry 7 times over minutes)."""
-    bounds = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(REACH_SECONDS), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
-    before = {name: os.environ.get(name) for name in bounds}
-    os.environ.update(bounds)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def absolute_tracking_uri(uri: str) -> str:
