@@ -22,6 +22,7 @@ from torch import Tensor
 
 from relatlas.aggregation.projection import relative_subspaces
 from relatlas.benchmarks.datasets import Dataset, load_dataset
+from relatlas.benchmarks.sources import loader_workers
 from relatlas.benchmarks.splits import plan_for
 from relatlas.clients import protocol
 from relatlas.clients.anchor_modes import LocalView
@@ -195,7 +196,9 @@ def _projection_reply(
 
 def _train_static(model: Classifier, task: Task, x: np.ndarray, y: np.ndarray, seed: int) -> dict:
     """``epochs`` more epochs on all local data."""
-    config = TrainConfig(task.model.epochs, task.model.batch_size, task.model.learning_rate, seed)
+    config = TrainConfig(
+        task.model.epochs, task.model.batch_size, task.model.learning_rate, seed, loader_workers(task.runtime.num_cpus)
+    )
     started = time.perf_counter()
     stats = fit(model, x, y, config)
     return {

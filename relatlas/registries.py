@@ -29,8 +29,12 @@ DATASETS: Registry = Registry("dataset", {
     "mnist": "relatlas.benchmarks.datasets:mnist",
     "cifar10": "relatlas.benchmarks.datasets:cifar10",
     "npz": "relatlas.benchmarks.datasets:npz",
+    "imagefolder": "relatlas.benchmarks.image_folder:imagefolder",
+    "csv": "relatlas.benchmarks.text_tables:csv_table",
+    "jsonl": "relatlas.benchmarks.text_tables:jsonl_table",
 })  # fmt: skip
-"""Datasets: ``(argument, *, root, seed) -> Dataset``; ``npz:PATH`` passes PATH as the argument."""
+"""Datasets: ``(argument, *, root, seed) -> Dataset``; ``npz:PATH`` passes PATH as the argument.
+Inputs may be arrays, strings or lazily read sources (``benchmarks/sources.py``)."""
 
 SIMILARITIES: Registry = Registry("similarity", {
     "cosine": "relatlas.aggregation.similarities:cosine",
