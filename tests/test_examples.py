@@ -103,8 +103,8 @@ def test_a_text_table_federates_with_the_example_text_encoder(tmp_path):
     rows = [f"{i},{words[label]} {i},{label}" for i in range(60) for label in (("good", "bad")[i % 2],)]
     (tmp_path / "reviews.csv").write_text("\n".join(["id,review,stars", *rows]) + "\n")
     dataset = f"csv:{tmp_path / 'reviews.csv'}:text=review:label=stars"
-    options = ["--encoder", "letters", "--dataset", dataset, "--split", "same-classes", "--anchors", "8"]
-    done = _run([sys.executable, "-m", "relatlas.server.cli", "run", "--plugins", "text_encoder_plugin", *options, *SMALL], tmp_path)
+    options = ["--plugins", "text_encoder_plugin", "--encoder", "letters", "--dataset", dataset, "--split", "same-classes"]
+    done = _run([sys.executable, "-m", "relatlas.server.cli", "run", *options, "--anchors", "8", *SMALL], tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((tmp_path / "runs" / "latest" / "results.json").read_text())
     assert results["status"] == "completed" and results["failures"] == [] and results["classes"] == ["bad", "good"]

@@ -65,6 +65,8 @@ def test_image_folder_options_resize_and_convert(tmp_path):
     assert load_dataset(f"imagefolder:{folder}:size=4x6:mode=L").input_shape == (1, 4, 6)
     with pytest.raises(DatasetError, match="unknown option 'width'; options: size, mode"):
         load_dataset(f"imagefolder:{folder}:width=4")
+    with pytest.raises(DatasetError, match="is not a folder"):
+        load_dataset(f"imagefolder:{tmp_path / 'absent'}")
 
 
 def _truncated(folder):
