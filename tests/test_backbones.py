@@ -13,13 +13,15 @@ import torch
 import torchvision
 from torch import nn
 
+from relatlas.benchmarks.datasets import DEBIAN_FASHION_MNIST, read_idx
 from relatlas.clients.backbones import IMAGENET_MEAN, IMAGENET_STD, ImageNetInput, native_side
 from relatlas.clients.frozen_backbone import FrozenBackbone, cache_frozen_features
 from relatlas.clients.models import build_classifier
 from relatlas.clients.training import TrainConfig, fit
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.preflight import refuse_bad_input
-from tests.conftest import small_run_config
+from relatlas.server.simulation import run_simulation
+from tests.conftest import read_results, small_run_config
 
 SIDE = 32  # images resized to 32x32: resnet18 stays fast on a CPU
 
@@ -171,6 +173,11 @@ def test_bad_backbone_options_get_one_line_errors(tmp_path, weights, options, me
     assert "\n" not in str(info.value)
 
 
+def test_a_spec_without_weights_is_refused_naming_the_option():
+    with pytest.raises(ValueError, match=r"encoder 'torchvision:arch=resnet18': missing a required argument: 'weights'"):
+        build_classifier((1, 28, 28), 3, encoder="torchvision:arch=resnet18")
+
+
 @pytest.mark.parametrize(
     ("dataset", "message"),
     [
@@ -192,14 +199,9 @@ def test_preflight_refuses_in_one_line_a_backbone_the_data_or_the_file_cannot_fe
     assert str(info.value).startswith("encoder: ") and "\n" not in str(info.value)
 
 
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
 def test_a_federation_of_frozen_backbones_with_trained_projections(tmp_path, weights, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    from relatlas.benchmarks.datasets import DEBIAN_FASHION_MNIST, read_idx
-    from relatlas.server.simulation import run_simulation
-    from tests.conftest import read_results
-
-    if not DEBIAN_FASHION_MNIST.is_dir():
-        pytest.skip("needs the Debian package dataset-fashion-mnist")
     x = read_idx(DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz")[:1500]
     y = read_idx(DEBIAN_FASHION_MNIST / "t10k-labels-idx1-ubyte.gz")[:1500].astype(np.int64)
     np.savez(tmp_path / "fashion.npz", X=x[:1200], y=y[:1200], X_test=x[1200:], y_test=y[1200:])
