@@ -18,6 +18,7 @@ ENCODERS: Registry = Registry("encoder", {
     "cnn": "relatlas.clients.encoders:cnn",
     "resnet8": "relatlas.clients.encoders:resnet8",
     "resnet20": "relatlas.clients.encoders:resnet20",
+    "torchvision": "relatlas.clients.backbones:torchvision_backbone",
 })  # fmt: skip
 """Encoders: ``(input_shape, embedding_dim, **options) -> nn.Module``, the embedder a client trains;
 the module maps a batch ``[B, *input_shape]`` to a finite ``[B, embedding_dim]``, checked on one batch
