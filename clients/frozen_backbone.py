@@ -21,13 +21,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
+from relatlas.benchmarks.sources import inputs_loader, is_array
 from relatlas.safe_files import atomic_write, private_dir
 
 FEATURE_BATCH = 256  # rows per backbone pass when filling the cache
@@ -68,23 +70,32 @@ class FrozenBackbone(nn.Module):
         return torch.stack([self.memo[digest] for digest in digests])
 
 
-def cache_frozen_features(model: nn.Module, x: ArrayLike, directory: Path) -> None:
+def cache_frozen_features(model: nn.Module, x: Sequence[Any], directory: Path) -> None:
     """Fill each frozen backbone of ``model`` with the features of ``x`` (a client's
-    training inputs): read from ``directory``'s file for them, else computed and written there."""
+    training inputs, an array or a lazily read source): read from ``directory``'s file
+    for them, else computed and written there. Inputs not held whole are read a batch
+    at a time, so a source larger than memory is never decoded at once."""
     frozen = [module for module in model.modules() if isinstance(module, FrozenBackbone)]
     if not frozen:
         return
-    inputs = torch.from_numpy(np.array(x, dtype=np.float32))  # a copy: a dataset's cached arrays are read-only
-    digests = row_digests(inputs)
+    digests = [digest for chunk in _input_batches(x) for digest in row_digests(chunk)]
     for backbone in frozen:
         path = Path(directory) / f"features-{_cache_name(backbone.key, digests)}.pt"
         features = _read_features(path, len(digests), backbone.width)
         if features is None:
-            features = torch.cat([backbone.features(chunk) for chunk in inputs.split(FEATURE_BATCH)])
+            features = torch.cat([backbone.features(chunk) for chunk in _input_batches(x)])
             private_dir(path.parent, trusted=path.parent.parent)  # the client's folder and its run's
             with atomic_write(path) as file:
                 torch.save({"features": features}, file)
         backbone.memo.update(zip(digests, features, strict=True))
+
+
+def _input_batches(x: Sequence[Any]) -> Iterator[Tensor]:
+    """``x`` as float32 batches of ``FEATURE_BATCH`` rows: sliced from an array, else read through a ``DataLoader``."""
+    if is_array(x):
+        yield from torch.from_numpy(np.array(x, dtype=np.float32)).split(FEATURE_BATCH)  # a copy: cached arrays are read-only
+    else:
+        yield from (torch.as_tensor(batch, dtype=torch.float32) for batch in inputs_loader(x, FEATURE_BATCH, 0))
 
 
 def _cache_name(key: str, digests: list[bytes]) -> str:

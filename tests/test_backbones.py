@@ -14,6 +14,7 @@ import torchvision
 from torch import nn
 
 from relatlas.benchmarks.datasets import DEBIAN_FASHION_MNIST, read_idx
+from relatlas.benchmarks.sources import LazyInputs
 from relatlas.clients.backbones import IMAGENET_MEAN, IMAGENET_STD, ImageNetInput, native_side
 from relatlas.clients.frozen_backbone import FrozenBackbone, cache_frozen_features
 from relatlas.clients.models import build_classifier
@@ -100,6 +101,17 @@ def test_the_feature_cache_is_written_once_and_read_by_a_fresh_model(weights, tm
     assert read[0] == 0 and torch.equal(second.embedder.features(x), first.embedder.features(x))
     cache_frozen_features(second, images(20, seed=1).numpy(), folder)  # other inputs: another file
     assert read[0] == 20 and len(list(folder.iterdir())) == 2
+
+
+def test_a_lazily_read_source_is_cached_in_batches_as_its_array_would_be(weights, tmp_path):
+    x = images(300)  # more than one batch of the cache's reads
+    from_array, from_source = frozen(weights), frozen(weights)
+    cache_frozen_features(from_array, x.numpy(), tmp_path / "a" / "run" / "partition-0")
+    cache_frozen_features(from_source, LazyInputs.of(list(x.numpy())), tmp_path / "b" / "run" / "partition-0")
+    assert [p.name for p in (tmp_path / "a" / "run" / "partition-0").iterdir()] == [
+        p.name for p in (tmp_path / "b" / "run" / "partition-0").iterdir()
+    ]  # the same content key
+    assert torch.allclose(from_source.embedder.features(x), from_array.embedder.features(x), atol=1e-5)
 
 
 class Planted:
