@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from relatlas.benchmarks.sources import DatasetError, LazyInputs, input_kind, text_array
 from relatlas.registries import DATASETS
 from relatlas.registry import RegistryError, split_spec
 
@@ -43,19 +44,18 @@ INTEGER_IMAGES = (np.dtype(np.uint8), np.dtype(np.uint16))  # scaled by their la
 log = logging.getLogger("relatlas")
 
 
-class DatasetError(ValueError):
-    """A dataset that cannot be loaded; the message says how to get it."""
-
-
 @dataclass(frozen=True)
 class Dataset:
-    """Train and test arrays; from ``load_dataset``: inputs float32 (integer images scaled to [0, 1]), labels int64."""
+    """Train and test inputs and labels; from ``load_dataset``: array inputs float32 (integer images
+    scaled to [0, 1]), labels int64. Inputs may also be strings or ``LazyInputs`` (``benchmarks/sources.py``);
+    ``classes`` names label 0..C-1 where the source names them (a folder, a label column)."""
 
     name: str
-    x_train: np.ndarray
+    x_train: np.ndarray | LazyInputs
     y_train: np.ndarray
-    x_test: np.ndarray
+    x_test: np.ndarray | LazyInputs
     y_test: np.ndarray
+    classes: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -225,6 +225,8 @@ def _scaled(name: str, x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndar
 def checked_dataset(name: str, data: Dataset) -> Dataset:
     """``data`` checked as every loader's result is, inputs float32 (``_scaled``) and
     [N, H, W] images given a channel axis; malformed data is refused in one line naming ``name``."""
+    if not (_held_whole(data.x_train) and _held_whole(data.x_test)):
+        return _checked_source(name, data)
     x_train, y_train, x_test, y_test = (np.asarray(a) for a in (data.x_train, data.y_train, data.x_test, data.y_test))
     check_pair(name, "x_train", "y_train", x_train, y_train)
     check_pair(name, "x_test", "y_test", x_test, y_test)
@@ -234,6 +236,37 @@ def checked_dataset(name: str, data: Dataset) -> Dataset:
     x_train, x_test = _scaled(name, x_train, x_test)
     if x_train.ndim == 3:  # [N, H, W]: one-channel images, as the image encoders take them
         x_train, x_test = x_train[:, None], x_test[:, None]
+    return dataclasses.replace(
+        data, x_train=x_train, y_train=y_train.astype(np.int64, copy=False), x_test=x_test,
+        y_test=y_test.astype(np.int64, copy=False),
+    )  # fmt: skip
+
+
+def _held_whole(inputs: object) -> bool:
+    """Inputs checked and converted as arrays are: anything but ``LazyInputs`` and a 1-D array of strings (texts)."""
+    if isinstance(inputs, LazyInputs):
+        return False
+    head = np.asarray(inputs[:1])  # type: ignore[index]
+    return head.ndim != 1 or not len(head) or not isinstance(head[0], str)
+
+
+def _checked_source(name: str, data: Dataset) -> Dataset:
+    """``checked_dataset`` for strings and ``LazyInputs``: labels as for arrays, inputs as many as
+    labels, train and test inputs of one kind and shape (one of each decoded; the rest as read)."""
+    y_train, y_test = np.asarray(data.y_train), np.asarray(data.y_test)
+    for x_key, y_key, x, y in (("x_train", "y_train", data.x_train, y_train), ("x_test", "y_test", data.x_test, y_test)):
+        if y.ndim != 1 or len(x) != len(y) or len(y) == 0:
+            raise DatasetError(f"dataset {name!r}: {x_key} and {y_key} must hold N > 0 samples each, got {len(x)} and {y.shape}")
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+            raise DatasetError(f"dataset {name!r}: {y_key} must hold non-negative integers, got dtype {y.dtype}")
+    kinds = input_kind(data.x_train), input_kind(data.x_test)
+    shapes = np.shape(data.x_train[0]), np.shape(data.x_test[0])
+    if kinds[0] != kinds[1] or shapes[0] != shapes[1]:
+        raise DatasetError(
+            f"dataset {name!r}: x_test inputs are {kinds[1]} of shape {shapes[1]}, x_train's {kinds[0]} of shape {shapes[0]}"
+        )
+    _check_classes(name, y_train, y_test)
+    x_train, x_test = (x if isinstance(x, LazyInputs) else text_array(x) for x in (data.x_train, data.x_test))
     return dataclasses.replace(
         data, x_train=x_train, y_train=y_train.astype(np.int64, copy=False), x_test=x_test,
         y_test=y_test.astype(np.int64, copy=False),
@@ -258,5 +291,6 @@ def load_dataset(spec: str, root: str | None = None, seed: int = 0) -> Dataset:
         raise DatasetError(f"dataset {name!r} returned {type(dataset).__name__}; a dataset loader must return a Dataset")
     dataset = checked_dataset(spec, dataset)
     for array in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test):
-        array.setflags(write=False)
+        if isinstance(array, np.ndarray):
+            array.setflags(write=False)
     return dataset

@@ -14,7 +14,9 @@ and a markdown table:
 - ``payload``: bytes per client and merged accuracy for each payload format,
   next to the bytes of the embedder's weights;
 - ``startup``: seconds to start the CLI and to import relatlas, torch and a
-  client actor's modules (``benchmarks/startup.py``).
+  client actor's modules (``benchmarks/startup.py``);
+- ``backbone``: a frozen pretrained backbone's first epoch over its later ones,
+  whose features are cached (``benchmarks/perf_backbone.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch
 from relatlas.aggregation.aggregators import required_similarities
 from relatlas.aggregation.projection import relative_projection, relative_subspaces
 from relatlas.benchmarks.datasets import load_dataset, stratified_split
+from relatlas.benchmarks.perf_backbone import backbone_table, frozen_backbone_figures
 from relatlas.benchmarks.splits import plan_for
 from relatlas.benchmarks.startup import startup_figures
 from relatlas.clients.models import build_classifier
@@ -42,7 +45,7 @@ from relatlas.safe_files import private_dir, write_text_atomic
 from relatlas.server.config import RunConfig
 from relatlas.server.tracking import use_tracking
 
-SECTIONS = ("kernels", "overhead", "scale", "payload", "startup")
+SECTIONS = ("kernels", "overhead", "scale", "payload", "startup", "backbone")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ class PerfConfig:
     scale_eval_samples: int = 1000
     payloads: tuple[str, ...] = ("fp32", "fp16", "topk:16", "topk:4")
     startup_samples: int = 5  # fresh processes per startup figure (their median)
+    backbone_rows: int = 1000  # training rows of the frozen backbone's client
+    backbone_side: int = 64  # the side its images are resized to
+    backbone_epochs: int = 4
     sections: tuple[str, ...] = SECTIONS
     out_dir: str = "runs/bench-perf"
     tracking_uri: str = "sqlite:///mlflow.db"
@@ -231,6 +237,8 @@ def perf_table(perf: dict[str, Any]) -> str:
         for key in ("cli_help_seconds", "import_relatlas_seconds", "import_torch_seconds", "client_actor_import_seconds"):
             lines.append(f"| `{key.removesuffix('_seconds')}` | {startup[key]:.3f} |")
         lines.append(f"| `import_ratio` (relatlas / torch; target <= 1.3) | {startup['import_ratio']:.2f} |")
+    if "backbone" in perf:
+        lines += backbone_table(perf["backbone"])
     return "\n".join(lines).strip("\n")
 
 
@@ -241,6 +249,10 @@ def run_perf(config: PerfConfig) -> dict[str, Any]:
     sections = {
         "kernels": kernel_figures, "overhead": overhead_figures, "scale": scale_figures, "payload": payload_figures,
         "startup": lambda config: startup_figures(config.startup_samples),
+        "backbone": lambda config: frozen_backbone_figures(
+            config.dataset, config.data_root, rows=config.backbone_rows, side=config.backbone_side,
+            epochs=config.backbone_epochs, folder=out_dir / "backbone",
+        ),
     }  # fmt: skip
     perf: dict[str, Any] = {}
     use_tracking(config.tracking_uri, config.experiment)
@@ -251,7 +263,7 @@ def run_perf(config: PerfConfig) -> dict[str, Any]:
             perf[name] = sections[name](config)
             write_text_atomic(out_dir / "perf.json", json.dumps(perf, indent=2))
             write_text_atomic(out_dir / "table.md", perf_table(perf) + "\n")
-        timed = ("kernels", "overhead", "startup")
+        timed = ("kernels", "overhead", "startup", "backbone")
         scalars = {k: v for section in timed for k, v in perf.get(section, {}).items() if isinstance(v, float)}
         mlflow.log_metrics(scalars)
         for name in ("perf.json", "table.md"):

@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from relatlas.aggregation.anchors import class_matched_anchors, select_anchors
 from relatlas.benchmarks.datasets import Dataset
+from relatlas.benchmarks.sources import wire_array
 from relatlas.benchmarks.splits import FederationPlan
 from relatlas.clients import protocol
 from relatlas.clients.anchoring import anchor_seed
@@ -67,7 +68,7 @@ QueryMessage = tuple[dict[str, Any], dict[str, Array]]  # a partition's extra ta
 class AnchorPlan:
     """What the server tells clients about anchors; fixed over a run."""
 
-    sent: np.ndarray | None  # raw inputs sent as ``anchors``: public anchors, seeds, or none
+    sent: Sequence[Any] | None  # raw inputs sent as ``anchors``: public anchors, seeds, or none
     classes: tuple[int, ...]  # anchor-classes, for modes where clients draw their own
 
     def task(self) -> dict[str, Any]:
@@ -75,7 +76,7 @@ class AnchorPlan:
         return {ANCHOR_CLASSES: list(self.classes)} if self.classes else {}
 
     def inputs(self) -> dict[str, Array]:
-        return {} if self.sent is None else {protocol.ANCHORS: Array(np.ascontiguousarray(self.sent))}
+        return {} if self.sent is None else {protocol.ANCHORS: Array(wire_array(self.sent))}
 
 
 @dataclass(frozen=True)

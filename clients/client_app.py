@@ -22,10 +22,12 @@ from torch import Tensor
 
 from relatlas.aggregation.projection import relative_subspaces
 from relatlas.benchmarks.datasets import Dataset, load_dataset
+from relatlas.benchmarks.sources import loader_workers
 from relatlas.benchmarks.splits import plan_for
 from relatlas.clients import protocol
 from relatlas.clients.anchor_modes import LocalView
 from relatlas.clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state
+from relatlas.clients.frozen_backbone import cache_frozen_features
 from relatlas.clients.models import Classifier, build_classifier, parameter_count
 from relatlas.clients.payload import add_gaussian_noise, payload_codec
 from relatlas.clients.task import Task
@@ -61,6 +63,7 @@ def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) ->
     dataset, local = _local_data(task)
     _restore_if_resumed(task, context)
     model = _model(dataset, task, context)
+    cache_frozen_features(model, dataset.x_train[local], _state_dir(task, context))  # a frozen backbone's, once per run
     seed = derive_seed(task.runtime.seed, task.partition_id, task.round)
     if task.continual.scenario == "continual":
         if relabel is not None:
@@ -195,7 +198,9 @@ def _projection_reply(
 
 def _train_static(model: Classifier, task: Task, x: np.ndarray, y: np.ndarray, seed: int) -> dict:
     """``epochs`` more epochs on all local data."""
-    config = TrainConfig(task.model.epochs, task.model.batch_size, task.model.learning_rate, seed)
+    config = TrainConfig(
+        task.model.epochs, task.model.batch_size, task.model.learning_rate, seed, loader_workers(task.runtime.num_cpus)
+    )
     started = time.perf_counter()
     stats = fit(model, x, y, config)
     return {

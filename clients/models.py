@@ -6,7 +6,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from relatlas.encoder_spec import EncoderSpec
+from relatlas.encoder_spec import TENSOR, TEXT, EncoderSpec, encoder_input_kind
+from relatlas.registries import ENCODERS
+from relatlas.registry import RegistryError
 
 
 class Classifier(nn.Module):
@@ -40,16 +42,39 @@ def build_classifier(
         return Classifier(factory(tuple(input_shape), width, **dict(spec.options)), width, num_classes)
 
 
-def check_encoders(encoders: str, inputs: Tensor, embedding_dim: int) -> None:
+def check_encoders(encoders: str, inputs: Tensor | list[str], embedding_dim: int) -> None:
     """Build each of a run's specs for the dataset's inputs and embed ``inputs`` (a
-    batch of them), so an encoder that cannot take them (``cnn`` on flat digits) or
-    returns anything but a finite ``[batch, width]`` fails in one line before any
-    client starts, not as a shape error deep inside a client's training."""
+    batch of them: a tensor, or a list of strings), so an encoder that cannot take
+    them (``cnn`` on flat digits, ``mlp`` on text) or returns anything but a finite
+    ``[batch, width]`` fails in one line before any client starts, not as a shape
+    error deep inside a client's training."""
+    kind = TEXT if isinstance(inputs, list) else TENSOR
     for spec in EncoderSpec.parse_list(encoders):
-        model = build_classifier(tuple(inputs.shape[1:]), 2, embedding_dim=embedding_dim, encoder=spec)
+        _check_input_kind(spec, kind)
+        shape = () if kind == TEXT else tuple(inputs.shape[1:])
+        model = build_classifier(shape, 2, embedding_dim=embedding_dim, encoder=spec)
         with torch.no_grad():
             embedded = model.eval().embedder(inputs)
         _check_embeddings(spec, embedded, len(inputs), spec.width(embedding_dim))
+
+
+def _check_input_kind(spec: EncoderSpec, kind: str) -> None:
+    """Refuse an encoder that takes another kind of input than the data holds, naming those that fit."""
+    if encoder_input_kind(spec.entry()) == kind:
+        return
+    fitting = ", ".join(name for name in ENCODERS.names() if _input_kind_of(name) == kind)
+    raise ValueError(
+        f"encoder {str(spec)!r} takes {encoder_input_kind(spec.entry())} inputs, the dataset holds {kind}; encoders for "
+        f"{kind}: {fitting or f'none registered (register one whose factory sets input_kind = {kind!r})'}"
+    )
+
+
+def _input_kind_of(name: str) -> str | None:
+    """What the registered encoder ``name`` takes; ``None`` if it cannot be loaded here."""
+    try:
+        return encoder_input_kind(ENCODERS.get(name))
+    except RegistryError:
+        return None
 
 
 def _check_embeddings(spec: EncoderSpec, embedded: object, batch: int, width: int) -> None:

@@ -10,6 +10,8 @@ SuperNode may override its own with ``--node-config "encoder='cnn:dim=32'"``;
 the server sizes its reply limits for the widest ``dim`` of the run's list, which
 only matters for embeddings that leave the client (``translated`` anchors, the
 simulation's absolute baselines): the relative spaces are [N, m] at any width.
+An encoder for text sets ``input_kind = "text"`` on its factory: its module then
+takes a batch as a list of strings (``encoder_input_kind``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from relatlas.registries import ENCODERS
 
+TENSOR, TEXT = "tensor", "text"  # the kinds of input: float tensors [batch, *input_shape], or a list of strings
 WIDTH_OPTION = "dim"
 OPTION = re.compile(r"^([A-Za-z_]\w*)=(\S+)$")
 Option = int | float | str
@@ -83,6 +86,11 @@ class EncoderSpec:
     def __str__(self) -> str:
         extra = self.options + (((WIDTH_OPTION, self.dim),) if self.dim is not None else ())
         return ":".join([self.name, *(f"{key}={value}" for key, value in extra)])
+
+
+def encoder_input_kind(factory: Any) -> str:
+    """What an encoder factory's modules take: ``TEXT`` if it says so (``factory.input_kind = "text"``), else ``TENSOR``."""
+    return str(getattr(factory, "input_kind", TENSOR))
 
 
 def widest_embedding(text: str, default: int) -> int:

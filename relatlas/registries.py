@@ -18,6 +18,7 @@ ENCODERS: Registry = Registry("encoder", {
     "cnn": "relatlas.clients.encoders:cnn",
     "resnet8": "relatlas.clients.encoders:resnet8",
     "resnet20": "relatlas.clients.encoders:resnet20",
+    "torchvision": "relatlas.clients.backbones:torchvision_backbone",
 })  # fmt: skip
 """Encoders: ``(input_shape, embedding_dim, **options) -> nn.Module``, the embedder a client trains;
 the module maps a batch ``[B, *input_shape]`` to a finite ``[B, embedding_dim]``, checked on one batch
@@ -29,8 +30,12 @@ DATASETS: Registry = Registry("dataset", {
     "mnist": "relatlas.benchmarks.datasets:mnist",
     "cifar10": "relatlas.benchmarks.datasets:cifar10",
     "npz": "relatlas.benchmarks.datasets:npz",
+    "imagefolder": "relatlas.benchmarks.image_folder:imagefolder",
+    "csv": "relatlas.benchmarks.text_tables:csv_table",
+    "jsonl": "relatlas.benchmarks.text_tables:jsonl_table",
 })  # fmt: skip
-"""Datasets: ``(argument, *, root, seed) -> Dataset``; ``npz:PATH`` passes PATH as the argument."""
+"""Datasets: ``(argument, *, root, seed) -> Dataset``; ``npz:PATH`` passes PATH as the argument.
+Inputs may be arrays, strings or lazily read sources (``benchmarks/sources.py``)."""
 
 SIMILARITIES: Registry = Registry("similarity", {
     "cosine": "relatlas.aggregation.similarities:cosine",

@@ -40,6 +40,7 @@ class CentralizedReference:
             batch_size=self.train.batch_size,
             learning_rate=self.train.learning_rate,
             seed=derive_seed(self.train.seed, CENTRAL_ID, round_number),
+            workers=self.train.workers,
         )
         x, y = self.dataset.x_train[self.indices], self.dataset.y_train[self.indices]
         fit(self.model, x, y, config, after_epoch=interruption.check)  # it trains while the clients do: a signal stops it

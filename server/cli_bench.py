@@ -191,7 +191,9 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     _add_sweep_options(stitching, defaults)
     stitching.set_defaults(handler=_bench_stitching)
 
-    perf = suites.add_parser("perf", help="kernel speed, Flower overhead, scale and payload sizes; perf.json and a table")
+    perf = suites.add_parser(
+        "perf", help="kernels, Flower overhead, scale, payloads, start-up, frozen backbones; perf.json and a table"
+    )
     defaults = PerfConfig()
     perf.add_argument("--dataset", default=defaults.dataset)
     perf.add_argument("--data-root", default=defaults.data_root)

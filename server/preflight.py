@@ -14,6 +14,7 @@ import torch
 from relatlas.aggregation.aggregators import required_similarities
 from relatlas.aggregation.projection import relative_subspaces
 from relatlas.benchmarks.datasets import DatasetError, load_dataset
+from relatlas.benchmarks.sources import first_batch
 from relatlas.benchmarks.splits import SplitError, plan_for
 from relatlas.benchmarks.streams import class_schedule
 from relatlas.clients.models import check_encoders
@@ -29,12 +30,14 @@ def refuse_bad_input(config: RunConfig) -> None:
     check_outputs(Path(config.out_dir), config.tracking_uri)
     dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
     plan_for(dataset.y_train, config, config, config.seed)
-    batch = torch.tensor(dataset.x_train[:ENCODER_CHECK_BATCH], dtype=torch.float32)  # a copy: cached arrays are read-only
+    batch = first_batch(dataset.x_train, ENCODER_CHECK_BATCH)  # a copy: cached arrays are read-only
     try:
         check_encoders(config.encoder, batch, config.embedding_dim)
     except ValueError as err:
         raise ConfigError(f"encoder: {err}") from None
     if config.scenario == "continual":
+        if isinstance(batch, list):
+            raise ConfigError(f"the continual scenario trains on tensors; dataset {config.dataset!r} holds text")
         class_schedule(dataset.num_classes, config.experiences, config.stream, config.seed)
     _check_similarities(config.aggregation)
 

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from relatlas.aggregation.aggregators import required_similarities
 from relatlas.benchmarks.datasets import Dataset, load_dataset, stratified_split
+from relatlas.benchmarks.sources import loader_workers, wire_array
 from relatlas.benchmarks.splits import FederationPlan, plan_for
 from relatlas.benchmarks.streams import class_schedule
 from relatlas.clients import protocol
@@ -65,6 +66,7 @@ class RunSetup:
         if 0 < config.eval_samples < len(labels):
             _, subset = stratified_split(labels, config.eval_samples / len(labels), config.seed)
             samples, labels = samples[subset], labels[subset]
+        anchors, samples = wire_array(anchors), wire_array(samples)  # the pool, read whole once: it is sent every round
         anchor_mode = ANCHOR_MODES.get(config.anchors_mode)
         anchor_plan = anchor_mode.plan(config, dataset, plan)
         static = config.scenario == "static"
@@ -84,12 +86,16 @@ class RunSetup:
         central = None
         if baselines:
             train = TrainConfig(
-                epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed
+                epochs=config.epochs,
+                batch_size=config.batch_size,
+                learning_rate=config.learning_rate,
+                seed=config.seed,
+                workers=loader_workers(config.num_cpus),
             )
             central = CentralizedReference(
                 dataset, plan, embedding_dim=config.embedding_dim, encoder=EncoderSpec.for_client(config.encoder, 0), train=train
             )  # the first client's encoder
-        sent = anchor_plan.inputs() | {protocol.SAMPLES: Array(np.ascontiguousarray(samples))}
+        sent = anchor_plan.inputs() | {protocol.SAMPLES: Array(samples)}
         return cls(
             config, dataset, plan, anchors, samples, labels, anchor_mode, anchor_plan, sent, expected, probes, central,
             experiences,

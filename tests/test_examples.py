@@ -95,3 +95,17 @@ def _stop_superlinks_of(home: Path) -> None:
             continue
         if mine and b"flower-superlink" in command:
             os.kill(int(environ.parent.name), signal.SIGTERM)
+
+
+def test_a_text_table_federates_with_the_example_text_encoder(tmp_path):
+    """Strings go from the server to every client and back as relative spaces: the docs' text-table command."""
+    words = {"good": "glad great good fine", "bad": "awful bad sad poor"}
+    rows = [f"{i},{words[label]} {i},{label}" for i in range(60) for label in (("good", "bad")[i % 2],)]
+    (tmp_path / "reviews.csv").write_text("\n".join(["id,review,stars", *rows]) + "\n")
+    dataset = f"csv:{tmp_path / 'reviews.csv'}:text=review:label=stars"
+    options = ["--plugins", "text_encoder_plugin", "--encoder", "letters", "--dataset", dataset, "--split", "same-classes"]
+    done = _run([sys.executable, "-m", "relatlas.server.cli", "run", *options, "--anchors", "8", *SMALL], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "runs" / "latest" / "results.json").read_text())
+    assert results["status"] == "completed" and results["failures"] == [] and results["classes"] == ["bad", "good"]
+    assert results["payload_bytes_per_client"] == 18 * 8 * 4 and results["merged_accuracy"] > 0.9

@@ -11,7 +11,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = {"registry", "registries", "plugins", "sections", "encoder_spec", "library_noise", "safe_files"}
-DATA = {"datasets", "splits", "streams", "casper", "balanced_reservoir", "rehearsal", "continual_metrics", "mlflow_logger"}
+DATA = {
+    "datasets",
+    "splits",
+    "streams",
+    "casper",
+    "balanced_reservoir",
+    "rehearsal",
+    "continual_metrics",
+    "mlflow_logger",
+    "sources",
+    "image_folder",
+    "text_tables",
+    "torch_source",
+}
 FOLDERS = ("aggregation", "benchmarks", "clients", "server", "relatlas")
 
 

@@ -29,3 +29,14 @@ def test_startup_figures_time_fresh_processes_and_make_a_table():
     table = perf_table({"startup": figures})
     assert "| `cli_help` |" in table and "| `client_actor_import` |" in table and "| `import_ratio`" in table
     assert table.startswith("| startup") and "| figure | value | target |" not in table  # no empty ratio table
+
+
+def test_the_backbone_section_times_a_frozen_backbone_s_epochs(tmp_path):
+    from relatlas.benchmarks.perf_backbone import frozen_backbone_figures
+
+    figures = frozen_backbone_figures("fashion-mnist", "", rows=48, side=32, epochs=3, folder=tmp_path / "backbone")
+    assert figures["rows"] == 48 and figures["first_epoch_seconds"] > 0 and figures["later_epoch_seconds"] > 0
+    assert figures["later_epoch_speedup"] == figures["first_epoch_seconds"] / figures["later_epoch_seconds"]
+    assert len(list((tmp_path / "backbone" / "client-state" / "partition-0").glob("features-*.pt"))) == 1
+    table = perf_table({"backbone": figures})
+    assert "| `later_epoch_speedup` (target >= 5) |" in table and "| figure | value | target |" not in table
