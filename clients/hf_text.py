@@ -71,7 +71,6 @@ def hf_text(
         raise ValueError(f"hf encoder model={model}: max_length must be a positive integer; got {max_length!r}")
     folder = model_folder(model)
     transformers = _transformers()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         transformer = transformers.AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
@@ -111,6 +110,8 @@ def _normalises(folder: Path) -> bool:
 
 
 def _transformers() -> Any:
+    """``transformers``, imported offline: huggingface_hub reads ``HF_HUB_OFFLINE`` when first imported."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         import transformers
     except ImportError:
