@@ -1,5 +1,6 @@
 """A frozen pretrained backbone with a trained projection, whose features are
-computed once per input and cached, not once per epoch.
+computed once per input and cached, not once per epoch. The backbone may take
+images (``clients/backbones.py``) or texts (``clients/hf_text.py``).
 
 In memory, each input row's features are kept under the digest of its bytes, so
 every epoch after the first (and every prediction of the same rows) skips the
@@ -36,8 +37,10 @@ FEATURE_BATCH = 256  # rows per backbone pass when filling the cache
 log = logging.getLogger("relatlas")
 
 
-def row_digests(x: Tensor) -> list[bytes]:
-    """A 16-byte digest of each row's bytes: the key of its features."""
+def row_digests(x: Tensor | Sequence[str]) -> list[bytes]:
+    """A 16-byte digest of each row's bytes (each text's UTF-8): the key of its features."""
+    if not isinstance(x, Tensor):
+        return [hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest() for text in x]
     rows = x.detach().to("cpu", torch.float32).contiguous().reshape(len(x), -1).numpy()
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows]
 
@@ -55,17 +58,19 @@ class FrozenBackbone(nn.Module):
         self.width, self.key = width, key
         self.memo: dict[bytes, Tensor] = {}
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.projection(self.features(x).to(x.device))
+    def forward(self, x: Tensor | Sequence[str]) -> Tensor:
+        return self.projection(self.features(x).to(self.projection.weight.device))
 
     @torch.no_grad()
-    def features(self, x: Tensor) -> Tensor:
-        """The backbone's ``[B, width]`` features of ``x``: remembered rows from memory, the others computed."""
+    def features(self, x: Tensor | Sequence[str]) -> Tensor:
+        """The backbone's ``[B, width]`` features of ``x`` (a tensor, or a list of texts for a text
+        backbone): remembered rows from memory, the others computed on the projection's device."""
         digests = row_digests(x)
         missing = [i for i, digest in enumerate(digests) if digest not in self.memo]
         if missing:
-            rows = x[torch.tensor(missing, device=x.device)]
-            computed = self.extractor.to(rows.device)(rows).float().cpu()
+            device = self.projection.weight.device
+            rows = [x[i] for i in missing] if not isinstance(x, Tensor) else x[torch.tensor(missing, device=x.device)].to(device)
+            computed = self.extractor.to(device)(rows).float().cpu()
             self.memo.update(zip((digests[i] for i in missing), computed, strict=True))
         return torch.stack([self.memo[digest] for digest in digests])
 
@@ -90,12 +95,14 @@ def cache_frozen_features(model: nn.Module, x: Sequence[Any], directory: Path) -
         backbone.memo.update(zip(digests, features, strict=True))
 
 
-def _input_batches(x: Sequence[Any]) -> Iterator[Tensor]:
-    """``x`` as float32 batches of ``FEATURE_BATCH`` rows: sliced from an array, else read through a ``DataLoader``."""
+def _input_batches(x: Sequence[Any]) -> Iterator[Tensor | Sequence[str]]:
+    """``x`` in batches of ``FEATURE_BATCH`` rows: float32 sliced from an array, else read through a
+    ``DataLoader`` (texts stay lists of strings)."""
     if is_array(x):
         yield from torch.from_numpy(np.array(x, dtype=np.float32)).split(FEATURE_BATCH)  # a copy: cached arrays are read-only
     else:
-        yield from (torch.as_tensor(batch, dtype=torch.float32) for batch in inputs_loader(x, FEATURE_BATCH, 0))
+        for batch in inputs_loader(x, FEATURE_BATCH, 0):
+            yield batch if isinstance(batch, (list, tuple)) else torch.as_tensor(batch, dtype=torch.float32)
 
 
 def _cache_name(key: str, digests: list[bytes]) -> str:

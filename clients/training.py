@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from relatlas.benchmarks.datasets import Dataset
 from relatlas.benchmarks.sources import LazyInputs, inputs_loader, is_array, pairs_loader
 from relatlas.clients.models import Classifier, build_classifier
+from relatlas.clients.text_encoders import fit_to_inputs
 from relatlas.encoder_spec import EncoderSpec
 from relatlas.sections import ModelSection
 
@@ -70,7 +71,9 @@ def fit(
     (``config.workers`` processes) in the same seeded batches, so both give the same numbers.
     Returns the last epoch's mean loss and accuracy on the training data.
     ``after_epoch`` may raise to stop the training (the server's check for a signal).
+    A part of the model fitted to its inputs (a TF-IDF vocabulary) is fitted on ``x`` first, once.
     """
+    fit_to_inputs(model, x)
     device = device_for_worker()
     model.to(device).train()
     batches = SeededBatches(len(y), config.batch_size, torch.Generator().manual_seed(config.seed))

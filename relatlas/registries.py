@@ -19,6 +19,9 @@ ENCODERS: Registry = Registry("encoder", {
     "resnet8": "relatlas.clients.encoders:resnet8",
     "resnet20": "relatlas.clients.encoders:resnet20",
     "torchvision": "relatlas.clients.backbones:torchvision_backbone",
+    "hf": "relatlas.clients.hf_text:hf_text",
+    "tfidf": "relatlas.clients.text_encoders:tfidf",
+    "bag": "relatlas.clients.text_encoders:bag",
 })  # fmt: skip
 """Encoders: ``(input_shape, embedding_dim, **options) -> nn.Module``, the embedder a client trains;
 the module maps a batch ``[B, *input_shape]`` to a finite ``[B, embedding_dim]``, checked on one batch
@@ -33,6 +36,7 @@ DATASETS: Registry = Registry("dataset", {
     "imagefolder": "relatlas.benchmarks.image_folder:imagefolder",
     "csv": "relatlas.benchmarks.text_tables:csv_table",
     "jsonl": "relatlas.benchmarks.text_tables:jsonl_table",
+    "wordnet": "relatlas.benchmarks.wordnet_glosses:wordnet",
 })  # fmt: skip
 """Datasets: ``(argument, *, root, seed) -> Dataset``; ``npz:PATH`` passes PATH as the argument.
 Inputs may be arrays, strings or lazily read sources (``benchmarks/sources.py``)."""

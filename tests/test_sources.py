@@ -154,7 +154,7 @@ def test_a_text_source_reaches_a_text_encoder_and_a_tensor_encoder_is_refused(tm
     spec = f"csv:{path}:text=review:label=stars"
     where = {"out_dir": str(tmp_path / "o"), "tracking_uri": f"sqlite:///{tmp_path}/m.db", "split": "same-classes", "anchors": 4}
     with pytest.raises(ConfigError, match=r"^encoder: encoder 'auto' takes tensor inputs, the dataset holds text; "
-                                          r"encoders for text: letters$"):  # fmt: skip
+                                          r"encoders for text: hf, tfidf, bag, letters$"):  # fmt: skip
         refuse_bad_input(RunConfig(dataset=spec, **where))
     refuse_bad_input(RunConfig(dataset=spec, encoder="letters", **where))
     with pytest.raises(ValueError, match="'letters' takes text inputs, the dataset holds tensor; encoders for tensor: auto"):
