@@ -76,6 +76,7 @@ class LocalDeployment:
     supernodes: int = 3
     port: int = 9093  # the SuperLink's one HTTPS port: Fleet, Control and Runtime APIs
     supernode_port: int = 9094  # SuperNode i serves its ClientApps on supernode_port + i
+    node_configs: tuple[str, ...] = ()  # SuperNode i's --node-config (e.g. "data='npz:/srv/mine.npz'"); none if absent
 
     def __post_init__(self) -> None:
         check_supernode_count(self.supernodes)
@@ -254,6 +255,7 @@ class LocalDeployment:
                 "--auth-supernode-private-key", str(private),
                 "--superexec-auth-secret-file", str(self.certificates / SUPEREXEC_SECRET),
                 "--port", str(self.supernode_port + index),
+                *(["--node-config", self.node_configs[index]] if index < len(self.node_configs) else []),
             ],
             f"supernode-{index}",
         )  # fmt: skip
