@@ -19,9 +19,7 @@ import numpy as np
 
 from relatlas.benchmarks.datasets import Dataset, first_few, load_dataset
 from relatlas.benchmarks.sources import DatasetError
-from relatlas.sections import NODE_DATA, ConfigError, client_data_specs
-
-NODE_DATA_KEY = "data"  # the SuperNode's node-config key naming its own data
+from relatlas.sections import NODE_DATA, NODE_DATA_KEY, ConfigError, client_data_specs
 
 
 def own_data_spec(client_data: str, node_data: str, partition: int) -> str | None:

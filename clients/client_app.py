@@ -22,7 +22,7 @@ from torch import Tensor
 
 from relatlas.aggregation.projection import relative_subspaces
 from relatlas.benchmarks.datasets import Dataset, load_dataset
-from relatlas.benchmarks.own_data import NODE_DATA_KEY, load_own_data, own_data_spec
+from relatlas.benchmarks.own_data import load_own_data, own_data_spec
 from relatlas.benchmarks.sources import loader_workers
 from relatlas.benchmarks.splits import plan_for
 from relatlas.clients import protocol
@@ -36,6 +36,7 @@ from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
 from relatlas.encoder_spec import EncoderSpec
 from relatlas.library_noise import quiet_actor_shutdown, quiet_library_noise
 from relatlas.registries import ANCHOR_MODES
+from relatlas.sections import NODE_DATA_KEY
 
 MODEL_STATE, BUFFER_STATE, METRICS_STATE = "model", "replay-buffer", "train-metrics"
 NOISE_STREAM = 20_000  # seed stream of the payload noise, apart from training's

@@ -36,6 +36,7 @@ from relatlas.registry import split_spec
 MAX_SEED = 2**32 - 1
 MLFLOW_NAME_LENGTH = 256  # an experiment's name in MLflow's SQL stores (experiments.name is VARCHAR(256))
 NODE_DATA = "node"  # a client-data entry: the SuperNode's own ``--node-config data=SPEC``
+NODE_DATA_KEY = "data"  # the SuperNode's node-config key naming its own training data
 
 
 class ConfigError(ValueError):

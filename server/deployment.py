@@ -83,6 +83,8 @@ class LocalDeployment:
         last = self.supernode_port + self.supernodes - 1
         if not (1 <= self.port <= 65535 and 1 <= self.supernode_port <= last <= 65535):
             raise DeploymentError(f"port {self.port} and SuperNode ports {self.supernode_port}..{last} must be in 1..65535")
+        if len(self.node_configs) > self.supernodes:
+            raise DeploymentError(f"{len(self.node_configs)} node configs for {self.supernodes} SuperNodes: one each at most")
 
     @property
     def certificates(self) -> Path:

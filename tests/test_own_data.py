@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from flwr.common.config import parse_config_args
 
 from relatlas.benchmarks.datasets import DatasetError, load_dataset
 from relatlas.benchmarks.own_data import load_own_data, own_data_spec, run_classes
+from relatlas.server.cli import build_parser
+from relatlas.server.cli_deploy import _deployment
 from relatlas.server.config import ConfigError, RunConfig
+from relatlas.server.deployment import DeploymentError
 from relatlas.server.preflight import refuse_bad_input
 from relatlas.server.simulation import run_simulation
 from tests.conftest import read_results, small_run_config
@@ -106,3 +110,14 @@ def test_a_simulated_client_with_an_unknown_class_stops_the_run_before_training(
         refuse_bad_input(config)
     with pytest.raises(ConfigError, match="simulated clients have none"):
         run_simulation(small_run_config(tmp_path, **{"client-data": "node"}))
+
+
+def test_deploy_up_gives_each_supernode_its_own_data_as_flower_reads_it(tmp_path):
+    def up(*specs):
+        argv = ["deploy", "up", "--dir", str(tmp_path), "--supernodes", "2", "--node-data", *specs]
+        return _deployment(build_parser().parse_args(argv))
+
+    specs = ("npz:/srv/a.npz", "imagefolder:/srv/b:size=8")
+    assert [parse_config_args([config]) for config in up(*specs).node_configs] == [{"data": spec} for spec in specs]
+    with pytest.raises(DeploymentError, match="3 node configs for 2 SuperNodes"):
+        up("npz:a", "npz:b", "npz:c")
