@@ -80,6 +80,8 @@ def test_the_label_list_is_the_pools_names_or_the_given_ones(tmp_path):
         run_classes(digits, "a,b")
     with pytest.raises(ConfigError, match="neither node nor a registered dataset"):
         RunConfig(client_data="npz:a.npz,imagenet")
+    with pytest.raises(ConfigError, match="class-names is the label list clients with their own data map onto"):
+        RunConfig(class_names="a,b")
     with pytest.raises(ConfigError, match="continual scenario streams a split"):
         RunConfig(client_data="node", scenario="continual")
 
