@@ -22,6 +22,7 @@ from torch import Tensor
 
 from relatlas.aggregation.projection import relative_subspaces
 from relatlas.benchmarks.datasets import Dataset, load_dataset
+from relatlas.benchmarks.own_data import load_own_data, own_data_spec
 from relatlas.benchmarks.sources import loader_workers
 from relatlas.benchmarks.splits import plan_for
 from relatlas.clients import protocol
@@ -35,6 +36,7 @@ from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
 from relatlas.encoder_spec import EncoderSpec
 from relatlas.library_noise import quiet_actor_shutdown, quiet_library_noise
 from relatlas.registries import ANCHOR_MODES
+from relatlas.sections import NODE_DATA_KEY
 
 MODEL_STATE, BUFFER_STATE, METRICS_STATE = "model", "replay-buffer", "train-metrics"
 NOISE_STREAM = 20_000  # seed stream of the payload noise, apart from training's
@@ -60,7 +62,8 @@ def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) ->
     first: a label-flipping client of the attack benchmark is otherwise honest."""
     task = _decode_task(msg)
     _use_cpus(task)
-    dataset, local = _local_data(task)
+    dataset, local = _local_data(task, context)
+    _check_fits_samples(dataset, msg.content[protocol.INPUTS])
     _restore_if_resumed(task, context)
     model = _model(dataset, task, context)
     cache_frozen_features(model, dataset.x_train[local], _state_dir(task, context))  # a frozen backbone's, once per run
@@ -101,7 +104,7 @@ def query(msg: Message, context: Context) -> Message:
     if MODEL_STATE not in context.state or METRICS_STATE not in context.state:
         raise RuntimeError("query before train: this client has no model trained in this run")
     _use_cpus(task)
-    dataset, local = _local_data(task)
+    dataset, local = _local_data(task, context)
     model = _model(dataset, task, context)
     inputs: ArrayRecord = msg.content[protocol.INPUTS]
     samples = predict(model.embedder, inputs[protocol.SAMPLES].numpy())
@@ -140,13 +143,25 @@ def _restore_if_resumed(task: Task, context: Context) -> None:
         context.state[BUFFER_STATE] = ArrayRecord(buffer)
 
 
-def _local_data(task: Task) -> tuple[Dataset, np.ndarray]:
-    """The dataset and this client's rows of its training set (its partition: the server assigns it)."""
+def _local_data(task: Task, context: Context) -> tuple[Dataset, np.ndarray]:
+    """The dataset and this client's rows of its training set: all of its own data where the
+    run gives it some (``benchmarks/own_data.py``), else its partition of the run's dataset."""
+    own = own_data_spec(task.data.client_data, str(context.node_config.get(NODE_DATA_KEY, "")), task.partition_id)
+    if own is not None:
+        dataset = load_own_data(own, task.data.data_root or None, task.runtime.seed, tuple(task.data.class_names.split(",")))
+        return dataset, np.arange(len(dataset.y_train))
     dataset = load_dataset(task.data.dataset, task.data.data_root or None, task.runtime.seed)
     plan = plan_for(dataset.y_train, task.data, task.anchors, task.runtime.seed)
     if not 0 <= task.partition_id < len(plan.client_indices):
         raise ValueError(f"partition-id {task.partition_id} is outside the {len(plan.client_indices)} clients of this run")
     return dataset, plan.client_indices[task.partition_id]
+
+
+def _check_fits_samples(dataset: Dataset, inputs: ArrayRecord) -> None:
+    """The server's samples are inputs of the client's own kind and shape: its encoder takes both."""
+    sent = inputs[protocol.SAMPLES].numpy().shape[1:] if protocol.SAMPLES in inputs else dataset.input_shape
+    if sent != dataset.input_shape:
+        raise ValueError(f"this client's data {dataset.name!r} has inputs of shape {dataset.input_shape}; the run's {sent}")
 
 
 def _model(dataset: Dataset, task: Task, context: Context) -> Classifier:

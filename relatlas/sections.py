@@ -31,9 +31,12 @@ from relatlas.registries import (
     STREAMS,
     TRANSLATIONS,
 )
+from relatlas.registry import split_spec
 
 MAX_SEED = 2**32 - 1
 MLFLOW_NAME_LENGTH = 256  # an experiment's name in MLflow's SQL stores (experiments.name is VARCHAR(256))
+NODE_DATA = "node"  # a client-data entry: the SuperNode's own ``--node-config data=SPEC``
+NODE_DATA_KEY = "data"  # the SuperNode's node-config key naming its own training data
 
 
 class ConfigError(ValueError):
@@ -141,6 +144,23 @@ class DataSection(Section):
     shared_classes: int = 4
     novel_classes: int = 0  # 0: (classes - S) // clients
     alpha: float = 0.5
+    client_data: str = ""  # per client, cycled: its own training data (dataset specs, or node); empty: a split of dataset
+    class_names: str = ""  # the run's label list, comma-separated; empty: the dataset's class names (or 0..C-1)
+
+    def validate(self) -> None:
+        for spec in client_data_specs(self.client_data):
+            if spec != NODE_DATA and split_spec(spec)[0] not in DATASETS:
+                raise ConfigError(
+                    f"client-data entry {spec!r} is neither {NODE_DATA} nor a registered dataset: {', '.join(DATASETS)}"
+                )
+        names = self.class_names.split(",") if self.class_names else []
+        if any(not name.strip() for name in names) or len(set(names)) != len(names):
+            raise ConfigError(f"class-names must be distinct non-empty names, comma-separated; got {self.class_names!r}")
+
+
+def client_data_specs(text: str) -> tuple[str, ...]:
+    """The run's ``client-data`` list, in client order (empty: the clients split ``dataset``)."""
+    return tuple(spec.strip() for spec in text.split(",")) if text.strip() else ()
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from relatlas.api import Results
+from relatlas.sections import NODE_DATA_KEY
 from relatlas.server.cli_report import print_report
 from relatlas.server.cli_run import add_config_options, already_complete, config_from_args
 from relatlas.server.config import ConfigError
@@ -17,7 +18,8 @@ DEPLOY_DIR = ".flwr/deployment"
 
 
 def _deployment(args: argparse.Namespace) -> LocalDeployment:
-    return LocalDeployment(Path(args.dir).resolve(), args.supernodes, args.port, args.supernode_port)
+    own = tuple(f"{NODE_DATA_KEY}='{spec}'" for spec in getattr(args, "node_data", None) or ())
+    return LocalDeployment(Path(args.dir).resolve(), args.supernodes, args.port, args.supernode_port, own)
 
 
 def _deploy_credentials(args: argparse.Namespace) -> int:
@@ -72,7 +74,12 @@ def add_deploy_command(deploy: argparse.ArgumentParser) -> None:
     credentials.add_argument("--hosts", nargs="+", default=list(DEFAULT_HOSTS), help="names the certificate is valid for")
     credentials.add_argument("--force", action="store_true", help="replace existing credentials (SuperNodes must re-register)")
     credentials.set_defaults(handler=_deploy_credentials)
-    actions.add_parser("up", parents=[where], help="start the SuperLink and the SuperNodes").set_defaults(handler=_deploy_up)
+    up = actions.add_parser("up", parents=[where], help="start the SuperLink and the SuperNodes")
+    up.add_argument(
+        "--node-data", nargs="+", metavar="SPEC",
+        help="SuperNode i's own training data (its --node-config data=SPEC), in order; runs then need --client-data node",
+    )  # fmt: skip
+    up.set_defaults(handler=_deploy_up)
     run = actions.add_parser("run", parents=[where], help="submit a run with `flwr run` and wait for it")
     add_config_options(run)
     run.set_defaults(handler=_deploy_run)

@@ -59,6 +59,10 @@ class RunConfig(
         self._check_anchors_mode()
         self._check_payload()
         self._check_hostile()
+        if self.class_names and not self.client_data:
+            raise ConfigError("class-names is the label list clients with their own data map onto: set client-data too")
+        if self.scenario == "continual" and self.client_data:
+            raise ConfigError("client-data gives clients their own data; the continual scenario streams a split of --dataset")
         if self.scenario == "continual" and self.rounds not in (1, self.experiences):
             raise ConfigError(
                 f"in the continual scenario each round is one experience: leave rounds at 1 or set it to {self.experiences}"

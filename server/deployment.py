@@ -76,12 +76,15 @@ class LocalDeployment:
     supernodes: int = 3
     port: int = 9093  # the SuperLink's one HTTPS port: Fleet, Control and Runtime APIs
     supernode_port: int = 9094  # SuperNode i serves its ClientApps on supernode_port + i
+    node_configs: tuple[str, ...] = ()  # SuperNode i's --node-config (e.g. "data='npz:/srv/mine.npz'"); none if absent
 
     def __post_init__(self) -> None:
         check_supernode_count(self.supernodes)
         last = self.supernode_port + self.supernodes - 1
         if not (1 <= self.port <= 65535 and 1 <= self.supernode_port <= last <= 65535):
             raise DeploymentError(f"port {self.port} and SuperNode ports {self.supernode_port}..{last} must be in 1..65535")
+        if len(self.node_configs) > self.supernodes:
+            raise DeploymentError(f"{len(self.node_configs)} node configs for {self.supernodes} SuperNodes: one each at most")
 
     @property
     def certificates(self) -> Path:
@@ -254,6 +257,7 @@ class LocalDeployment:
                 "--auth-supernode-private-key", str(private),
                 "--superexec-auth-secret-file", str(self.certificates / SUPEREXEC_SECRET),
                 "--port", str(self.supernode_port + index),
+                *(["--node-config", self.node_configs[index]] if index < len(self.node_configs) else []),
             ],
             f"supernode-{index}",
         )  # fmt: skip

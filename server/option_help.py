@@ -11,6 +11,11 @@ HELP = {
     "shared-classes": "classes every client holds (shared-classes split)",
     "novel-classes": "classes each client alone holds (0: the rest dealt evenly)",
     "alpha": "Dirichlet concentration of the dirichlet split",
+    "client-data": (
+        "each client's own training data instead of a split of --dataset (then the public pool only): dataset specs, "
+        "comma-separated and cycled over the clients, or node: each SuperNode's --node-config data=SPEC"
+    ),
+    "class-names": "the run's label list, comma-separated, that clients with their own data map onto (empty: the dataset's)",
     "anchors": "anchor samples each relative representation is measured against",
     "anchor-sampling": "how the public anchors are drawn",
     "anchors-mode": "where the anchors come from: shared, or each client's own samples",

@@ -13,11 +13,13 @@ import torch
 
 from relatlas.aggregation.aggregators import required_similarities
 from relatlas.aggregation.projection import relative_subspaces
-from relatlas.benchmarks.datasets import DatasetError, load_dataset
+from relatlas.benchmarks.datasets import Dataset, DatasetError, load_dataset
+from relatlas.benchmarks.own_data import load_own_data, run_classes
 from relatlas.benchmarks.sources import first_batch
 from relatlas.benchmarks.splits import SplitError, plan_for
 from relatlas.benchmarks.streams import class_schedule
 from relatlas.clients.models import check_encoders
+from relatlas.sections import NODE_DATA, client_data_specs
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.tracking import check_outputs
 
@@ -30,6 +32,7 @@ def refuse_bad_input(config: RunConfig) -> None:
     check_outputs(Path(config.out_dir), config.tracking_uri)
     dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
     plan_for(dataset.y_train, config, config, config.seed)
+    _check_own_data(config, dataset)
     batch = first_batch(dataset.x_train, ENCODER_CHECK_BATCH)  # a copy: cached arrays are read-only
     try:
         check_encoders(config.encoder, batch, config.embedding_dim)
@@ -40,6 +43,16 @@ def refuse_bad_input(config: RunConfig) -> None:
             raise ConfigError(f"the continual scenario trains on tensors; dataset {config.dataset!r} holds text")
         class_schedule(dataset.num_classes, config.experiences, config.stream, config.seed)
     _check_similarities(config.aggregation)
+
+
+def _check_own_data(config: RunConfig, pool: Dataset) -> None:
+    """Each source of ``client-data`` (a SuperNode's ``node`` is checked by the node) loads,
+    maps onto the run's label list and has the pool's inputs, which its client will project."""
+    classes = run_classes(pool, config.class_names)
+    for spec in [spec for spec in dict.fromkeys(client_data_specs(config.client_data)) if spec != NODE_DATA]:
+        own = load_own_data(spec, config.data_root or None, config.seed, classes)
+        if own.input_shape != pool.input_shape:
+            raise ConfigError(f"client-data {spec!r} has inputs of shape {own.input_shape}; the dataset {pool.input_shape}")
 
 
 def _check_similarities(aggregation: str) -> None:

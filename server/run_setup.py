@@ -3,6 +3,7 @@ its plan, what every round sends, and how a round's replies are scored."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from torch import Tensor
 
 from relatlas.aggregation.aggregators import required_similarities
 from relatlas.benchmarks.datasets import Dataset, load_dataset, stratified_split
+from relatlas.benchmarks.own_data import run_classes
 from relatlas.benchmarks.sources import loader_workers, wire_array
 from relatlas.benchmarks.splits import FederationPlan, plan_for
 from relatlas.benchmarks.streams import class_schedule
@@ -57,11 +59,16 @@ class RunSetup:
     probes: ProbeSplit
     central: CentralizedReference | None
     experiences: ExperienceProbes | None
+    classes: tuple[str, ...] = ()  # the label list sent to clients that bring their own data
 
     @classmethod
     def prepare(cls, config: RunConfig) -> RunSetup:
         dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
         plan = plan_for(dataset.y_train, config, config, config.seed)
+        own_data = bool(config.client_data)  # the dataset is the public pool; the clients bring their own (own_data.py)
+        classes = run_classes(dataset, config.class_names) if own_data else ()
+        if own_data:  # which classes a client holds is its own business: every one, as far as scoring knows
+            plan = dataclasses.replace(plan, client_classes=(tuple(range(dataset.num_classes)),) * config.num_clients)
         anchors, samples, labels = dataset.x_train[plan.anchor_indices], dataset.x_test, dataset.y_test
         if 0 < config.eval_samples < len(labels):
             _, subset = stratified_split(labels, config.eval_samples / len(labels), config.seed)
@@ -74,8 +81,8 @@ class RunSetup:
         expected = Expected(
             required_similarities(config.aggregation), len(samples), len(anchors), config.num_clients, baselines,
             config.anchors_mode, config.seed_anchors, widest_embedding(config.encoder, config.embedding_dim),
-            partition_sizes=tuple(len(rows) for rows in plan.client_indices), payload_noise=config.payload_noise,
-            payload=config.payload,
+            partition_sizes=() if own_data else tuple(len(rows) for rows in plan.client_indices),
+            payload_noise=config.payload_noise, payload=config.payload,
         )  # fmt: skip
         train_part, test_part = stratified_split(labels, PROBE_TEST_FRACTION, config.seed)
         probes = ProbeSplit(train_part, test_part, labels, dataset.num_classes, config.probe_epochs, config.seed)
@@ -84,7 +91,7 @@ class RunSetup:
             schedule = class_schedule(dataset.num_classes, config.experiences, config.stream, config.seed)
             experiences = ExperienceProbes.build(probes, schedule, config.stream, config.seed)
         central = None
-        if baselines:
+        if baselines and not own_data:  # the reference trains on the clients' data, which the server does not hold
             train = TrainConfig(
                 epochs=config.epochs,
                 batch_size=config.batch_size,
@@ -98,7 +105,7 @@ class RunSetup:
         sent = anchor_plan.inputs() | {protocol.SAMPLES: Array(samples)}
         return cls(
             config, dataset, plan, anchors, samples, labels, anchor_mode, anchor_plan, sent, expected, probes, central,
-            experiences,
+            experiences, classes,
         )  # fmt: skip
 
     @functools.cached_property
@@ -106,11 +113,16 @@ class RunSetup:
         """The config hash: names the clients' saved state and the checkpoint's run."""
         return config_hash(self.config)
 
+    @functools.cached_property
+    def task_config(self) -> RunConfig:
+        """The config the tasks carry: the label list spelled out where clients bring their own data."""
+        return dataclasses.replace(self.config, class_names=",".join(self.classes)) if self.classes else self.config
+
     def task(self, round_number: int, partition: int, anchoring: Mapping[str, Any] | None = None) -> Task:
         """What partition ``partition`` is asked in a round: the run's sections, the
         round's facts and the anchor mode's entries (its plan's, then ``anchoring``)."""
         return Task.of(
-            self.config,
+            self.task_config,
             round=round_number,
             partition_id=partition,
             similarities=self.expected.similarities,

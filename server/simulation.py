@@ -25,6 +25,7 @@ from flwr.supercore.telemetry import EventType
 
 from relatlas.clients.client_app import app as default_client_app
 from relatlas.library_noise import quiet_library_noise
+from relatlas.sections import NODE_DATA, client_data_specs
 from relatlas.server import interruption
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.interruption import Interrupted, on_signals
@@ -109,6 +110,8 @@ def run_simulation(
     ``client_app`` replaces relatlas's own ClientApp (tests inject faulty ones),
     ``server_app`` its ServerApp (a Flower user's own); ``own_instance``: see ``start_ray``.
     """
+    if NODE_DATA in client_data_specs(config.client_data):
+        raise ConfigError(f"client-data {NODE_DATA} reads each SuperNode's node config; simulated clients have none")
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=config.to_mapping())
     with on_signals():  # SIGINT, SIGTERM: the ServerApp stops, then the engine (server/interruption.py)

@@ -24,6 +24,7 @@ DATA = {
     "image_folder",
     "text_tables",
     "torch_source",
+    "own_data",
 }
 FOLDERS = ("aggregation", "benchmarks", "clients", "server", "relatlas")
 
