@@ -90,6 +90,8 @@ def test_the_images_build_and_a_containerised_federation_completes(daemon, tmp_p
     _build(daemon, "superlink", BASE_IMAGE=base)
     _build(daemon, "app", BASE_IMAGE=base, TORCH_INDEX_URL=os.environ.get("TORCH_INDEX_URL", ""))
     _build(daemon, "supernode")
+    _build(daemon, "ray")
+    _build(daemon, "mlflow", BASE_IMAGE=base)  # built, not run: the federation tracks to SQLite in the runs folder
 
     port = _free_port_block(SUPERNODES + 1)
     deployment = LocalDeployment(tmp_path / "federation", SUPERNODES, port=port, supernode_port=port + 1)
