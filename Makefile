@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint docs flwr-run deploy-up deploy-run deploy-down clean
+.PHONY: demo test lint docs docker-test flwr-run deploy-up deploy-run deploy-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ docs: $(STAMP)
 
 test: lint docs
 	$(BIN)/python -m pytest
+
+# The images built from a debootstrapped Debian and a federation of containers run, under a private
+# dockerd (root, docker.io and debootstrap; tests/docker_daemon.py). TORCH_INDEX_URL= the CPU wheels' index, if reachable.
+docker-test: $(STAMP)
+	$(BIN)/python -m pytest -m docker -rs tests/test_docker_federation.py
 
 # The default federation under Flower's own CLI; stops the local SuperLink it starts.
 FLWR_ENV := FLWR_HOME=$(CURDIR)/.flwr FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 FLWR_TELEMETRY_ENABLED=0 PATH=$(CURDIR)/$(BIN):$$PATH

@@ -1,5 +1,7 @@
 # The MLflow tracking server: SQLite store and served artifacts on a volume.
-FROM python:3.11.11-slim-bookworm
+# Any image with Python 3.11, pip and useradd; tests/docker_daemon.py builds one from Debian packages.
+ARG BASE_IMAGE=python:3.11.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONUNBUFFERED=1
 RUN pip install --no-cache-dir "mlflow==3.17.2" \

@@ -136,13 +136,13 @@ class LocalDeployment:
             raise DeploymentError(f"ports {busy} are in use on 127.0.0.1: choose others with --port / --supernode-port")
         self._credentials()
         check_not_expired(self.certificates)
-        self._write_connection()
+        self.write_connection()
         pids: list[int] = []
         try:
             pids.append(self._start_superlink())
             self._wait(lambda: port_in_use(self.port), timeout, "the SuperLink to listen", "superlink")
             for index in range(self.supernodes):
-                self._register(index)
+                self.register(index)
             pids += [self._start_supernode(index) for index in range(self.supernodes)]
             self._record(pids)
             self._wait(lambda: self.online_nodes() >= self.supernodes, timeout, "the SuperNodes to connect", "supernode-0")
@@ -153,8 +153,13 @@ class LocalDeployment:
         return pids
 
     def run(self, app: Path, run_config: Mapping[str, Any], timeout: float = 3600.0) -> None:
-        """Submit ``app`` with ``run_config`` overrides; return when the run ends."""
+        """Submit ``app`` with ``run_config`` overrides to the federation ``up`` started; return when the run ends."""
         self.recorded()
+        self.submit(app, run_config, timeout)
+
+    def submit(self, app: Path, run_config: Mapping[str, Any], timeout: float = 3600.0) -> None:
+        """Submit ``app`` to the SuperLink at ``address``, however it was started
+        (here by ``up``, or in a container); return when the run ends."""
         overrides = write_run_config(self.directory / "run-config.toml", run_config)
         command = [self.executable("flwr"), "run", str(app), CONNECTION, "--stream", "--run-config", str(overrides)]
         last: deque[str] = deque(maxlen=20)
@@ -213,7 +218,8 @@ class LocalDeployment:
                 f"{self.certificates} --supernodes {self.supernodes} --force` replaces them all (SuperNodes then re-register)"
             )
 
-    def _write_connection(self) -> None:
+    def write_connection(self) -> None:
+        """The ``flwr`` CLI's connection to ``address``, trusting the federation's CA."""
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
@@ -241,7 +247,8 @@ class LocalDeployment:
             "superlink",
         )  # fmt: skip
 
-    def _register(self, index: int) -> None:
+    def register(self, index: int) -> None:
+        """Register SuperNode ``index``'s public key with the SuperLink."""
         _, public = supernode_key_paths(self.certificates, index)
         registered = self.flwr("supernode", "register", str(public), CONNECTION)
         if registered.returncode != 0:

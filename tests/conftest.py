@@ -12,6 +12,17 @@ import torch
 from relatlas.server.config import RunConfig
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``docker`` build images of several GB: they run only when a marker
+    expression names them (`pytest -m docker`, `make docker-test`), never by default."""
+    if "docker" in config.getoption("markexpr", ""):
+        return
+    skip = pytest.mark.skip(reason="builds Docker images and runs containers (minutes, GBs): `make docker-test`")
+    for item in items:
+        if item.get_closest_marker("docker"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def private_client_state(tmp_path, monkeypatch):
     """Clients keep their state under the test's folder, not the user's home."""

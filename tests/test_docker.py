@@ -25,6 +25,16 @@ def test_every_image_runs_as_a_numeric_non_root_user(dockerfile):
     assert users and re.fullmatch(r"[1-9]\d*:[1-9]\d*", users[-1])
 
 
+@pytest.mark.parametrize("dockerfile", sorted(DOCKER.glob("*.Dockerfile")), ids=lambda p: p.name)
+def test_every_image_builds_on_a_base_named_by_a_build_argument_with_the_public_default(dockerfile):
+    """`--build-arg BASE_IMAGE=...` (or APP_IMAGE) swaps the base: tests/test_docker_federation.py uses a debootstrapped one."""
+    text = dockerfile.read_text()
+    base = re.search(r"^FROM \$\{(\w+)\}$", text, flags=re.MULTILINE)
+    assert base, "FROM names its image through an ARG"
+    default = re.search(rf"^ARG {base[1]}=(\S+)$", text[: base.start()], flags=re.MULTILINE)
+    assert default and default[1] in ("python:3.11.11-slim-bookworm", "relatlas-app:0.1.0")
+
+
 def test_every_built_service_has_its_dockerfile():
     built = [service["build"]["dockerfile"] for service in SERVICES.values() if "build" in service]
     assert built and all((DOCKER.parent / path).is_file() for path in built)
