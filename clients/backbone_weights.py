@@ -1,7 +1,11 @@
 """A pretrained backbone's weights, read from a file the user names: never
-downloaded, never unpickled (``torch.load(weights_only=True)``: tensors and plain
-containers only), checked against the architecture key by key so a file that
-does not fit fails in one line naming the first key that differs."""
+downloaded, never unpickled, checked against the architecture key by key so a
+file that does not fit fails in one line naming the first key that differs.
+
+Two formats, told apart by the file's suffix (``READERS``): ``*.safetensors``
+(``safetensors.torch.load_file``: a JSON header and raw tensor bytes, no pickle
+at all; the format to prefer) and anything else as ``torch.save``'s
+(``torch.load(weights_only=True)``: tensors and plain containers only)."""
 
 from __future__ import annotations
 
@@ -45,17 +49,33 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
 
 
 def read_state_dict(path: Path) -> dict[str, Tensor]:
-    """The file's ``{name: tensor}`` state dict, loaded without unpickling objects."""
+    """The file's ``{name: tensor}`` state dict, read by its format's reader (``READERS``)
+    without unpickling objects; a one-line error naming the file if it cannot be read as one."""
+    format_name, read = READERS.get(path.suffix.lower(), TORCH_SAVE)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read(path)
     except Exception as err:  # noqa: BLE001 - whatever the file holds, the user gets one line
         reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise ValueError(f"weights file {str(path)!r} is not a torch state-dict file saved with torch.save: {reason}") from None
+        raise ValueError(f"weights file {str(path)!r} is not a {format_name}: {reason}") from None
     if not isinstance(state, Mapping) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise ValueError(
             f"weights file {str(path)!r} must hold a state dict {{name: tensor}} (model.state_dict()), got {type(state).__name__}"
         )
     return dict(state)
+
+
+def _torch_load(path: Path) -> object:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _safetensors_load(path: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(path, device="cpu")
+
+
+TORCH_SAVE = ("torch state-dict file saved with torch.save", _torch_load)
+READERS = {".safetensors": ("safetensors file (safetensors.torch.save_file)", _safetensors_load)}  # suffix -> (format, reader)
 
 
 def load_checked(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:

@@ -5,12 +5,14 @@ writes its own randomly initialised weights file: nothing downloads."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 import numpy as np
 import pytest
 import torch
 import torchvision
+from safetensors.torch import save_file
 from torch import nn
 
 from relatlas.benchmarks.datasets import DEBIAN_FASHION_MNIST, read_idx
@@ -33,6 +35,11 @@ def weights(tmp_path):
     path = tmp_path / "resnet18.pt"
     torch.save(torchvision.models.resnet18().state_dict(), path)
     return path
+
+
+def save_weights(state: dict, path) -> None:
+    """``state`` in the format the file's suffix names: safetensors or torch.save's."""
+    save_file(state, path) if path.suffix == ".safetensors" else torch.save(state, path)
 
 
 def frozen(weights, **options) -> nn.Module:
@@ -148,21 +155,42 @@ def test_a_planted_or_corrupt_cache_file_is_recomputed_not_trusted(weights, tmp_
     assert torch.equal(torch.load(cache, weights_only=True)["features"], good)  # replaced by the recomputed features
 
 
-def test_weights_that_do_not_fit_name_the_first_key_and_both_shapes(tmp_path, weights):
+def test_a_safetensors_file_gives_the_features_of_the_torch_file_of_the_same_weights(weights, tmp_path):
+    save_file(torch.load(weights, weights_only=True), tmp_path / "resnet18.safetensors")
+    x = images(6)
+    from_torch, from_safetensors = frozen(weights), frozen(tmp_path / "resnet18.safetensors")
+    assert torch.equal(from_safetensors.embedder.features(x), from_torch.embedder.features(x))
+    assert from_safetensors.embedder.key != from_torch.embedder.key  # another file: its own feature cache
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_weights_that_do_not_fit_name_the_first_key_and_both_shapes(tmp_path, weights, suffix):
     state = torch.load(weights, weights_only=True)
     state["conv1.weight"] = torch.zeros(64, 1, 7, 7)
-    torch.save(state, tmp_path / "one-channel.pt")
+    save_weights(state, tmp_path / f"one-channel{suffix}")
     with pytest.raises(
         ValueError, match=r"key 'conv1.weight' has shape \[64, 1, 7, 7\] in the file, \[64, 3, 7, 7\] in the model"
     ):
-        frozen(tmp_path / "one-channel.pt")
+        frozen(tmp_path / f"one-channel{suffix}")
     del state["conv1.weight"], state["layer1.0.bn1.bias"]
     state["extra.weight"] = torch.zeros(1)
-    torch.save(state, tmp_path / "missing.pt")
+    save_weights(state, tmp_path / f"missing{suffix}")
     with pytest.raises(
         ValueError, match=r"2 keys missing from the file \(conv1.weight, layer1.0.bn1.bias\), 1 unknown .*extra.weight"
     ):
-        frozen(tmp_path / "missing.pt")
+        frozen(tmp_path / f"missing{suffix}")
+
+
+@pytest.mark.parametrize("cut", [10, 1000, 0])
+def test_a_truncated_or_corrupt_safetensors_file_is_refused_in_one_line_naming_it(tmp_path, weights, cut):
+    path = tmp_path / "resnet18.safetensors"
+    save_file(torch.load(weights, weights_only=True), path)
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) - cut] if cut else b"\x00not safetensors")
+    refusal = rf"^weights file '{re.escape(str(path))}' is not a safetensors file .*: Error while deserializing"
+    with pytest.raises(ValueError, match=refusal) as info:
+        frozen(path)
+    assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize(
