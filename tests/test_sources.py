@@ -3,8 +3,10 @@ datasets; read through a DataLoader with the numbers of the array path."""
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from relatlas.benchmarks.datasets import DatasetError, load_dataset
-from relatlas.benchmarks.sources import LazyInputs, first_batch, wire_array
+from relatlas.benchmarks.datasets import TEST_FRACTION, DatasetError, load_dataset, stratified_split
+from relatlas.benchmarks.sources import LazyInputs, class_labels, first_batch, text_array, wire_array
 from relatlas.benchmarks.torch_source import torch_dataset
 from relatlas.clients.models import build_classifier, check_encoders
 from relatlas.clients.training import TrainConfig, fit, predict
@@ -133,6 +135,65 @@ def test_a_text_table_loads_and_splits_with_named_columns(tmp_path, kind):
     assert wire_array(data.x_test).dtype.kind == "U"  # what the server sends: no pickled objects
     with pytest.raises(DatasetError, match=rf"{kind} file .* has no column 'text' \(line \d\); columns: .*review.*stars"):
         load_dataset(f"{kind}:{path}:label=stars")
+
+
+def awkward_table(tmp_path, kind: str) -> tuple[str, list[str], list[str]]:
+    """A table whose rows span lines (quoted newlines, \\r\\n and bare \\r), with blank lines and
+    multi-byte characters; its path, and its texts and labels read whole, as the loader read them before it streamed."""
+    texts = [f"row {i}: caf\u00e9 \u20ac" + ('\nsecond line, "quoted"\r\nthird' if i % 3 == 0 else "") for i in range(30)]
+    texts[4] = "bare\rreturn"
+    names = [str(i % 3) for i in range(30)]
+    path = tmp_path / f"awkward.{kind}"
+    with path.open("w", encoding="utf-8", newline="") as file:
+        if kind == "csv":
+            writer = csv.writer(file, lineterminator="\r\n")
+            writer.writerow(["id", "text", "label"])
+            for i, (text, name) in enumerate(zip(texts, names, strict=True)):
+                writer.writerow([i, text, name])
+                file.write("\r\n" if i == 7 else "")  # a blank line between rows
+        else:
+            file.writelines(
+                json.dumps({"text": t, "label": int(n)}) + ("\n\n" if i == 7 else "\n")
+                for i, (t, n) in enumerate(zip(texts, names, strict=True))
+            )
+    with path.open(encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file)) if kind == "csv" else [json.loads(line) for line in file if line.strip()]
+    return str(path), [row["text"] for row in rows], [str(row["label"]) for row in rows]
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_a_text_table_streams_the_texts_and_labels_it_held_whole(tmp_path, kind):
+    path, texts, names = awkward_table(tmp_path, kind)
+    assert texts[0].count("\n") == 2 and texts[4] == "bare\rreturn"  # the reference read them right
+    data = load_dataset(f"{kind}:{path}", seed=5)
+    classes, labels = class_labels(names)
+    train, test = stratified_split(labels, TEST_FRACTION, 5)
+    assert isinstance(data.x_train, LazyInputs) and data.classes == classes
+    assert data.y_train.tolist() == labels[train].tolist() and data.y_test.tolist() == labels[test].tolist()
+    assert [data.x_train[i] for i in range(len(train))] == [texts[r] for r in train]
+    assert [data.x_test[i] for i in range(len(test))] == [texts[r] for r in test]
+    assert wire_array(data.x_test).tolist() == [texts[r] for r in test]
+    whole = text_array(texts)
+    trained = []
+    for x_train, x_test in ((whole[train], whole[test]), (data.x_train, data.x_test)):
+        model = build_classifier((), 3, embedding_dim=4, encoder="tfidf:features=64:hidden=8", seed=1)
+        stats = fit(model, x_train, data.y_train, TrainConfig(epochs=2, batch_size=8, seed=3))
+        trained.append((stats, predict(model.embedder, x_test, batch_size=5)))
+    assert trained[1][0] == trained[0][0] and torch.equal(trained[1][1], trained[0][1])
+
+
+def test_a_streamed_text_is_read_from_the_file_when_asked_for(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\nabc,1\ndef,2\nghi,1\njkl,2\nmno,1\npqr,2\nstu,1\nvwx,2\n")
+    data = load_dataset(f"csv:{path}")
+    first = data.x_train[0]
+    path.write_text(path.read_text().replace(first, first.upper()))  # the same bytes' length, other texts
+    assert data.x_train[0] == first.upper()
+    path.write_text("text,label\n")
+    with pytest.raises(
+        DatasetError, match=rf"csv file '{re.escape(str(path))}': the row at byte \d+ cannot be read again .*did the file change"
+    ):
+        data.x_train[0]
 
 
 def test_a_jsonl_line_that_is_not_an_object_is_refused(tmp_path):
