@@ -65,7 +65,8 @@ class Lines:
             raw = self.handle.readline()
             if not raw:
                 raise StopIteration
-            self._pieces = [piece for piece in LONE_CR.split(raw) if piece]
+            lone_cr = raw.count(b"\r") > raw.count(b"\r\n")  # counted first: splitting by the pattern is slow
+            self._pieces = [piece for piece in LONE_CR.split(raw) if piece] if lone_cr else [raw]
         piece = self._pieces.pop(0)
         self.position += len(piece)
         self.count += 1
