@@ -193,7 +193,7 @@ def test_a_user_strategy_and_regularizer_are_built():
         (lambda: aggregate("mode", []), ValueError,
          "unknown aggregation 'mode'; registered: mean, product, product-sum, concat, median, trimmed-mean, krum, multi-krum"),
         (lambda: load_dataset("imagenet:x"), DatasetError,
-         "unknown dataset 'imagenet'; registered: digits, fashion-mnist, mnist, cifar10, npz, imagefolder, csv, jsonl"),
+         "unknown dataset 'imagenet'; registered: digits, fashion-mnist, mnist, cifar10, npz, imagefolder, csv, jsonl, wordnet"),
         (lambda: payload_codec("zip:9"), ValueError, "unknown payload 'zip'; registered: fp32, fp16, topk"),
         (lambda: class_plan(4, "random", 2, shared=0, novel=None, seed=0), SplitError,
          "unknown split 'random'; registered: shared-classes, same-classes, disjoint-classes, dirichlet"),
