@@ -189,6 +189,7 @@ def _round_facts(replies: Sequence[ClientReply], round_number: int) -> dict[str,
         "clients_answered": len(replies),
         "payload_bytes_per_client": float(np.mean([r.payload_bytes for r in replies])),
         "client_train_seconds": [r.metrics.get("train-seconds", 0.0) for r in replies],
+        "client_num_examples": [r.num_examples for r in replies],  # what each trained on: its partition's or its own data's size
         "client_embedding_dim": [_count(r.metrics, protocol.EMBEDDING_DIM) for r in replies],
         "client_encoder_parameters": [_count(r.metrics, protocol.ENCODER_PARAMETERS) for r in replies],
     }

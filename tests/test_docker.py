@@ -47,14 +47,16 @@ def test_the_superlink_requires_tls_and_registered_supernodes():
     assert not any("insecure" in " ".join(s.get("command", [])) for s in SERVICES.values())
 
 
-def test_three_supernodes_each_with_its_key_and_state_folder():
+def test_three_supernodes_each_with_its_key_state_folder_and_own_data():
     superlink_port = _flags(SERVICES["superlink"])["port"]
     nodes = [_flags(SERVICES[f"supernode-{i}"]) for i in range(3)]
     for index, node in enumerate(nodes):
         assert node["superlink"] == f"superlink:{superlink_port}"
         assert node["auth-supernode-private-key"] == f"/certificates/supernode-{index}"
         node_config = parse_config_args([node["node-config"]])  # as flower-supernode reads it
-        assert node_config == {"state-dir": "/home/app/client-state"}
+        assert node_config == {"state-dir": "/home/app/client-state", "data": "npz:/data/train.npz"}
+        volumes = SERVICES[f"supernode-{index}"]["volumes"]
+        assert volumes == ["./certificates:/certificates:ro", f"./data/supernode-{index}:/data:ro"]  # its own, read-only
     assert _flags(SERVICES["serverapp"])["runtime-api-address"] == f"superlink:{superlink_port}"
 
 

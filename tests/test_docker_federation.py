@@ -1,9 +1,10 @@
 """The images in docker/ built from a Debian base made here, and a federation of
 containers (SuperLink, a SuperExec for the ServerApp, 3 SuperNodes) run to the
-end with TLS and node authentication; each SuperNode keeps its state in its own
-mounted folder. The containers are compose.yaml's services as `docker run`s on
-the host network (Debian's Docker has no compose plugin, and the daemon here
-runs without a bridge). Slow (images of several GB): only with `-m docker`."""
+end with TLS and node authentication; each SuperNode trains on its own file, in
+a data folder only its container mounts (read-only), and keeps its state in
+another folder of its own. The containers are compose.yaml's services as
+`docker run`s on the host network (Debian's Docker has no compose plugin, and
+the daemon here runs without a bridge). Slow (images of several GB): only with `-m docker`."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from relatlas.benchmarks.datasets import load_dataset
 from relatlas.server.credentials import CA_CERT, SERVER_CERT, SERVER_KEY, SUPEREXEC_SECRET, generate_credentials
 from relatlas.server.deployment import LocalDeployment, port_in_use
 from tests.docker_daemon import Daemon, import_debian_base, remove_daemon_files, start_daemon, stop_daemon, unavailable
 from tests.test_deployment import _free_port_block
+from tests.test_deployment_node_data import digits_npz
 
 pytestmark = pytest.mark.docker
 
@@ -29,6 +32,9 @@ APP_USER = 10001  # every image's USER
 TAG = "0.1.0"
 SUPERNODES = 3
 NODE_STATE = "/home/app/client-state"
+NODE_DATA = "/data/train.npz"  # the same path in every SuperNode container, a different file behind it
+NODE_ROWS = (slice(0, 500), slice(500, 1100), slice(1100, None))  # of scikit-learn's digits: sizes tell the nodes apart
+DIGIT_NAMES = "zero,one,two,three,four,five,six,seven,eight,nine"  # the run's label list (digits names none)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +84,13 @@ def _wait(ready: Callable[[], bool], what: str, daemon: Daemon, container: str, 
         time.sleep(0.5)
 
 
+def _own_data(folder: Path, rows: slice) -> tuple[Path, int]:
+    """A SuperNode's data folder holding its own file, readable by the containers'
+    user; and how many training rows that node reads from it (run seed 0)."""
+    file = digits_npz(_owned_by_app(folder) / Path(NODE_DATA).name, rows)
+    return folder, len(load_dataset(f"npz:{file}", None, 0).y_train)
+
+
 def _watch_states(folders: list[Path], seen: list[set[str]], done: threading.Event) -> None:
     """Record which partition's saved round each SuperNode's folder holds while the run goes."""
     while not done.wait(0.2):
@@ -116,15 +129,17 @@ def test_the_images_build_and_a_containerised_federation_completes(daemon, tmp_p
     deployment.write_connection()
     _wait(lambda: port_in_use(port), "the SuperLink to listen", daemon, "superlink")
     nodes = [_owned_by_app(tmp_path / f"node-{index}") for index in range(SUPERNODES)]
-    for index, folder in enumerate(nodes):
+    data = [_own_data(tmp_path / f"node-{index}-data", rows) for index, rows in enumerate(NODE_ROWS)]
+    for index, (folder, (own, _)) in enumerate(zip(nodes, data)):
         deployment.register(index)
         _start(
             daemon, f"supernode-{index}", "relatlas-supernode",
-            [*secret, *_mounts(certificates, f"supernode-{index}"), "--volume", f"{folder}:{NODE_STATE}"],
+            [*secret, *_mounts(certificates, f"supernode-{index}"), "--volume", f"{folder}:{NODE_STATE}",
+             "--volume", f"{own}:{Path(NODE_DATA).parent}:ro"],
             f"--superlink=127.0.0.1:{port}", f"--root-certificates=/certificates/{CA_CERT}",
             f"--auth-supernode-private-key=/certificates/supernode-{index}",
             f"--superexec-auth-secret-file=/certificates/{SUPEREXEC_SECRET}",
-            f'--node-config=state-dir="{NODE_STATE}"', f"--port={port + 1 + index}",
+            f"--node-config=state-dir=\"{NODE_STATE}\" data='npz:{NODE_DATA}'", f"--port={port + 1 + index}",
         )  # fmt: skip
     _wait(lambda: deployment.online_nodes() == SUPERNODES, "the SuperNodes to connect", daemon, "supernode-0")
 
@@ -133,8 +148,9 @@ def test_the_images_build_and_a_containerised_federation_completes(daemon, tmp_p
     watcher = threading.Thread(target=_watch_states, args=(nodes, seen, done))
     watcher.start()
     overrides = {"rounds": 2, "epochs": 1, "probe-epochs": 5, "out-dir": "/app/runs/docker"}
+    own_data = {"client-data": "node", "class-names": DIGIT_NAMES}  # each node's data='...'; the pool: digits
     try:
-        deployment.submit(ROOT, overrides | {"tracking-uri": "sqlite:////app/runs/mlflow.db"}, timeout=1800)
+        deployment.submit(ROOT, overrides | own_data | {"tracking-uri": "sqlite:////app/runs/mlflow.db"}, timeout=1800)
     finally:
         done.set()
         watcher.join()
@@ -142,8 +158,12 @@ def test_the_images_build_and_a_containerised_federation_completes(daemon, tmp_p
             (tmp_path / f"{name}.log").write_text(daemon.logs(name))
 
     results = json.loads((runs / "docker" / "results.json").read_text())
-    assert results["status"] == "completed" and results["client_partitions"] == [0, 1, 2]
+    assert results["status"] == "completed" and results["failures"] == []
+    assert results["client_partitions"] == [0, 1, 2]
     assert [entry["round"] for entry in results["rounds"]] == [1, 2]
+    # every node trained on all of its own file's training rows, each on another file (no two are the same size)
+    sizes = sorted(rows for _, rows in data)
+    assert all(sorted(entry["client_num_examples"]) == sizes for entry in results["rounds"]), sizes
     # each SuperNode saved one partition's round-1 state in its own folder, and cleared it at the end
     assert sorted(partition for partitions in seen for partition in partitions) == ["partition-0", "partition-1", "partition-2"]
     assert all(len(partitions) == 1 for partitions in seen) and not any(any(folder.iterdir()) for folder in nodes)

@@ -100,6 +100,8 @@ def test_each_simulated_client_trains_on_its_own_folder_or_file(tmp_path):
     assert results["status"] == "completed" and results["failures"] == []
     assert results["classes"] == list(CLASSES) and "centralized_accuracy" not in results  # no reference: the data is theirs
     assert 0.5 < results["merged_accuracy"] <= 1.0
+    sizes = [len(load_dataset(spec, None, config.seed).y_train) for spec in own.split(",")]  # all of each source's rows
+    assert results["client_partitions"] == [0, 1] and results["client_num_examples"] == sizes
 
 
 def test_a_simulated_client_with_an_unknown_class_stops_the_run_before_training(tmp_path):
