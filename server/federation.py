@@ -65,8 +65,9 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         "failures": strategy.failures,
         "note": PAPER_PROTOCOL_NOTE,
     }
-    if strategy.setup.dataset.classes:  # a source that names its classes: label i is classes[i]
-        results["classes"] = list(strategy.setup.dataset.classes)
+    classes = strategy.setup.classes or strategy.setup.dataset.classes  # the run's label list, else the source's names
+    if classes:  # label i is classes[i]
+        results["classes"] = list(classes)
     outcome = _last_outcome(resumed)
     with mlflow_run(config, resumed.mlflow_run_id if resumed else None) as run_id:
         results["mlflow_run_id"] = run_id

@@ -41,3 +41,4 @@ def test_every_supernode_trains_on_its_own_file_and_one_with_an_unknown_class_is
     refused = "class 10, 11 is not in the run's label list (0, 1, 2, 3, 4 and 5 more)"
     assert all(refused in failure["reason"] for failure in results["failures"])
     assert 0.5 < results["merged_accuracy"] <= 1.0
+    assert results["classes"] == [str(label) for label in range(10)]  # the run's label list, sent to the nodes

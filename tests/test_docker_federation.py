@@ -159,7 +159,7 @@ def test_the_images_build_and_a_containerised_federation_completes(daemon, tmp_p
 
     results = json.loads((runs / "docker" / "results.json").read_text())
     assert results["status"] == "completed" and results["failures"] == []
-    assert results["client_partitions"] == [0, 1, 2]
+    assert results["client_partitions"] == [0, 1, 2] and results["classes"] == DIGIT_NAMES.split(",")
     assert [entry["round"] for entry in results["rounds"]] == [1, 2]
     # every node trained on all of its own file's training rows, each on another file (no two are the same size)
     sizes = sorted(rows for _, rows in data)
