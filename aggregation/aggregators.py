@@ -26,6 +26,7 @@ from math import ceil
 import torch
 from torch import Tensor
 
+from relatlas.aggregation.learned_combine import CombineFit, LabelledRows, LabelsError, fit_tanh_sum, fit_weighted_sum
 from relatlas.aggregation.merge import (
     Combine,
     concat_merge,
@@ -55,11 +56,14 @@ class Aggregation:
 
     ``withstands``: how many hostile clients among n the merge withstands; a merge
     that has it is called with the declared count, ``merge(..., hostile=F)`` (``None``:
-    none declared). Without it the merge withstands no hostile client."""
+    none declared). Without it the merge withstands no hostile client.
+    ``needs_labels``: the merge learns from labelled public rows and is called with
+    them, ``merge(..., labelled=LabelledRows)``; every other merge is label-free."""
 
     similarities: tuple[str, ...]
     merge: MergeFn
     withstands: Tolerance | None = None
+    needs_labels: bool = False
 
 
 class AggregationError(ValueError):
@@ -92,6 +96,11 @@ def required_similarities(aggregation: str) -> tuple[str, ...]:
     return AGGREGATIONS.get(aggregation).similarities
 
 
+def needs_labels(aggregation: str) -> bool:
+    """Whether ``aggregation`` learns from labelled public rows (so is not label-free)."""
+    return AGGREGATIONS.get(aggregation).needs_labels
+
+
 def aggregate(
     aggregation: str,
     spaces: Sequence[ClientSpace],
@@ -99,11 +108,13 @@ def aggregate(
     weights: Sequence[float] | None = None,
     masks: Tensor | None = None,
     hostile: int | None = None,
+    labelled: LabelledRows | None = None,
 ) -> Tensor:
     """Merge the clients' spaces with the named method, sized against ``hostile``
     clients if given (refused where the merge cannot withstand them); a merge that
     does not return a finite ``[N, D]`` tensor raises ``AggregationError`` before
-    anything scores it."""
+    anything scores it. ``labelled``: the public labelled rows a learned merge
+    trains on (``needs_labels``; refused in one line without them), ignored by the others."""
     method = AGGREGATIONS.get(aggregation)
     if not spaces:
         raise ValueError(f"{aggregation} aggregation: nothing to merge, no client spaces")
@@ -112,7 +123,14 @@ def aggregate(
         raise ValueError(f"{aggregation} aggregation needs subspaces {method.similarities}, missing {sorted(set(missing))}")
     if hostile is not None:
         check_withstands(aggregation, len(spaces), hostile, f"{hostile} hostile")
-    if method.withstands is None:
+    if method.needs_labels:
+        if labelled is None:
+            raise LabelsError(
+                f"aggregation {aggregation!r} learns its combination from labelled public rows (the anchors' labels) "
+                "and none were given; use a label-free aggregation such as product, or pass labelled rows"
+            )
+        merged = method.merge(spaces, weights, masks, labelled=labelled)
+    elif method.withstands is None:
         merged = method.merge(spaces, weights, masks)
     else:
         merged = method.merge(spaces, weights, masks, hostile=hostile)
@@ -175,17 +193,42 @@ def _product(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, mas
     client whose encoder spreads distances 10x wider does not outweigh the others
     (a client's own space, scored alone, is normalised the same way); the means
     are normalised again and joined by ``combine``."""
-    merged = [
+    return product_merge(_subspace_means(spaces, weights, masks), combine=combine)
+
+
+def _subspace_means(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None) -> list[Tensor]:
+    """Per similarity of the product, the mean of the clients' row-standardised subspaces."""
+    return [
         mean_merge([standardize_rows(space[name]) for space in spaces], weights=weights, masks=masks)
         for name in PRODUCT_SIMILARITIES
     ]
-    return product_merge(merged, combine=combine)
 
 
 def product_of_invariances(combine: Combine) -> Aggregation:
     """A product aggregation that joins its normalised subspaces with ``combine``
-    (``concat_merge``, ``sum_merge``, or a user's, e.g. a learned combination)."""
+    (``concat_merge``, ``sum_merge``, or a user's fixed one)."""
     return Aggregation(PRODUCT_SIMILARITIES, partial(_product, combine=combine))
+
+
+def _learned_product(
+    spaces: Sequence[ClientSpace],
+    weights: Sequence[float] | None,
+    masks: Tensor | None,
+    *,
+    labelled: LabelledRows,
+    fit: CombineFit,
+) -> Tensor:
+    """The product with a combination ``fit`` trains on the labelled rows' own product
+    subspaces, merged unweighted and in full: the same fit for the merged space and for
+    each client's own, so the merged head stitched onto a client reads the same coordinates."""
+    combine = labelled.combine(fit, lambda: [standardize_rows(s) for s in _subspace_means(labelled.spaces, None, None)])
+    return _product(spaces, weights, masks, combine=combine)
+
+
+def learned_product_of_invariances(fit: CombineFit) -> Aggregation:
+    """A product aggregation whose combination ``fit`` learns from labelled public rows
+    (``fit_tanh_sum``, ``fit_weighted_sum``, or a user's): not label-free."""
+    return Aggregation(PRODUCT_SIMILARITIES, partial(_learned_product, fit=fit), needs_labels=True)
 
 
 def _concat(spaces: Sequence[ClientSpace], weights: Sequence[float] | None, masks: Tensor | None) -> Tensor:
@@ -228,6 +271,8 @@ def half_minus_one(clients: int) -> int:
 mean = Aggregation(COSINE, _mean)
 product = product_of_invariances(concat_merge)
 product_sum = product_of_invariances(sum_merge)
+product_learned = learned_product_of_invariances(fit_tanh_sum)
+product_weighted = learned_product_of_invariances(fit_weighted_sum)
 concat = Aggregation(COSINE, _concat)
 median = Aggregation(COSINE, _median, half_minus_one)
 trimmed_mean = Aggregation(COSINE, _trimmed_mean, half_minus_one)

@@ -54,6 +54,8 @@ AGGREGATIONS: Registry = Registry("aggregation", {
     "mean": "relatlas.aggregation.aggregators:mean",
     "product": "relatlas.aggregation.aggregators:product",
     "product-sum": "relatlas.aggregation.aggregators:product_sum",
+    "product-learned": "relatlas.aggregation.aggregators:product_learned",
+    "product-weighted": "relatlas.aggregation.aggregators:product_weighted",
     "concat": "relatlas.aggregation.aggregators:concat",
     "median": "relatlas.aggregation.aggregators:median",
     "trimmed-mean": "relatlas.aggregation.aggregators:trimmed_mean",
@@ -61,7 +63,8 @@ AGGREGATIONS: Registry = Registry("aggregation", {
     "multi-krum": "relatlas.aggregation.aggregators:multi_krum",
 })  # fmt: skip
 """Aggregations: an ``Aggregation`` (the similarities clients send, and the merge); ``register_aggregation`` builds one.
-A merge takes each client's ``similarity -> [N, m]`` (one client or more, masks or none) and returns a finite ``[N, D]``."""
+A merge takes each client's ``similarity -> [N, m]`` (one client or more, masks or none) and returns a finite ``[N, D]``;
+``product-learned`` and ``product-weighted`` also learn from the anchors' labels (``needs_labels``), the rest are label-free."""
 
 TRANSLATIONS: Registry = Registry("translation", {
     "procrustes": "relatlas.aggregation.translation:translate_by_procrustes",

@@ -21,12 +21,15 @@ def _fmt(value: Any) -> str:
 
 
 def results_table(results: dict[str, Any]) -> Table:
+    from relatlas.aggregation.aggregators import needs_labels  # torch, which ``relatlas --help`` must not import
+
     aggregation = results["config"]["aggregation"]
+    merge = "combination learned from the anchors' labels" if needs_labels(aggregation) else "label-free"
     table = Table(title=f"relatlas: {results['config']['dataset']}, {results['config']['split']}, status {results['status']}")
     table.add_column("space")
     table.add_column("value", justify="right")
     rows = [
-        (f"merged ({aggregation}, label-free)", "merged_accuracy"),
+        (f"merged ({aggregation}, {merge})", "merged_accuracy"),
         ("each client's own space", "client_accuracy"),
         ("merged head on each client (stitching)", "stitched_accuracy"),
         ("stitching, on the classes each client trained on", "stitched_own_classes_accuracy"),

@@ -18,6 +18,7 @@ import numpy as np
 from torch import Tensor
 
 from relatlas.aggregation.aggregators import ClientSpace, aggregate
+from relatlas.aggregation.learned_combine import LabelledRows
 from relatlas.benchmarks.continual_metrics import summarize
 from relatlas.benchmarks.mlflow_logger import MLflowLogger
 from relatlas.benchmarks.streams import experience_rows
@@ -57,12 +58,14 @@ def evaluate_experience(
     seen: int,
     weights: Sequence[float] | None = None,
     hostile: int | None = None,
+    labelled: LabelledRows | None = None,
 ) -> dict[str, object]:
     """Metrics of round ``seen``: the merged space's and each client space's
     accuracy on every experience so far; ``merged_accuracy`` is their mean.
-    ``hostile``: how many of the clients the merge must withstand (None: none declared)."""
-    merged_row = experiences.row(aggregate(aggregation, spaces, weights=weights, hostile=hostile), seen)
-    client_rows = [experiences.row(aggregate(aggregation, [space]), seen) for space in spaces]
+    ``hostile``: how many of the clients the merge must withstand (None: none declared);
+    ``labelled``: the public labelled rows a learned merge trains on."""
+    merged_row = experiences.row(aggregate(aggregation, spaces, weights=weights, hostile=hostile, labelled=labelled), seen)
+    client_rows = [experiences.row(aggregate(aggregation, [space], labelled=labelled), seen) for space in spaces]
     return {
         "merged_accuracy": float(np.mean(merged_row)),
         "experience_accuracy": merged_row,

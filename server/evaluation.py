@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from relatlas.aggregation.aggregators import ClientSpace, aggregate, required_similarities
+from relatlas.aggregation.learned_combine import LabelledRows
 from relatlas.aggregation.measures import linear_cka, topk_jaccard
 from relatlas.aggregation.merge import concat_merge
 from relatlas.benchmarks.splits import FederationPlan
@@ -103,6 +104,19 @@ def shuffled_owner_masks(masks: Tensor) -> Tensor:
     return masks.roll(1, dims=0)
 
 
+def split_public(
+    spaces: Sequence[ClientSpace], scored: int, public_labels: np.ndarray | None, seed: int
+) -> tuple[list[ClientSpace], LabelledRows | None]:
+    """The rows every client projected, parted: the first ``scored`` (the evaluation
+    samples) and, where ``public_labels`` is given (a merge that learns from labels),
+    the public labelled rows after them, with those labels only."""
+    if public_labels is None:
+        return list(spaces), None
+    scored_rows = [{name: rows[:scored] for name, rows in space.items()} for space in spaces]
+    public = [{name: rows[scored:] for name, rows in space.items()} for space in spaces]
+    return scored_rows, LabelledRows(public, torch.as_tensor(np.asarray(public_labels), dtype=torch.long), seed)
+
+
 def concat_baseline(aggregation: str, spaces: Sequence[ClientSpace]) -> Tensor:
     """The clients' spaces side by side, each subspace the run's aggregation asked
     for (so any aggregation, cosine or not, has the baseline of what was sent)."""
@@ -122,6 +136,8 @@ def evaluate_round(
     centralized: ClientSpace | None = None,
     client_scores: bool = True,
     hostile: int | None = None,
+    labelled: LabelledRows | None = None,
+    central_labelled: LabelledRows | None = None,
 ) -> tuple[dict[str, object], Tensor, Tensor | None]:
     """Metrics of one round, the merged space and the centralised space (same form).
 
@@ -129,11 +145,13 @@ def evaluate_round(
     ``absolute`` and ``centralized`` exist in simulation only. ``client_scores``:
     also score each client's space, stitching and the concatenation, whose cost
     grows with the number of clients. ``hostile``: how many of the clients the
-    robust merges must withstand (None: none declared).
+    robust merges must withstand (None: none declared). ``labelled`` (and for the
+    centralised space ``central_labelled``): the public labelled rows a learned merge
+    trains on; never the evaluation samples, whose labels only the probes see.
     """
-    merged = aggregate(aggregation, spaces, weights=weights, hostile=hostile)
+    merged = aggregate(aggregation, spaces, weights=weights, hostile=hostile, labelled=labelled)
     merged_probe = probes.fit(merged)
-    own = [aggregate(aggregation, [space]) for space in spaces] if client_scores else []
+    own = [aggregate(aggregation, [space], labelled=labelled) for space in spaces] if client_scores else []
     stitched = [
         probes.stitching(merged_probe, space, plan.client_classes[p]) if space.shape == merged.shape else (None, None, None)
         for space, p in zip(own, partitions)
@@ -156,12 +174,13 @@ def evaluate_round(
             metrics["concat_accuracy"] = probes.accuracy(concat_baseline(aggregation, spaces))
         masks = owner_masks(plan, partitions, probes.labels)
         for key, chosen in (("owner_accuracy", masks), ("owner_shuffled_accuracy", shuffled_owner_masks(masks))):
-            metrics[key] = probes.accuracy(aggregate(aggregation, spaces, weights=weights, masks=chosen, hostile=hostile))
+            owned = aggregate(aggregation, spaces, weights=weights, masks=chosen, hostile=hostile, labelled=labelled)
+            metrics[key] = probes.accuracy(owned)
     if absolute is not None:
         metrics["concat_absolute_accuracy"] = probes.accuracy(torch.cat(list(absolute), dim=1))
     central = None
     if centralized is not None:
-        central = aggregate(aggregation, [centralized])
+        central = aggregate(aggregation, [centralized], labelled=central_labelled)
         metrics["centralized_accuracy"] = probes.accuracy(central)
         metrics["cka_merged_centralized"] = linear_cka(merged, central)
         metrics["jaccard_merged_centralized"] = topk_jaccard(merged, central, k=5)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from relatlas.aggregation.aggregators import required_similarities
+from relatlas.aggregation.aggregators import needs_labels, required_similarities
 from relatlas.aggregation.projection import relative_subspaces
 from relatlas.benchmarks.datasets import Dataset, DatasetError, load_dataset
 from relatlas.benchmarks.own_data import load_own_data, run_classes
@@ -31,7 +32,8 @@ def refuse_bad_input(config: RunConfig) -> None:
     """Check ``config``'s outputs, data, split (and class schedule) and encoders."""
     check_outputs(Path(config.out_dir), config.tracking_uri)
     dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
-    plan_for(dataset.y_train, config, config, config.seed)
+    plan = plan_for(dataset.y_train, config, config, config.seed)
+    _check_labelled_anchors(config.aggregation, dataset.y_train[plan.anchor_indices])
     _check_own_data(config, dataset)
     batch = first_batch(dataset.x_train, ENCODER_CHECK_BATCH)  # a copy: cached arrays are read-only
     try:
@@ -43,6 +45,16 @@ def refuse_bad_input(config: RunConfig) -> None:
             raise ConfigError(f"the continual scenario trains on tensors; dataset {config.dataset!r} holds text")
         class_schedule(dataset.num_classes, config.experiences, config.stream, config.seed)
     _check_similarities(config.aggregation)
+
+
+def _check_labelled_anchors(aggregation: str, anchor_labels: np.ndarray) -> None:
+    """A merge that learns from the anchors' labels has two classes or more among them to learn from."""
+    classes = len(np.unique(anchor_labels))
+    if needs_labels(aggregation) and classes < 2:
+        raise ConfigError(
+            f"aggregation {aggregation} learns from the anchors' labels, and the {len(anchor_labels)} anchors hold {classes} "
+            "class; it needs 2 or more (more shared classes, or a split that draws anchors from every class)"
+        )
 
 
 def _check_own_data(config: RunConfig, pool: Dataset) -> None:

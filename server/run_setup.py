@@ -13,7 +13,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from torch import Tensor
 
-from relatlas.aggregation.aggregators import required_similarities
+from relatlas.aggregation.aggregators import needs_labels, required_similarities
 from relatlas.benchmarks.datasets import Dataset, load_dataset, stratified_split
 from relatlas.benchmarks.own_data import run_classes
 from relatlas.benchmarks.sources import loader_workers, wire_array
@@ -29,7 +29,7 @@ from relatlas.server.centralized import CentralizedReference
 from relatlas.server.checkpoint import config_hash
 from relatlas.server.config import RunConfig
 from relatlas.server.continual import ExperienceProbes, evaluate_experience, head_accuracy
-from relatlas.server.evaluation import ProbeSplit, evaluate_round
+from relatlas.server.evaluation import ProbeSplit, evaluate_round, split_public
 from relatlas.server.replies import ClientReply, Expected
 
 PROBE_TEST_FRACTION = 0.3
@@ -60,6 +60,7 @@ class RunSetup:
     central: CentralizedReference | None
     experiences: ExperienceProbes | None
     classes: tuple[str, ...] = ()  # the label list sent to clients that bring their own data
+    public_labels: np.ndarray | None = None  # a merge that learns from labels: the anchors', whose rows follow the samples
 
     @classmethod
     def prepare(cls, config: RunConfig) -> RunSetup:
@@ -74,6 +75,9 @@ class RunSetup:
             _, subset = stratified_split(labels, config.eval_samples / len(labels), config.seed)
             samples, labels = samples[subset], labels[subset]
         anchors, samples = wire_array(anchors), wire_array(samples)  # the pool, read whole once: it is sent every round
+        public_labels = None
+        if needs_labels(config.aggregation):  # clients project the anchors too, so the merge learns from their labels
+            samples, public_labels = np.concatenate([samples, anchors]), dataset.y_train[plan.anchor_indices]
         anchor_mode = ANCHOR_MODES.get(config.anchors_mode)
         anchor_plan = anchor_mode.plan(config, dataset, plan)
         static = config.scenario == "static"
@@ -105,7 +109,7 @@ class RunSetup:
         sent = anchor_plan.inputs() | {protocol.SAMPLES: Array(samples)}
         return cls(
             config, dataset, plan, anchors, samples, labels, anchor_mode, anchor_plan, sent, expected, probes, central,
-            experiences, classes,
+            experiences, classes, public_labels,
         )  # fmt: skip
 
     @functools.cached_property
@@ -153,27 +157,31 @@ class RunSetup:
         """Merge the replies, against ``hostile`` of them if declared, and score the
         merged space against the references."""
         weights = [r.num_examples for r in replies] if self.config.merge_weights == "samples" else None
+        spaces, labelled = split_public([r.spaces for r in replies], len(self.labels), self.public_labels, self.config.seed)
         if self.experiences is not None:
             metrics = evaluate_experience(
-                self.config.aggregation, [r.spaces for r in replies], [r.partition_id for r in replies],
-                self.experiences, round_number, weights, hostile,
+                self.config.aggregation, spaces, [r.partition_id for r in replies],
+                self.experiences, round_number, weights, hostile, labelled,
             )  # fmt: skip
             metrics["client_head_accuracy"] = [head_accuracy(r, round_number) for r in replies]
             return RoundOutcome(metrics | _round_facts(replies, round_number), None, None)
-        centralized = None
+        centralized, central_labelled = None, None
         if self.central is not None:
             centralized = self.central.spaces(self.anchors, self.samples, self.expected.similarities)
+            [centralized], central_labelled = split_public([centralized], len(self.labels), self.public_labels, self.config.seed)
         metrics, merged, central = evaluate_round(
             self.config.aggregation,
-            [r.spaces for r in replies],
+            spaces,
             [r.partition_id for r in replies],
             self.probes,
             self.plan,
             weights=weights,
-            absolute=[r.absolute for r in replies] if self.expected.absolute else None,
+            absolute=[r.absolute[: len(self.labels)] for r in replies] if self.expected.absolute else None,
             centralized=centralized,
             client_scores=self.config.client_scores,
             hostile=hostile,
+            labelled=labelled,
+            central_labelled=central_labelled,
         )
         return RoundOutcome(metrics | _round_facts(replies, round_number), merged, central)
 

@@ -191,7 +191,8 @@ def test_a_user_strategy_and_regularizer_are_built():
         (lambda: relative_projection(torch.ones(1, 2), torch.ones(1, 2), "dice"), ValueError,
          "unknown similarity 'dice'; registered: cosine, euclidean, l1, linf"),
         (lambda: aggregate("mode", []), ValueError,
-         "unknown aggregation 'mode'; registered: mean, product, product-sum, concat, median, trimmed-mean, krum, multi-krum"),
+         "unknown aggregation 'mode'; registered: mean, product, product-sum, product-learned, product-weighted, concat, median, "
+         "trimmed-mean, krum, multi-krum"),
         (lambda: load_dataset("imagenet:x"), DatasetError,
          "unknown dataset 'imagenet'; registered: digits, fashion-mnist, mnist, cifar10, npz, imagefolder, csv, jsonl, wordnet"),
         (lambda: payload_codec("zip:9"), ValueError, "unknown payload 'zip'; registered: fp32, fp16, topk"),
