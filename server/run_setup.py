@@ -27,6 +27,7 @@ from relatlas.encoder_spec import EncoderSpec, widest_embedding
 from relatlas.registries import ANCHOR_MODES
 from relatlas.server.centralized import CentralizedReference
 from relatlas.server.checkpoint import config_hash
+from relatlas.server.client_curves import local_test_scores
 from relatlas.server.config import RunConfig
 from relatlas.server.continual import ExperienceProbes, evaluate_experience, head_accuracy
 from relatlas.server.evaluation import ProbeSplit, evaluate_round
@@ -82,7 +83,7 @@ class RunSetup:
             required_similarities(config.aggregation), len(samples), len(anchors), config.num_clients, baselines,
             config.anchors_mode, config.seed_anchors, widest_embedding(config.encoder, config.embedding_dim),
             partition_sizes=() if own_data else tuple(len(rows) for rows in plan.client_indices),
-            payload_noise=config.payload_noise, payload=config.payload,
+            payload_noise=config.payload_noise, payload=config.payload, local_test=config.local_test_fraction > 0,
         )  # fmt: skip
         train_part, test_part = stratified_split(labels, PROBE_TEST_FRACTION, config.seed)
         probes = ProbeSplit(train_part, test_part, labels, dataset.num_classes, config.probe_epochs, config.seed)
@@ -175,6 +176,8 @@ class RunSetup:
             client_scores=self.config.client_scores,
             hostile=hostile,
         )
+        if self.expected.local_test:
+            metrics |= local_test_scores(replies)
         return RoundOutcome(metrics | _round_facts(replies, round_number), merged, central)
 
 
