@@ -9,6 +9,8 @@ either engine, and a resumed run holds back the same rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from torch import nn
 
@@ -38,3 +40,9 @@ def held_back_split(
 def local_test_accuracy(model: nn.Module, x: Inputs, y: np.ndarray) -> float:
     """The share of held-back rows ``x`` whose label ``y`` the client's own classifier predicts."""
     return float((predict(model, x).argmax(dim=1).numpy() == np.asarray(y)).mean())
+
+
+def training_rows(client_rows: Sequence[np.ndarray], labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    """Each partition's rows (``client_rows``, rows of ``labels``) less those it holds back:
+    what the clients train on, and so what the centralised reference may train on."""
+    return tuple(held_back_split(rows, labels[rows], fraction, seed, p)[0] for p, rows in enumerate(client_rows))

@@ -21,6 +21,7 @@ from relatlas.benchmarks.splits import FederationPlan, plan_for
 from relatlas.benchmarks.streams import class_schedule
 from relatlas.clients import protocol
 from relatlas.clients.anchor_modes import AnchorMode, AnchorPlan, QueryMessage
+from relatlas.clients.local_test import training_rows
 from relatlas.clients.task import Task
 from relatlas.clients.training import TrainConfig
 from relatlas.encoder_spec import EncoderSpec, widest_embedding
@@ -100,8 +101,13 @@ class RunSetup:
                 seed=config.seed,
                 workers=loader_workers(config.num_cpus),
             )
+            trained = training_rows(plan.client_indices, dataset.y_train, config.local_test_fraction, config.seed)
             central = CentralizedReference(
-                dataset, plan, embedding_dim=config.embedding_dim, encoder=EncoderSpec.for_client(config.encoder, 0), train=train
+                dataset,
+                dataclasses.replace(plan, client_indices=trained),  # never the rows the clients hold back
+                embedding_dim=config.embedding_dim,
+                encoder=EncoderSpec.for_client(config.encoder, 0),
+                train=train,
             )  # the first client's encoder
         sent = anchor_plan.inputs() | {protocol.SAMPLES: Array(samples)}
         return cls(

@@ -23,6 +23,7 @@ from relatlas.server.cli_report import print_report, rounds_table
 from relatlas.server.client_curves import client_curves
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.replies import ReplyError, parse_reply
+from relatlas.server.run_setup import RunSetup
 from relatlas.server.simulation import run_simulation
 from tests.conftest import read_results, small_run_config
 from tests.test_replies import EXPECTED, _reply, task_identity  # noqa: F401 - the fixture stamps messages
@@ -69,6 +70,17 @@ def test_the_client_trains_on_its_partition_less_the_held_back_rows():
     assert set(train).isdisjoint(held_back) and sorted([*train, *held_back]) == sorted(partition_rows)
     assert 0.2 < len(held_back) / len(partition_rows) < 0.3
     assert np.array_equal(held_back, _local_data(Task.of(config, partition_id=1, **facts), context)[2])
+
+
+def test_the_centralised_reference_trains_on_what_the_clients_train_on():
+    """The union of the clients' training rows: a row one client holds back is in it only where
+    another client holds it too (every client holds the shared classes' rows)."""
+    held, full = RunSetup.prepare(RunConfig(local_test_fraction=0.25)), RunSetup.prepare(RunConfig())
+    labels, rows = held.dataset.y_train, held.plan.client_indices
+    trained = [held_back_split(r, labels[r], 0.25, 0, p)[0] for p, r in enumerate(rows)]
+    assert np.array_equal(held.central.indices, np.unique(np.concatenate(trained)))
+    assert np.array_equal(full.central.indices, np.unique(np.concatenate(rows)))
+    assert len(held.central.indices) < len(full.central.indices)
 
 
 @pytest.mark.parametrize(
