@@ -29,6 +29,7 @@ from relatlas.clients import protocol
 from relatlas.clients.anchor_modes import LocalView
 from relatlas.clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state
 from relatlas.clients.frozen_backbone import cache_frozen_features
+from relatlas.clients.local_test import held_back_split, local_test_accuracy
 from relatlas.clients.models import Classifier, build_classifier, parameter_count
 from relatlas.clients.payload import add_gaussian_noise, payload_codec
 from relatlas.clients.task import Task
@@ -62,7 +63,7 @@ def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) ->
     first: a label-flipping client of the attack benchmark is otherwise honest."""
     task = _decode_task(msg)
     _use_cpus(task)
-    dataset, local = _local_data(task, context)
+    dataset, local, held_back = _local_data(task, context)
     _check_fits_samples(dataset, msg.content[protocol.INPUTS])
     _restore_if_resumed(task, context)
     model = _model(dataset, task, context)
@@ -75,6 +76,9 @@ def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) ->
     else:
         labels = dataset.y_train[local] if relabel is None else relabel(dataset.y_train[local], dataset.num_classes)
         metrics = _train_static(model, task, dataset.x_train[local], labels, seed)
+        if len(held_back):  # scored on its true labels: the client's own model, as its user would test it
+            x_test, y_test = dataset.x_train[held_back], dataset.y_train[held_back]
+            metrics[protocol.LOCAL_TEST_ACCURACY] = local_test_accuracy(model, x_test, y_test)
     context.state[MODEL_STATE] = ArrayRecord(model.state_dict())
     if task.keep_state:
         buffer = context.state[BUFFER_STATE].to_torch_state_dict() if BUFFER_STATE in context.state else None
@@ -104,7 +108,7 @@ def query(msg: Message, context: Context) -> Message:
     if MODEL_STATE not in context.state or METRICS_STATE not in context.state:
         raise RuntimeError("query before train: this client has no model trained in this run")
     _use_cpus(task)
-    dataset, local = _local_data(task, context)
+    dataset, local, _ = _local_data(task, context)
     model = _model(dataset, task, context)
     inputs: ArrayRecord = msg.content[protocol.INPUTS]
     samples = predict(model.embedder, inputs[protocol.SAMPLES].numpy())
@@ -143,7 +147,16 @@ def _restore_if_resumed(task: Task, context: Context) -> None:
         context.state[BUFFER_STATE] = ArrayRecord(buffer)
 
 
-def _local_data(task: Task, context: Context) -> tuple[Dataset, np.ndarray]:
+def _local_data(task: Task, context: Context) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """The dataset, the rows of its training set this client trains on, and those it holds
+    back to score its own model (``local-test-fraction``, ``clients/local_test.py``)."""
+    dataset, rows = _client_rows(task, context)
+    fraction, seed = task.data.local_test_fraction, task.runtime.seed
+    train, held_back = held_back_split(rows, dataset.y_train[rows], fraction, seed, task.partition_id)
+    return dataset, train, held_back
+
+
+def _client_rows(task: Task, context: Context) -> tuple[Dataset, np.ndarray]:
     """The dataset and this client's rows of its training set: all of its own data where the
     run gives it some (``benchmarks/own_data.py``), else its partition of the run's dataset."""
     own = own_data_spec(task.data.client_data, str(context.node_config.get(NODE_DATA_KEY, "")), task.partition_id)

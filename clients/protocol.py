@@ -47,6 +47,7 @@ TASK, INPUTS, RELATIVE, ABSOLUTE, METRICS, ANCHORING = "task", "inputs", "relati
 ANCHORS, SAMPLES, SEEDS, GRAM = "anchors", "samples", "seeds", "gram"
 REFERENCE_SEEDS, REFERENCE_ANCHORS = "reference-seeds", "reference-anchors"
 HEAD_ACCURACY, AVALANCHE_PREFIX = "head-accuracy", "avalanche/"
+LOCAL_TEST_ACCURACY = "local-test-accuracy"  # a static client's own model on its held-back rows (clients/local_test.py)
 EMBEDDING_DIM, ENCODER_PARAMETERS = "embedding-dim", "encoder-parameters"
 
 ALLOWED_DTYPES = (np.float32, np.float16)  # what payloads fp32, fp16 and topk send

@@ -135,7 +135,7 @@ class DataSection(Section):
     choices: ClassVar[dict[str, Collection[str]]] = {"split": SPLITS}
     specs: ClassVar[dict[str, Collection[str]]] = {"dataset": DATASETS}
     positive: ClassVar[tuple[str, ...]] = ("num_clients", "alpha")
-    non_negative: ClassVar[tuple[str, ...]] = ("shared_classes", "novel_classes")
+    non_negative: ClassVar[tuple[str, ...]] = ("shared_classes", "novel_classes", "local_test_fraction")
 
     dataset: str = "digits"
     data_root: str = ""
@@ -146,8 +146,13 @@ class DataSection(Section):
     alpha: float = 0.5
     client_data: str = ""  # per client, cycled: its own training data (dataset specs, or node); empty: a split of dataset
     class_names: str = ""  # the run's label list, comma-separated; empty: the dataset's class names (or 0..C-1)
+    local_test_fraction: float = 0.0  # of each client's training rows, held back to score its own model (0: none)
 
     def validate(self) -> None:
+        if not self.local_test_fraction < 1:
+            raise ConfigError(
+                f"local-test-fraction must be below 1 (a client keeps rows to train on); got {self.local_test_fraction}"
+            )
         for spec in client_data_specs(self.client_data):
             if spec != NODE_DATA and split_spec(spec)[0] not in DATASETS:
                 raise ConfigError(

@@ -31,6 +31,8 @@ def results_table(results: dict[str, Any]) -> Table:
     rows = [
         (f"merged ({aggregation}, {merge})", "merged_accuracy"),
         ("each client's own space", "client_accuracy"),
+        ("each client's own model, its held-back local test rows", "client_local_test_accuracy"),
+        ("average client test accuracy", "average_client_test_accuracy"),
         ("merged head on each client (stitching)", "stitched_accuracy"),
         ("stitching, on the classes each client trained on", "stitched_own_classes_accuracy"),
         ("stitching, on the classes each client never saw", "stitched_other_classes_accuracy"),
@@ -54,10 +56,42 @@ def results_table(results: dict[str, Any]) -> Table:
     return table
 
 
+# the per-round table's columns: (heading, key of the curve, per round or per client)
+CURVE_COLUMNS = (
+    ("merged", "merged_accuracy"),
+    ("own space", "client_accuracy"),
+    ("local test", "client_local_test_accuracy"),
+    ("average client test", "average_client_test_accuracy"),
+    ("stitched, seen classes", "stitched_own_classes_accuracy"),
+    ("stitched, unseen classes", "stitched_other_classes_accuracy"),
+)
+
+
+def rounds_table(results: dict[str, Any]) -> Table | None:
+    """The round-by-round curve (``server/client_curves.py``), one row a round, the
+    clients' values in partition order; None for a run with no curve or a single round."""
+    curves = results.get("client_curves")
+    if not curves or len(curves["rounds"]) < 2:
+        return None
+    clients = curves["clients"]
+    table = Table(title=f"round by round; clients {', '.join(clients)} in that order")
+    columns = [(label, key) for label, key in CURVE_COLUMNS if key in curves or any(key in c for c in clients.values())]
+    table.add_column("round", justify="right")
+    for label, _ in columns:
+        table.add_column(label, justify="right")
+    for i, number in enumerate(curves["rounds"]):
+        values = [curves[key][i] if key in curves else [c[key][i] for c in clients.values() if key in c] for _, key in columns]
+        table.add_row(str(number), *map(_fmt, values))
+    return table
+
+
 def print_report(results: Results, tracking_uri: str) -> int:
-    """Print a finished run's table; exit status 1 unless it completed."""
+    """Print a finished run's tables; exit status 1 unless it completed."""
     console = Console()
     console.print(results_table(dict(results.raw)))
+    rounds = rounds_table(dict(results.raw))
+    if rounds is not None:
+        console.print(rounds)
     console.print(f"results: {results.out_dir / 'results.json'}")
     console.print(f"MLflow run id: {results.mlflow_run_id} ({tracking_uri})")
     return 0 if results.completed else 1

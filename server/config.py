@@ -61,6 +61,8 @@ class RunConfig(
         self._check_hostile()
         if self.class_names and not self.client_data:
             raise ConfigError("class-names is the label list clients with their own data map onto: set client-data too")
+        if self.scenario == "continual" and self.local_test_fraction:
+            raise ConfigError("local-test-fraction holds back static clients' data; continual clients are scored per experience")
         if self.scenario == "continual" and self.client_data:
             raise ConfigError("client-data gives clients their own data; the continual scenario streams a split of --dataset")
         if self.scenario == "continual" and self.rounds not in (1, self.experiences):

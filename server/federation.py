@@ -24,11 +24,12 @@ from flwr.serverapp import Grid
 from relatlas.safe_files import private_dir
 from relatlas.server import interruption
 from relatlas.server.checkpoint import Checkpoint, check_resumable, restore_rng_states, rng_states
+from relatlas.server.client_curves import client_curves
 from relatlas.server.config import RunConfig
 from relatlas.server.continual import ClientRuns, continual_summary
 from relatlas.server.exchange import exchange
 from relatlas.server.interruption import Interrupted
-from relatlas.server.plots import plot_accuracies, plot_accuracy_curves, plot_accuracy_matrix, plot_spaces
+from relatlas.server.plots import plot_accuracies, plot_accuracy_curves, plot_accuracy_matrix, plot_client_curves, plot_spaces
 from relatlas.server.run_setup import RoundOutcome, RunSetup
 from relatlas.server.strategy import RelativeStrategy
 from relatlas.server.tracking import mlflow_run, scalar_metrics, write_results
@@ -83,8 +84,8 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
                 write_results(out_dir, results)
                 recorded = len(strategy.rounds), len(strategy.failures)
             if outcome is not None and outcome.merged is not None:
-                title = f"{config.dataset}, {config.aggregation} merge, round {outcome.metrics['round']}"
-                _log_figures(out_dir, outcome, strategy.setup.labels, title)
+                title = f"{config.dataset}, {config.aggregation} merge"
+                _log_figures(out_dir, outcome, strategy.setup.labels, title, client_curves(strategy.rounds))
             results["status"] = "completed"
         except Interrupted as err:  # the round in progress is not recorded; --resume goes on after the last whole one
             del strategy.rounds[recorded[0] :], strategy.failures[recorded[1] :]  # a round scored as the signal came
@@ -96,6 +97,7 @@ def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
         finally:
             if results["rounds"]:
                 results |= results["rounds"][-1]
+                results["client_curves"] = client_curves(results["rounds"])
             try:
                 if client_runs is not None:
                     _finish_continual(results, config, client_runs, out_dir)
@@ -198,12 +200,14 @@ def _write_failed(results: dict[str, Any], err: OSError) -> None:
     log.error("not written: %s", err)
 
 
-def _log_figures(out_dir: Path, outcome: RoundOutcome, labels: np.ndarray, title: str) -> None:
+def _log_figures(out_dir: Path, outcome: RoundOutcome, labels: np.ndarray, title: str, curves: dict[str, Any]) -> None:
     private_dir(out_dir)
     spaces = {"merged": outcome.merged} | ({"centralised": outcome.central} if outcome.central is not None else {})
+    last = f"{title}, round {outcome.metrics['round']}"
     figures = (
-        plot_spaces(spaces, labels, title, out_dir / "spaces.png"),
-        plot_accuracies(outcome.metrics, title, out_dir / "accuracy.png"),
+        plot_spaces(spaces, labels, last, out_dir / "spaces.png"),
+        plot_accuracies(outcome.metrics, last, out_dir / "accuracy.png"),
+        plot_client_curves(curves, f"{title}, by round", out_dir / "client_curves.png"),
     )
     for path in figures:
         mlflow.log_artifact(str(path))

@@ -16,6 +16,7 @@ HELP = {
         "comma-separated and cycled over the clients, or node: each SuperNode's --node-config data=SPEC"
     ),
     "class-names": "the run's label list, comma-separated, that clients with their own data map onto (empty: the dataset's)",
+    "local-test-fraction": "of each client's training data, a seeded stratified part held back to score its own model (0: none)",
     "anchors": "anchor samples each relative representation is measured against",
     "anchor-sampling": "how the public anchors are drawn",
     "anchors-mode": "where the anchors come from: shared, or each client's own samples",

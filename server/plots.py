@@ -108,3 +108,28 @@ def plot_accuracy_curves(matrix: list[list[float | None]], title: str, path: Pat
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_client_curves(curves: Mapping[str, Any], title: str, path: Path) -> Path:
+    """Round by round (``server/client_curves.py``): each client's own space (solid) and
+    own model on its held-back rows (dashed), the merged space and the clients' mean test accuracy."""
+    rounds = curves["rounds"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours = plt.get_cmap("tab10")
+    for i, (partition, client) in enumerate(curves["clients"].items()):
+        for key, style, what in (("client_accuracy", "-", "own space"), ("client_local_test_accuracy", "--", "local test")):
+            if key in client:
+                values = [np.nan if v is None else v for v in client[key]]
+                ax.plot(rounds, values, style, marker="o", color=colours(i % 10), label=f"client {partition}, {what}")
+    for key, style, label in (("merged_accuracy", "-", "merged"), ("average_client_test_accuracy", "--", "average client test")):
+        if key in curves:
+            values = [np.nan if v is None else v for v in curves[key]]
+            ax.plot(rounds, values, style, marker="s", color="black", linewidth=2.5, label=label)
+    ax.set_xlabel("round")
+    ax.set_xticks(rounds)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    fig.tight_layout()
+    return _save(fig, path)

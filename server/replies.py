@@ -63,6 +63,7 @@ class Expected:
     partition_sizes: tuple[int, ...] = ()  # training samples of each partition, the ceiling of num-examples
     payload_noise: float = 0.0  # the sigma clients add to their relative spaces
     payload: str = "fp32"  # the codec clients pack their relative spaces with (``clients/payload.py``)
+    local_test: bool = False  # clients score their own model on held-back rows (``clients/local_test.py``)
 
     def value_range(self, similarity: str) -> tuple[float, float]:
         """What a client's dense values of ``similarity`` may hold, noise included."""
@@ -181,7 +182,19 @@ def parse_reply(message: Message, expected: Expected) -> ClientReply:
         raise ReplyError(
             f"num-examples must be an integer in [1, {ceiling:g}] (the partition's training samples); got {num_examples:g}"
         )
+    _check_local_test(metrics, expected)
     return ClientReply(message.metadata.src_node_id, partition, spaces, absolute, int(num_examples), metrics, payload, lists)
+
+
+def _check_local_test(metrics: dict[str, float], expected: Expected) -> None:
+    """A run that holds back local test rows needs each client's accuracy on them, a share in [0, 1]."""
+    if not expected.local_test:
+        return
+    accuracy = metrics.get(protocol.LOCAL_TEST_ACCURACY)
+    if accuracy is None:
+        raise ReplyError(f"reply lacks metric {protocol.LOCAL_TEST_ACCURACY!r}, asked for by local-test-fraction")
+    if not 0 <= accuracy <= 1:
+        raise ReplyError(f"metric {protocol.LOCAL_TEST_ACCURACY!r} is {accuracy:g}; an accuracy lies in [0, 1]")
 
 
 def _relative_space(record, similarity: str, expected: Expected) -> tuple[Tensor, int]:

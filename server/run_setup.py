@@ -21,12 +21,14 @@ from relatlas.benchmarks.splits import FederationPlan, plan_for
 from relatlas.benchmarks.streams import class_schedule
 from relatlas.clients import protocol
 from relatlas.clients.anchor_modes import AnchorMode, AnchorPlan, QueryMessage
+from relatlas.clients.local_test import training_rows
 from relatlas.clients.task import Task
 from relatlas.clients.training import TrainConfig
 from relatlas.encoder_spec import EncoderSpec, widest_embedding
 from relatlas.registries import ANCHOR_MODES
 from relatlas.server.centralized import CentralizedReference
 from relatlas.server.checkpoint import config_hash
+from relatlas.server.client_curves import local_test_scores
 from relatlas.server.config import RunConfig
 from relatlas.server.continual import ExperienceProbes, evaluate_experience, head_accuracy
 from relatlas.server.evaluation import ProbeSplit, evaluate_round, split_public
@@ -86,7 +88,7 @@ class RunSetup:
             required_similarities(config.aggregation), len(samples), len(anchors), config.num_clients, baselines,
             config.anchors_mode, config.seed_anchors, widest_embedding(config.encoder, config.embedding_dim),
             partition_sizes=() if own_data else tuple(len(rows) for rows in plan.client_indices),
-            payload_noise=config.payload_noise, payload=config.payload,
+            payload_noise=config.payload_noise, payload=config.payload, local_test=config.local_test_fraction > 0,
         )  # fmt: skip
         train_part, test_part = stratified_split(labels, PROBE_TEST_FRACTION, config.seed)
         probes = ProbeSplit(train_part, test_part, labels, dataset.num_classes, config.probe_epochs, config.seed)
@@ -103,8 +105,13 @@ class RunSetup:
                 seed=config.seed,
                 workers=loader_workers(config.num_cpus),
             )
+            trained = training_rows(plan.client_indices, dataset.y_train, config.local_test_fraction, config.seed)
             central = CentralizedReference(
-                dataset, plan, embedding_dim=config.embedding_dim, encoder=EncoderSpec.for_client(config.encoder, 0), train=train
+                dataset,
+                dataclasses.replace(plan, client_indices=trained),  # never the rows the clients hold back
+                embedding_dim=config.embedding_dim,
+                encoder=EncoderSpec.for_client(config.encoder, 0),
+                train=train,
             )  # the first client's encoder
         sent = anchor_plan.inputs() | {protocol.SAMPLES: Array(samples)}
         return cls(
@@ -183,6 +190,8 @@ class RunSetup:
             labelled=labelled,
             central_labelled=central_labelled,
         )
+        if self.expected.local_test:
+            metrics |= local_test_scores(replies)
         return RoundOutcome(metrics | _round_facts(replies, round_number), merged, central)
 
 
