@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from relatlas.aggregation.prototypes import average_prototypes, nearest_prototype
+from relatlas.benchmarks.htfl import htfl_config
 from relatlas.clients.algorithm_fedproto import prototype_weight
+from relatlas.encoder_spec import EncoderSpec
 from relatlas.registries import ALGORITHMS
 from relatlas.server.algorithm_strategy import check_baseline
 from relatlas.server.algorithms import FederatedAlgorithm, algorithm_of
@@ -22,10 +24,10 @@ from tests.conftest import read_results, small_run_config
 SMALL = {"rounds": 2, "epochs": 1, "probe-epochs": 5, "num-clients": 2, "eval-samples": 200}
 
 
-def _run(tmp_path, **overrides):
+def _run(tmp_path, name="out", **overrides):
     import relatlas
 
-    config = small_run_config(tmp_path, **(SMALL | overrides))
+    config = small_run_config(tmp_path, **(SMALL | {"out-dir": str(tmp_path / name)} | overrides))
     results = relatlas.run(config)
     assert results.completed, results.error
     return config, read_results(config)
@@ -38,8 +40,8 @@ def _fraction(value) -> bool:
 def test_local_clients_are_relatlas_clients_scored_by_their_own_models(tmp_path):
     """relatlas's clients train alone too: the same run under ``local`` gives the same
     clients (same spaces, same scores), and each client's own model is scored besides."""
-    _, relatlas_run = _run(tmp_path / "relatlas")
-    _, local = _run(tmp_path / "local", algorithm="local")
+    _, relatlas_run = _run(tmp_path, "relatlas")
+    _, local = _run(tmp_path, "local", algorithm="local")
     assert local["client_accuracy"] == relatlas_run["client_accuracy"]
     assert local["merged_accuracy"] == relatlas_run["merged_accuracy"]
     assert "client_model_accuracy" not in relatlas_run and relatlas_run["config"]["algorithm"] == "relatlas"
@@ -126,3 +128,13 @@ def test_a_users_algorithm_registers_like_the_built_ins(monkeypatch):
     with pytest.raises(ConfigError, match=r"registered: relatlas, local, fedavg, fedproto, centralised, mine$"):
         RunConfig(algorithm="theirs")
     assert prototype_weight("fedproto") == 1.0 and prototype_weight("fedproto:0.25") == 0.25
+
+
+def test_the_htfl_setting_is_htfllibs_with_every_registered_image_encoder():
+    config = htfl_config(algorithm="fedproto")
+    assert (config.num_clients, config.split, config.alpha, config.dataset) == (20, "dirichlet", 0.1, "fashion-mnist")
+    assert [str(EncoderSpec.for_client(config.encoder, p)) for p in range(5)] == ["mlp", "cnn", "resnet8", "resnet20", "mlp"]
+    assert algorithm_of(config) is ALGORITHMS.get("fedproto")  # one embedding width: FedProto takes the mixed encoders
+    with pytest.raises(ConfigError, match="fedavg averages one architecture"):
+        algorithm_of(htfl_config(algorithm="fedavg"))
+    assert algorithm_of(htfl_config(algorithm="fedavg", encoder="cnn")) is ALGORITHMS.get("fedavg")
