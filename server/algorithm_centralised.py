@@ -10,12 +10,10 @@ figure a relatlas run reports beside its merge).
 from __future__ import annotations
 
 import dataclasses
-import time
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
-import mlflow
-from flwr.app import Context
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
@@ -24,9 +22,10 @@ from relatlas.clients.training import predict
 from relatlas.server.algorithm_strategy import check_baseline, held_out_accuracy
 from relatlas.server.algorithms import FederatedAlgorithm
 from relatlas.server.config import ConfigError, RunConfig
-from relatlas.server.interruption import Interrupted
-from relatlas.server.run_setup import RunSetup
-from relatlas.server.tracking import mlflow_run, scalar_metrics, write_results
+from relatlas.server.federation import run_federation
+from relatlas.server.run_setup import RoundOutcome, RunSetup
+from relatlas.server.strategy import RelativeStrategy
+from relatlas.server.tracking import scalar_metrics
 
 
 def check_centralised(config: RunConfig) -> None:
@@ -37,10 +36,9 @@ def check_centralised(config: RunConfig) -> None:
 
 
 def round_metrics(setup: RunSetup, round_number: int) -> dict[str, Any]:
-    """Train the reference one round; score its head and its relative space."""
+    """Score the reference's head and its relative space after ``round_number``."""
     central = setup.central
     assert central is not None  # RunSetup builds it: simulation baselines on, no client-data
-    central.train_round(round_number)
     predictions = predict(central.model, setup.samples).argmax(dim=1).numpy()
     space = aggregate(setup.config.aggregation, [central.spaces(setup.anchors, setup.samples, setup.expected.similarities)])
     return {
@@ -51,33 +49,20 @@ def round_metrics(setup: RunSetup, round_number: int) -> dict[str, Any]:
     }
 
 
-def run_centralised(config: RunConfig) -> dict[str, Any]:
-    """Every round of the reference, logged to MLflow and written to ``results.json`` as relatlas's rounds are."""
-    started = time.perf_counter()
-    setup = RunSetup.prepare(dataclasses.replace(config, simulation_baselines=True))  # the reference is built then
-    out_dir = Path(config.out_dir)
-    results: dict[str, Any] = {"status": "running", "config": config.to_mapping(), "rounds": [], "failures": []}
-    with mlflow_run(config) as run_id:
-        results["mlflow_run_id"] = run_id
-        try:
-            for round_number in range(1, config.num_rounds + 1):
-                metrics = round_metrics(setup, round_number)
-                results["rounds"].append(metrics)
-                mlflow.log_metrics(scalar_metrics(metrics), step=round_number)
-                write_results(out_dir, results)
-            results["status"] = "completed"
-        except Interrupted as err:
-            results |= {"status": "interrupted", "error": str(err)}
-            raise
-        except Exception as err:
-            results |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
-            raise
-        finally:
-            if results["rounds"]:
-                results |= results["rounds"][-1]
-            results["wall_seconds"] = time.perf_counter() - started
-            mlflow.log_artifact(str(write_results(out_dir, results)))
-    return results
+class CentralisedStrategy(RelativeStrategy):
+    """Rounds that send nothing: the reference trains while relatlas's loop waits for
+    no reply (``train_reference``), then is scored; checkpoints, MLflow and
+    ``results.json`` as in every run (``run_federation``)."""
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+        return []
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        self.train_reference(server_round)
+        metrics = round_metrics(self.setup, server_round)
+        self.rounds.append(metrics)
+        self.outcome = RoundOutcome(metrics, None, None)
+        return None, MetricRecord(scalar_metrics(metrics))
 
 
 server_app = ServerApp()
@@ -85,7 +70,9 @@ server_app = ServerApp()
 
 @server_app.main()
 def main(grid: Grid, context: Context) -> None:
-    run_centralised(RunConfig.from_mapping(context.run_config))
+    config = RunConfig.from_mapping(context.run_config)
+    setup = RunSetup.prepare(dataclasses.replace(config, simulation_baselines=True))  # the reference is built then
+    run_federation(grid, config, CentralisedStrategy(config, setup))
 
 
 centralised = FederatedAlgorithm(ClientApp(), server_app, check_centralised)  # its SuperNodes get no message
