@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 
@@ -138,3 +139,30 @@ def test_the_htfl_setting_is_htfllibs_with_every_registered_image_encoder():
     with pytest.raises(ConfigError, match="fedavg averages one architecture"):
         algorithm_of(htfl_config(algorithm="fedavg"))
     assert algorithm_of(htfl_config(algorithm="fedavg", encoder="cnn")) is ALGORITHMS.get("fedavg")
+
+
+def test_a_reply_whose_algorithm_records_fail_is_dropped_with_the_reason(tmp_path, monkeypatch):
+    from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from relatlas.clients.algorithm_client import ALGORITHM, EMBEDDINGS, LOGITS
+    from relatlas.server.algorithm_fedproto import FedProtoServer
+    from relatlas.server.algorithm_strategy import AlgorithmStrategy
+    from relatlas.server.replies import error_reason
+    from relatlas.server.run_setup import RunSetup
+
+    for name in ("_task_id", "_run_id", "_node_id"):  # Flower stamps messages with the running task's identity
+        monkeypatch.setattr(TaskIdentity, name, 1)
+    config = small_run_config(tmp_path, algorithm="fedproto", **{"eval-samples": 50, "simulation-baselines": False})
+    setup = RunSetup.prepare(config)
+    strategy = AlgorithmStrategy(config, setup, FedProtoServer(config, setup))
+    sent = Message(RecordDict({"task": ConfigRecord({})}), dst_node_id=7, message_type="train")
+    scored = {LOGITS: Array(np.zeros((50, 10), np.float32)), EMBEDDINGS: Array(np.zeros((50, 64), np.float32))}
+    wrong = scored | {"prototypes": Array(np.zeros((10, 32), np.float32)), "counts": Array(np.ones(10, np.int64))}
+    for content, reason in [
+        (RecordDict({}), "reply lacks the algorithm's record 'algorithm'"),
+        (RecordDict({ALGORITHM: ArrayRecord(wrong)}), "prototypes have shape (10, 32); expected (10, 64)"),
+    ]:
+        taken = strategy._take_records(Message(content, reply_to=sent), sent)
+        assert taken.has_error() and taken.error.reason == f"ReplyError: {reason}" and taken.metadata.src_node_id == 7
+        assert error_reason(taken).startswith(f"client failed: ReplyError: {reason[:-1]}")  # how the run records the drop
