@@ -97,15 +97,16 @@ def run(config: RunConfig | Mapping[str, Any]) -> Results:
     """
     config = as_config(config)
     quiet_library_noise()  # before the run's libraries load (relatlas/library_noise.py)
+    from relatlas.server.algorithms import algorithm_of, run_algorithm  # Ray and Flower too
     from relatlas.server.checkpoint import Checkpoint, check_resumable, completed_results
     from relatlas.server.preflight import refuse_bad_input  # torch: only when a run starts
-    from relatlas.server.simulation import run_simulation  # Ray and Flower too
 
     done = completed_results(Path(config.resume)) if config.resume else None
     if done is not None:
         check_resumable(config, Checkpoint.load(Path(config.resume)))  # a changed config is refused, as on the CLI
         return Results.from_file(done)
 
+    algorithm = algorithm_of(config)  # ``--algorithm``: relatlas's own run by default (server/algorithms.py)
     refuse_bad_input(config)
-    run_simulation(config)
+    run_algorithm(config, algorithm)
     return Results.from_file(Path(config.out_dir) / "results.json")

@@ -115,3 +115,13 @@ REGULARIZERS: Registry = Registry("regularizer", {
     "casper": "relatlas.clients.continual_strategies:casper",
 })  # fmt: skip
 """Continual regularisers: ``(config, *, seed) -> list of avalanche plugins``."""
+
+ALGORITHMS: Registry = Registry("algorithm", {
+    "relatlas": "relatlas.server.algorithms:relatlas",
+    "local": "relatlas.server.algorithm_local:local",
+    "fedavg": "relatlas.server.algorithm_fedavg:fedavg",
+    "fedproto": "relatlas.server.algorithm_fedproto:fedproto",
+    "centralised": "relatlas.server.algorithm_centralised:centralised",
+})  # fmt: skip
+"""Federated algorithms: a ``FederatedAlgorithm`` (``server/algorithms.py``), the ClientApp and ServerApp a run
+starts; ``--algorithm NAME[:ARGUMENT]`` (``fedproto:2`` passes ``2``). ``relatlas`` is the relative-space merge."""

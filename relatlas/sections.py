@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from relatlas.encoder_spec import EncoderSpec
 from relatlas.registries import (
     AGGREGATIONS,
+    ALGORITHMS,
     ANCHOR_MODES,
     DATASETS,
     ENCODERS,
@@ -253,6 +254,7 @@ class ContinualSection(Section):
 class RuntimeSection(Section):
     """Rounds, seeds, waiting, and the resources of each simulated client."""
 
+    specs: ClassVar[dict[str, Collection[str]]] = {"algorithm": ALGORITHMS}
     positive: ClassVar[tuple[str, ...]] = ("rounds", "min_clients", "node_timeout", "round_timeout", "num_cpus")
     non_negative: ClassVar[tuple[str, ...]] = ("seed", "num_gpus")
 
@@ -265,10 +267,14 @@ class RuntimeSection(Section):
     num_gpus: float = 0.0  # per simulated client; fractions share a GPU
     ray_address: str = ""  # join this Ray cluster ("auto": the local one); empty: RAY_ADDRESS, else a new local instance
     plugins: str = ""  # comma-separated modules that register entries, imported by every process (relatlas.plugins)
+    algorithm: str = "relatlas"  # the federated algorithm: NAME[:ARGUMENT] of relatlas.registries.ALGORITHMS
 
     def validate(self) -> None:
         if self.seed > MAX_SEED:
             raise ConfigError(f"seed must be in 0..{MAX_SEED} (NumPy's seed range); got {self.seed}")
+        name = split_spec(self.algorithm)[0]
+        if name not in ALGORITHMS:
+            raise ConfigError(f"unknown algorithm {name!r}; registered: {', '.join(ALGORITHMS)}")
 
 
 @dataclass(frozen=True)

@@ -43,16 +43,17 @@ PAPER_PROTOCOL_NOTE = (
 )
 
 
-def run_federation(grid: Grid, config: RunConfig) -> dict[str, Any]:
+def run_federation(grid: Grid, config: RunConfig, strategy: RelativeStrategy | None = None) -> dict[str, Any]:
     """Run every round of ``config`` on ``grid`` (after the checkpoint's, with
     ``config.resume``); checkpoint after each; write and return the results.
+    ``strategy``: relatlas's own by default; a baseline's (``server/algorithm_strategy.py``).
 
     ``results.json`` is rewritten after every round and when a round fails, so
     finished rounds are never lost.
     """
     started = time.perf_counter()
     out_dir = Path(config.out_dir)
-    strategy = RelativeStrategy(config, RunSetup.prepare(config))
+    strategy = strategy or RelativeStrategy(config, RunSetup.prepare(config))
     resumed = Checkpoint.load(Path(config.resume)) if config.resume else None
     if resumed is not None:
         check_resumable(config, resumed)

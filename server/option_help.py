@@ -64,4 +64,8 @@ HELP = {
     "parent-run": "MLflow run id to nest this run under",
     "resume": "continue the killed or interrupted run of this out-dir",
     "plugins": "comma-separated modules to import first, in every process: they register encoders, aggregations, ...",
+    "algorithm": (
+        "the federated algorithm: relatlas (the relative-space merge) or a baseline in the same harness; "
+        "fedproto:LAMBDA sets FedProto's prototype weight"
+    ),
 }

@@ -7,7 +7,8 @@ import logging
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from relatlas.server.config import RunConfig
+from relatlas.server.algorithms import algorithm_of
+from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.federation import run_federation
 
 app = ServerApp()
@@ -21,4 +22,7 @@ def main(grid: Grid, context: Context) -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s relatlas: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-    run_federation(grid, RunConfig.from_mapping(context.run_config))
+    config = RunConfig.from_mapping(context.run_config)
+    if algorithm_of(config).server_app is not None:  # its ClientApp is not the one this app's SuperNodes run
+        raise ConfigError(f"algorithm {config.algorithm} runs on the simulation engine (relatlas run); this app runs relatlas")
+    run_federation(grid, config)
