@@ -33,6 +33,7 @@ from relatlas.clients.client_app import (
     _projection_reply,
     _use_cpus,
 )
+from relatlas.clients.local_test import local_test_accuracy
 from relatlas.clients.models import Classifier
 from relatlas.clients.task import Task
 from relatlas.clients.training import TrainConfig, derive_seed, predict
@@ -63,7 +64,7 @@ def train_with(step: ClientStep, msg: Message, context: Context) -> Message:
     ``context.state``, project the round's samples and add the algorithm's record."""
     task = _decode_task(msg)
     _use_cpus(task)
-    dataset, local = _local_data(task, context)
+    dataset, local, held_back = _local_data(task, context)
     inputs: ArrayRecord = msg.content[protocol.INPUTS]
     _check_fits_samples(dataset, inputs)
     model = _model(dataset, task, context)
@@ -74,6 +75,8 @@ def train_with(step: ClientStep, msg: Message, context: Context) -> Message:
     started = time.perf_counter()
     stats, records = step(model, dataset.x_train[local], dataset.y_train[local], train, msg.content, task)
     context.state[MODEL_STATE] = ArrayRecord(model.state_dict())
+    if len(held_back):  # the heterogeneous-FL score, as relatlas's clients report it
+        stats[protocol.LOCAL_TEST_ACCURACY] = local_test_accuracy(model, dataset.x_train[held_back], dataset.y_train[held_back])
     metrics = MetricRecord(
         {"partition-id": task.partition_id, "num-examples": len(local)}
         | stats
