@@ -112,3 +112,14 @@ REGULARIZERS: Registry = Registry("regularizer", {
     "casper": "relatlas.clients.continual_strategies:casper",
 })  # fmt: skip
 """Continual regularisers: ``(config, *, seed) -> list of avalanche plugins``."""
+
+ATLAS_OBJECTIVES: Registry = Registry("atlas objective", {
+    "mse": "relatlas.aggregation.atlas_objectives:mse",
+    "kl-rows": "relatlas.aggregation.atlas_objectives:kl_rows",
+    "neighbourhood": "relatlas.aggregation.atlas_objectives:neighbourhood",
+    "neighbourhood-rows": "relatlas.aggregation.atlas_objectives:neighbourhood_rows",
+    "neighbourhood-uncertain": "relatlas.aggregation.atlas_objectives:neighbourhood_uncertain",
+    "neighbour-contrastive": "relatlas.aggregation.atlas_objectives:neighbour_contrastive",
+})  # fmt: skip
+"""Atlas objectives: ``(own_rows, atlas_rows, **options) -> loss``, the alignment a client adds, times
+``--atlas-weight``, to its own loss on a batch of public-pool samples (``aggregation/atlas_objectives.py``)."""

@@ -22,6 +22,7 @@ from relatlas.encoder_spec import EncoderSpec
 from relatlas.registries import (
     AGGREGATIONS,
     ANCHOR_MODES,
+    ATLAS_OBJECTIVES,
     DATASETS,
     ENCODERS,
     PAYLOADS,
@@ -135,7 +136,7 @@ class DataSection(Section):
     choices: ClassVar[dict[str, Collection[str]]] = {"split": SPLITS}
     specs: ClassVar[dict[str, Collection[str]]] = {"dataset": DATASETS}
     positive: ClassVar[tuple[str, ...]] = ("num_clients", "alpha")
-    non_negative: ClassVar[tuple[str, ...]] = ("shared_classes", "novel_classes")
+    non_negative: ClassVar[tuple[str, ...]] = ("shared_classes", "novel_classes", "public_pool")
 
     dataset: str = "digits"
     data_root: str = ""
@@ -146,6 +147,7 @@ class DataSection(Section):
     alpha: float = 0.5
     client_data: str = ""  # per client, cycled: its own training data (dataset specs, or node); empty: a split of dataset
     class_names: str = ""  # the run's label list, comma-separated; empty: the dataset's class names (or 0..C-1)
+    public_pool: int = 0  # training rows held out of every client's partition: the public pool the atlas is made of
 
     def validate(self) -> None:
         for spec in client_data_specs(self.client_data):
@@ -167,6 +169,7 @@ def client_data_specs(text: str) -> tuple[str, ...]:
 class ModelSection(Section):
     """What each client trains, and how long."""
 
+    choices: ClassVar[dict[str, Collection[str]]] = {"atlas_objective": ATLAS_OBJECTIVES}
     specs: ClassVar[dict[str, Collection[str]]] = {"encoder": ENCODERS}
     positive: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "learning_rate", "embedding_dim")
 
@@ -175,8 +178,12 @@ class ModelSection(Section):
     epochs: int = 3
     batch_size: int = 64
     learning_rate: float = 1e-3
+    atlas_weight: float = 0.0  # W: the client adds W x the atlas objective on public-pool batches (0: no feedback)
+    atlas_objective: str = "neighbourhood"
 
     def validate(self) -> None:
+        if not (math.isfinite(self.atlas_weight) and self.atlas_weight >= 0):
+            raise ConfigError(f"atlas-weight must be a finite number, zero or more; got {self.atlas_weight}")
         try:
             for spec in EncoderSpec.parse_list(self.encoder):
                 spec.entry()

@@ -16,6 +16,9 @@ HELP = {
         "comma-separated and cycled over the clients, or node: each SuperNode's --node-config data=SPEC"
     ),
     "class-names": "the run's label list, comma-separated, that clients with their own data map onto (empty: the dataset's)",
+    "public-pool": "training rows held out of every client's partition as the public pool the atlas is made of (0: none)",
+    "atlas-weight": "W: each client adds W x the atlas objective on public-pool batches from round 2 (0: no feedback)",
+    "atlas-objective": "how a client is pulled towards the atlas (the merged relative space of the public pool)",
     "anchors": "anchor samples each relative representation is measured against",
     "anchor-sampling": "how the public anchors are drawn",
     "anchors-mode": "where the anchors come from: shared, or each client's own samples",
