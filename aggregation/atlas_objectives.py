@@ -43,18 +43,19 @@ def kl_rows(own_rows: Tensor, atlas_rows: Tensor, *, temperature: float = TEMPER
     return F.kl_div(F.log_softmax(own_rows / temperature, dim=1), target, reduction="batchmean")
 
 
-def _neighbour_logits(x: Tensor, temperature: float) -> Tensor:
-    """Pairwise cosine similarities of the rows over ``temperature``, diagonal removed: ``[B, B - 1]``."""
-    unit = F.normalize(x, dim=1)
+def _neighbour_logits(x: Tensor, temperature: float, centre: bool = False) -> Tensor:
+    """Pairwise cosine similarities of the rows (less the batch's mean row, if ``centre``) over
+    ``temperature``, diagonal removed: ``[B, B - 1]``."""
+    unit = F.normalize(x - x.mean(dim=0, keepdim=True) if centre else x, dim=1)
     similarities = unit @ unit.T / temperature
     off_diagonal = ~torch.eye(len(x), dtype=torch.bool, device=x.device)
     return similarities[off_diagonal].view(len(x), len(x) - 1)
 
 
-def _neighbourhood_kl(own: Tensor, atlas_rows: Tensor, temperature: float) -> Tensor:
+def _neighbourhood_kl(own: Tensor, atlas_rows: Tensor, temperature: float, centre: bool = False) -> Tensor:
     """Per sample: KL between the atlas's and ``own``'s softmaxed similarities to the other samples."""
-    target = F.softmax(_neighbour_logits(atlas_rows, temperature), dim=1)
-    log_own = F.log_softmax(_neighbour_logits(own, temperature), dim=1)
+    target = F.softmax(_neighbour_logits(atlas_rows, temperature, centre), dim=1)
+    log_own = F.log_softmax(_neighbour_logits(own, temperature, centre), dim=1)
     return (torch.xlogy(target, target) - target * log_own).sum(dim=1)
 
 
@@ -65,6 +66,16 @@ def neighbourhood(
     """Relational distillation: the client's embeddings of the batch learn the atlas's
     neighbourhood structure (KL of the row-softmaxed pairwise similarities, diagonal masked)."""
     return _neighbourhood_kl(own_rows if embeddings is None else embeddings, atlas_rows, temperature).mean()
+
+
+def neighbourhood_centred(
+    own_rows: Tensor, atlas_rows: Tensor, *, embeddings: Tensor | None = None, temperature: float = TEMPERATURE,
+    **options: Any,
+) -> Tensor:  # fmt: skip
+    """``neighbourhood`` on rows and embeddings less their batch mean: cosine rows share a large
+    common part (every row near every other), which flattens the target softmax; centred, the
+    target keeps its contrast and the client is not pulled towards a collapsed embedding."""
+    return _neighbourhood_kl(own_rows if embeddings is None else embeddings, atlas_rows, temperature, centre=True).mean()
 
 
 def neighbourhood_rows(own_rows: Tensor, atlas_rows: Tensor, *, temperature: float = TEMPERATURE, **options: Any) -> Tensor:

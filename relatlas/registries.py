@@ -117,6 +117,7 @@ ATLAS_OBJECTIVES: Registry = Registry("atlas objective", {
     "mse": "relatlas.aggregation.atlas_objectives:mse",
     "kl-rows": "relatlas.aggregation.atlas_objectives:kl_rows",
     "neighbourhood": "relatlas.aggregation.atlas_objectives:neighbourhood",
+    "neighbourhood-centred": "relatlas.aggregation.atlas_objectives:neighbourhood_centred",
     "neighbourhood-rows": "relatlas.aggregation.atlas_objectives:neighbourhood_rows",
     "neighbourhood-uncertain": "relatlas.aggregation.atlas_objectives:neighbourhood_uncertain",
     "neighbour-contrastive": "relatlas.aggregation.atlas_objectives:neighbour_contrastive",

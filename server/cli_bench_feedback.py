@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from relatlas.benchmarks.feedback_suite import FeedbackSuiteConfig, run_feedback_suite
+from relatlas.benchmarks.feedback_suite import FeedbackSuiteConfig, run_feedback_in_process, run_feedback_suite
 from relatlas.benchmarks.sweep import SweepResources
 from relatlas.server.preflight import refuse_bad_input
 
@@ -20,7 +20,10 @@ def _bench_feedback(args: argparse.Namespace) -> int:
     for _, config in runs:
         refuse_bad_input(config)
     print(f"relatlas bench feedback: {len(runs)} trials, results in {suite.out_dir}/table.md", flush=True)
-    run_feedback_suite(suite, SweepResources(args.ray_address, args.cpus_per_trial, args.gpus_per_trial))
+    if args.in_process:
+        run_feedback_in_process(suite, log=lambda line: print(line, flush=True))
+    else:
+        run_feedback_suite(suite, SweepResources(args.ray_address, args.cpus_per_trial, args.gpus_per_trial))
     return 0
 
 
@@ -40,6 +43,7 @@ def add_feedback_parser(suites: argparse._SubParsersAction) -> None:
     feedback.add_argument("--ray-address", default="", help="join this Ray cluster (default: RAY_ADDRESS, else a local instance)")
     feedback.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs each parallel trial holds (default: 1)")
     feedback.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs each parallel trial holds (default: 0)")
+    feedback.add_argument("--in-process", action="store_true", help="run the trials one after another here, without Ray")
     feedback.add_argument("--out", default=defaults.out_dir)
     feedback.add_argument("--tracking-uri", default=defaults.tracking_uri)
     feedback.set_defaults(handler=_bench_feedback)

@@ -15,6 +15,7 @@ from sklearn.datasets import load_digits
 
 from relatlas.aggregation import atlas_objectives
 from relatlas.benchmarks.datasets import load_dataset
+from relatlas.benchmarks.feedback_suite import FeedbackSuiteConfig, run_feedback_in_process, with_gains
 from relatlas.benchmarks.splits import SplitError, plan_federation
 from relatlas.clients import protocol
 from relatlas.clients.atlas_feedback import AtlasError, received_atlas
@@ -197,3 +198,16 @@ def test_the_registry_lists_the_objectives_in_the_config_choices():
     assert CHOICES["atlas_objective"] is ATLAS_OBJECTIVES
     with pytest.raises(ConfigError, match="atlas-objective must be one of"):
         RunConfig(atlas_objective="nope")
+
+
+def test_the_feedback_bench_compares_each_objective_with_no_feedback_on_the_same_plan(tmp_path):
+    suite = FeedbackSuiteConfig(
+        objectives=("mse",), seeds=(0,), public_pool=128, rounds=2, eval_samples=200, probe_epochs=5,
+        out_dir=str(tmp_path / "bench"), tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+    )  # fmt: skip
+    records = run_feedback_in_process(suite, log=lambda line: None)
+    assert [(r["objective"], r["weight"]) for r in records] == [("none", 0.0), ("mse", 1.0)]
+    table = (tmp_path / "bench" / "table.md").read_text()
+    assert "| digits | none | 0.0 |" in table and "least client gain" in table
+    gains = with_gains(records)[1]
+    assert gains["least gain"] == min(a - b for a, b in zip(records[1]["client_accuracy"], records[0]["client_accuracy"]))
