@@ -1,13 +1,17 @@
 """Seeded task splits of one labelled training set across K clients.
 
 Every split returns, per client, indices into the training set. Anchors are
-chosen first and excluded, so no client trains on an anchor sample. A split is
+chosen first and excluded, so no client trains on an anchor sample; a public
+pool (``public_pool`` rows, for the atlas the server sends back) is drawn next
+from the rest, uniformly and with its own seeded generator, and excluded too, so
+a plan without one deals exactly as before. A split is
 a ``Split`` entry of ``relatlas.registries.SPLITS``: which classes each client
 holds, and how one class's samples are dealt among the clients holding it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,12 +30,13 @@ class SplitError(ValueError):
 
 @dataclass(frozen=True)
 class FederationPlan:
-    """Who holds what: the public anchors and each client's private training samples."""
+    """Who holds what: the public anchors, the public pool and each client's private training samples."""
 
     anchor_indices: np.ndarray
     client_indices: tuple[np.ndarray, ...]
     client_classes: tuple[tuple[int, ...], ...]
     shared_classes: tuple[int, ...]
+    public_indices: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
 
 ClassGroups = tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]  # (shared classes, classes of each client)
@@ -131,6 +136,7 @@ def plan_federation(
     alpha: float = 0.5,
     anchor_sampling: AnchorSampling = "uniform",
     seed: int = 0,
+    public_pool: int = 0,
 ) -> FederationPlan:
     """Choose anchors and deal the remaining training samples to clients.
 
@@ -139,7 +145,8 @@ def plan_federation(
     from shared classes. ``same-classes``: every client sees every class on disjoint,
     class-imbalanced samples (each client gets at least half its even share of each
     class). ``disjoint-classes``: disjoint class sets. ``dirichlet``: per-class
-    proportions drawn from Dirichlet(alpha).
+    proportions drawn from Dirichlet(alpha). ``public_pool`` rows are held out of
+    every client's share (``public_indices``).
     """
     labels = np.asarray(labels)
     num_classes = int(labels.max()) + 1
@@ -153,6 +160,8 @@ def plan_federation(
     except ValueError as err:
         raise SplitError(f"{err}; use fewer anchors") from None
     pool = np.setdiff1d(np.arange(len(labels)), anchors)
+    public = _public_pool(pool, public_pool, seed)
+    pool = np.setdiff1d(pool, public)
     rng = np.random.default_rng(seed + 1)
     per_client: list[list[np.ndarray]] = [[] for _ in range(num_clients)]
     for cls in range(num_classes):
@@ -165,7 +174,19 @@ def plan_federation(
     empty = [k for k, idx in enumerate(client_indices) if len(idx) == 0]
     if empty:
         raise SplitError(f"clients {first_few(empty)} received no training samples; use fewer clients or a larger alpha")
-    return FederationPlan(anchors, client_indices, client_classes, shared_classes)
+    return FederationPlan(anchors, client_indices, client_classes, shared_classes, public)
+
+
+PUBLIC_POOL_STREAM = 2  # the pool's generator is seeded apart from the dealing's (seed + 1)
+
+
+def _public_pool(rows: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """``size`` of ``rows`` drawn uniformly, sorted; none without drawing anything when ``size`` is 0."""
+    if size == 0:
+        return np.empty(0, dtype=np.int64)
+    if size >= len(rows):
+        raise SplitError(f"public-pool {size} leaves no training rows to the clients: {len(rows)} rows beside the anchors")
+    return np.sort(np.random.default_rng(seed + PUBLIC_POOL_STREAM).choice(rows, size, replace=False))
 
 
 def plan_for(labels: np.ndarray, data: DataSection, anchors: AnchorsSection, seed: int) -> FederationPlan:
@@ -182,4 +203,5 @@ def plan_for(labels: np.ndarray, data: DataSection, anchors: AnchorsSection, see
         alpha=data.alpha,
         anchor_sampling=anchors.anchor_sampling,
         seed=seed,
+        public_pool=data.public_pool,
     )

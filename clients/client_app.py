@@ -27,6 +27,7 @@ from relatlas.benchmarks.sources import loader_workers
 from relatlas.benchmarks.splits import plan_for
 from relatlas.clients import protocol
 from relatlas.clients.anchor_modes import LocalView
+from relatlas.clients.atlas_feedback import AtlasAlignment, atlas_alignment, public_relative
 from relatlas.clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state
 from relatlas.clients.frozen_backbone import cache_frozen_features
 from relatlas.clients.local_test import held_back_split, local_test_accuracy
@@ -75,7 +76,8 @@ def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) ->
         metrics = _train_continual(model, task, local, context, seed)
     else:
         labels = dataset.y_train[local] if relabel is None else relabel(dataset.y_train[local], dataset.num_classes)
-        metrics = _train_static(model, task, dataset.x_train[local], labels, seed)
+        alignment = atlas_alignment(msg.content, task, model, dataset, seed)  # checked before any step
+        metrics = _train_static(model, task, dataset.x_train[local], labels, seed, alignment)
         if len(held_back):  # scored on its true labels: the client's own model, as its user would test it
             x_test, y_test = dataset.x_train[held_back], dataset.y_train[held_back]
             metrics[protocol.LOCAL_TEST_ACCURACY] = local_test_accuracy(model, x_test, y_test)
@@ -97,7 +99,8 @@ def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) ->
         return Message(RecordDict({protocol.METRICS: metrics, protocol.ANCHORING: record}), reply_to=msg)
     samples = predict(model.embedder, inputs[protocol.SAMPLES].numpy())
     projected, anchors = mode.projection(local_view, inputs, samples)
-    return _projection_reply(msg, task, projected, samples, anchors, metrics)
+    public = public_relative(task, model.embedder, dataset, anchors) if task.model.atlas_weight else None
+    return _projection_reply(msg, task, projected, samples, anchors, metrics, public)
 
 
 @app.query()
@@ -203,11 +206,17 @@ def _model_facts(model: Classifier) -> dict[str, int]:
 
 
 def _projection_reply(
-    msg: Message, task: Task, samples: Tensor, absolute: Tensor, anchors: Tensor, metrics: MetricRecord
+    msg: Message,
+    task: Task,
+    samples: Tensor,
+    absolute: Tensor,
+    anchors: Tensor,
+    metrics: MetricRecord,
+    public: ArrayRecord | None = None,
 ) -> Message:
     """The final reply: relative subspaces of ``samples`` on ``anchors``, packed as
     the run's ``payload`` says (and, if asked, ``absolute``, the client's own
-    embeddings of the samples)."""
+    embeddings of the samples; with atlas feedback, ``public``, those of the public pool)."""
     spaces = relative_subspaces(samples, anchors, task.similarities)
     if task.merge.payload_noise > 0:
         noise_seed = derive_seed(task.runtime.seed, task.partition_id, task.round, NOISE_STREAM)
@@ -219,18 +228,22 @@ def _projection_reply(
             protocol.METRICS: metrics,
         }
     )
+    if public is not None:
+        content[protocol.PUBLIC_RELATIVE] = public
     if task.send_absolute:
         content[protocol.ABSOLUTE] = ArrayRecord({protocol.SAMPLES: Array(np.ascontiguousarray(absolute.numpy()))})
     return Message(content, reply_to=msg)
 
 
-def _train_static(model: Classifier, task: Task, x: np.ndarray, y: np.ndarray, seed: int) -> dict:
-    """``epochs`` more epochs on all local data."""
+def _train_static(
+    model: Classifier, task: Task, x: np.ndarray, y: np.ndarray, seed: int, alignment: AtlasAlignment | None = None
+) -> dict:
+    """``epochs`` more epochs on all local data (pulled towards the atlas, if ``alignment``)."""
     config = TrainConfig(
         task.model.epochs, task.model.batch_size, task.model.learning_rate, seed, loader_workers(task.runtime.num_cpus)
     )
     started = time.perf_counter()
-    stats = fit(model, x, y, config)
+    stats = fit(model, x, y, config, extra_loss=alignment)
     return {
         "num-examples": len(x),
         "train-loss": stats["train_loss"],

@@ -12,11 +12,18 @@ Server -> client, message type ``train``:
     ``inputs`` (ArrayRecord), raw inputs: ``samples`` [N, ...] to project and
         ``anchors``: the public anchors [m, ...] (``shared``), the K public seeds
         (``bootstrapped``, ``translated``), none (``class-matched``).
+    ``atlas`` (ArrayRecord, from round 2 of a run with ``atlas-weight`` > 0): ``rows``
+        [P, D] float32, the merged relative space of the run's public pool (its P rows
+        in the plan's order, D the width of the aggregation of one client), which the
+        client checks by shape and finiteness before training on it
+        (``clients/atlas_feedback.py``).
 Client -> server, the final reply of a round:
     ``relative`` (ArrayRecord): one [N, m] float array per requested similarity
         (float32 or, with payload fp16, float16); with payload ``topk:K``, two
         [N, K] arrays per similarity instead, ``<name>.values`` (float) and
         ``<name>.indices`` (integer columns), see ``clients/payload.py``;
+    ``public-relative`` (ArrayRecord, with ``atlas-weight`` > 0): one [P, m] float32
+        array per requested similarity, the client's relative rows of the public pool;
     ``absolute`` (ArrayRecord, only if asked): ``samples`` [N, d], the raw embeddings,
         for simulation-only baselines;
     ``metrics`` (MetricRecord): ``partition-id``, ``num-examples``, ``train-seconds``,
@@ -49,6 +56,7 @@ REFERENCE_SEEDS, REFERENCE_ANCHORS = "reference-seeds", "reference-anchors"
 HEAD_ACCURACY, AVALANCHE_PREFIX = "head-accuracy", "avalanche/"
 LOCAL_TEST_ACCURACY = "local-test-accuracy"  # a static client's own model on its held-back rows (clients/local_test.py)
 EMBEDDING_DIM, ENCODER_PARAMETERS = "embedding-dim", "encoder-parameters"
+ATLAS, ATLAS_ROWS, PUBLIC_RELATIVE = "atlas", "rows", "public-relative"
 
 ALLOWED_DTYPES = (np.float32, np.float16)  # what payloads fp32, fp16 and topk send
 ROUNDING = 1e-3  # slack on a similarity's value range, for float16 rounding

@@ -63,7 +63,7 @@ def device_for_worker() -> torch.device:
 
 def fit(
     model: nn.Module, x: Inputs, y: np.ndarray | Tensor, config: TrainConfig,
-    after_epoch: Callable[[], None] | None = None,
+    after_epoch: Callable[[], None] | None = None, extra_loss: Callable[[], Tensor] | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """Train ``model`` with Adam and cross-entropy, reshuffling with a seeded generator.
 
@@ -72,6 +72,8 @@ def fit(
     Returns the last epoch's mean loss and accuracy on the training data.
     ``after_epoch`` may raise to stop the training (the server's check for a signal).
     A part of the model fitted to its inputs (a TF-IDF vocabulary) is fitted on ``x`` first, once.
+    ``extra_loss``, if given, is added to every step's loss (the atlas feedback, drawing its own
+    batches); the reported loss stays the cross-entropy.
     """
     fit_to_inputs(model, x)
     device = device_for_worker()
@@ -87,7 +89,7 @@ def fit(
             logits = model(xb)
             loss = loss_fn(logits, yb)
             optimizer.zero_grad()
-            loss.backward()
+            (loss if extra_loss is None else loss + extra_loss()).backward()
             optimizer.step()
             loss_sum += loss.item() * len(yb)
             correct += int((logits.argmax(dim=1) == yb).sum())

@@ -125,3 +125,15 @@ ALGORITHMS: Registry = Registry("algorithm", {
 })  # fmt: skip
 """Federated algorithms: a ``FederatedAlgorithm`` (``server/algorithms.py``), the ClientApp and ServerApp a run
 starts; ``--algorithm NAME[:ARGUMENT]`` (``fedproto:2`` passes ``2``). ``relatlas`` is the relative-space merge."""
+
+ATLAS_OBJECTIVES: Registry = Registry("atlas objective", {
+    "mse": "relatlas.aggregation.atlas_objectives:mse",
+    "kl-rows": "relatlas.aggregation.atlas_objectives:kl_rows",
+    "neighbourhood": "relatlas.aggregation.atlas_objectives:neighbourhood",
+    "neighbourhood-centred": "relatlas.aggregation.atlas_objectives:neighbourhood_centred",
+    "neighbourhood-rows": "relatlas.aggregation.atlas_objectives:neighbourhood_rows",
+    "neighbourhood-uncertain": "relatlas.aggregation.atlas_objectives:neighbourhood_uncertain",
+    "neighbour-contrastive": "relatlas.aggregation.atlas_objectives:neighbour_contrastive",
+})  # fmt: skip
+"""Atlas objectives: ``(own_rows, atlas_rows, **options) -> loss``, the alignment a client adds, times
+``--atlas-weight``, to its own loss on a batch of public-pool samples (``aggregation/atlas_objectives.py``)."""

@@ -23,6 +23,7 @@ from relatlas.registries import (
     AGGREGATIONS,
     ALGORITHMS,
     ANCHOR_MODES,
+    ATLAS_OBJECTIVES,
     DATASETS,
     ENCODERS,
     PAYLOADS,
@@ -136,7 +137,7 @@ class DataSection(Section):
     choices: ClassVar[dict[str, Collection[str]]] = {"split": SPLITS}
     specs: ClassVar[dict[str, Collection[str]]] = {"dataset": DATASETS}
     positive: ClassVar[tuple[str, ...]] = ("num_clients", "alpha")
-    non_negative: ClassVar[tuple[str, ...]] = ("shared_classes", "novel_classes", "local_test_fraction")
+    non_negative: ClassVar[tuple[str, ...]] = ("shared_classes", "novel_classes", "local_test_fraction", "public_pool")
 
     dataset: str = "digits"
     data_root: str = ""
@@ -148,6 +149,7 @@ class DataSection(Section):
     client_data: str = ""  # per client, cycled: its own training data (dataset specs, or node); empty: a split of dataset
     class_names: str = ""  # the run's label list, comma-separated; empty: the dataset's class names (or 0..C-1)
     local_test_fraction: float = 0.0  # of each client's training rows, held back to score its own model (0: none)
+    public_pool: int = 0  # training rows held out of every client's partition: the public pool the atlas is made of
 
     def validate(self) -> None:
         if not self.local_test_fraction < 1:
@@ -173,6 +175,7 @@ def client_data_specs(text: str) -> tuple[str, ...]:
 class ModelSection(Section):
     """What each client trains, and how long."""
 
+    choices: ClassVar[dict[str, Collection[str]]] = {"atlas_objective": ATLAS_OBJECTIVES}
     specs: ClassVar[dict[str, Collection[str]]] = {"encoder": ENCODERS}
     positive: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "learning_rate", "embedding_dim")
 
@@ -181,8 +184,12 @@ class ModelSection(Section):
     epochs: int = 3
     batch_size: int = 64
     learning_rate: float = 1e-3
+    atlas_weight: float = 0.0  # W: the client adds W x the atlas objective on public-pool batches (0: no feedback)
+    atlas_objective: str = "neighbourhood"
 
     def validate(self) -> None:
+        if not (math.isfinite(self.atlas_weight) and self.atlas_weight >= 0):
+            raise ConfigError(f"atlas-weight must be a finite number, zero or more; got {self.atlas_weight}")
         try:
             for spec in EncoderSpec.parse_list(self.encoder):
                 spec.entry()

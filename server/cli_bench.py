@@ -16,6 +16,7 @@ from relatlas.benchmarks.continual_suite import SuiteConfig, run_suite
 from relatlas.benchmarks.perf import SECTIONS, PerfConfig, run_perf
 from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
 from relatlas.benchmarks.sweep import SweepResources
+from relatlas.server.cli_bench_feedback import add_feedback_parser
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.preflight import refuse_bad_input
 
@@ -217,3 +218,5 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     attacks.add_argument("--seed", type=int, default=defaults.seed)
     attacks.add_argument("--out", default=defaults.out_dir)
     attacks.set_defaults(handler=_bench_attacks)
+
+    add_feedback_parser(suites)

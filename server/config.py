@@ -59,6 +59,7 @@ class RunConfig(
         self._check_anchors_mode()
         self._check_payload()
         self._check_hostile()
+        self._check_atlas()
         if self.class_names and not self.client_data:
             raise ConfigError("class-names is the label list clients with their own data map onto: set client-data too")
         if self.scenario == "continual" and self.local_test_fraction:
@@ -97,6 +98,31 @@ class RunConfig(
         try:
             hostile = hostile_count(self.max_hostile, self.num_clients)
             check_withstands(self.aggregation, self.num_clients, hostile, f"max-hostile {self.max_hostile:g}")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+    def _check_atlas(self) -> None:
+        """A public pool big enough for the anchors and a batch; atlas feedback where it applies."""
+        if self.public_pool and self.public_pool < max(self.anchors, self.batch_size):
+            raise ConfigError(
+                f"public-pool {self.public_pool} is too small: at least the anchors ({self.anchors}) and one batch "
+                f"(batch-size {self.batch_size})"
+            )
+        if not self.atlas_weight:
+            return
+        if not self.public_pool:
+            raise ConfigError(f"atlas-weight {self.atlas_weight:g} needs a public pool to make the atlas of: set public-pool")
+        where = {
+            "scenario static": self.scenario == "static", "anchors-mode shared": self.anchors_mode == "shared",
+            "no client-data": not self.client_data,
+        }  # fmt: skip
+        missing = [condition for condition, holds in where.items() if not holds]
+        if missing:
+            raise ConfigError(f"atlas-weight > 0 needs {', '.join(missing)}")
+        from relatlas.server.atlas import check_one_client_width
+
+        try:
+            check_one_client_width(self.aggregation, self.anchors, self.num_clients)
         except ValueError as err:
             raise ConfigError(str(err)) from None
 

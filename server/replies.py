@@ -46,6 +46,7 @@ class ClientReply:
     metrics: dict[str, float]
     payload_bytes: int
     lists: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    public: dict[str, Tensor] | None = None  # its relative spaces of the public pool, in a run with atlas feedback
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Expected:
     payload_noise: float = 0.0  # the sigma clients add to their relative spaces
     payload: str = "fp32"  # the codec clients pack their relative spaces with (``clients/payload.py``)
     local_test: bool = False  # clients score their own model on held-back rows (``clients/local_test.py``)
+    public_samples: int = 0  # public-pool rows each client projects too (atlas feedback), in float32
 
     def value_range(self, similarity: str) -> tuple[float, float]:
         """What a client's dense values of ``similarity`` may hold, noise included."""
@@ -76,7 +78,8 @@ class Expected:
         """The most bytes a final reply may hold: float32 values and int64 indices
         for every anchor of every similarity, absolute embeddings in float32, metrics."""
         relative = self.num_samples * self.num_anchors * 12 * len(self.similarities)
-        return relative + (self.num_samples * self.embedding_dim * 4 if self.absolute else 0) + _METRICS_BYTES
+        public = self.public_samples * self.num_anchors * 4 * len(self.similarities)
+        return relative + public + (self.num_samples * self.embedding_dim * 4 if self.absolute else 0) + _METRICS_BYTES
 
 
 _METRICS_BYTES = HEADER_SLACK + 8 * MAX_METRIC_VALUES
@@ -158,7 +161,7 @@ def _metrics(content: RecordDict) -> tuple[dict[str, float], dict[str, list[floa
 
 def parse_reply(message: Message, expected: Expected) -> ClientReply:
     """Check a reply against ``expected`` and convert it; raise ``ReplyError`` if invalid."""
-    asked = (protocol.ABSOLUTE,) if expected.absolute else ()
+    asked = ((protocol.ABSOLUTE,) if expected.absolute else ()) + ((protocol.PUBLIC_RELATIVE,) if expected.public_samples else ())
     content = _content(message, (protocol.RELATIVE, protocol.METRICS), expected.max_projection_bytes, asked)
     spaces, payload = {}, 0
     for similarity in expected.similarities:
@@ -174,6 +177,7 @@ def parse_reply(message: Message, expected: Expected) -> ClientReply:
         if embeddings.ndim != 2 or embeddings.shape[0] != expected.num_samples:
             raise ReplyError(f"absolute embeddings have shape {embeddings.shape}; expected ({expected.num_samples}, d)")
         absolute = torch.from_numpy(embeddings.astype(np.float32))
+    public = _public_spaces(content, expected)
     metrics, lists = _metrics(content)
     partition = _partition(metrics, expected)
     num_examples = metrics.get("num-examples", 0.0)
@@ -183,7 +187,29 @@ def parse_reply(message: Message, expected: Expected) -> ClientReply:
             f"num-examples must be an integer in [1, {ceiling:g}] (the partition's training samples); got {num_examples:g}"
         )
     _check_local_test(metrics, expected)
-    return ClientReply(message.metadata.src_node_id, partition, spaces, absolute, int(num_examples), metrics, payload, lists)
+    public_bytes = sum(space.numel() * 4 for space in (public or {}).values())
+    return ClientReply(
+        message.metadata.src_node_id, partition, spaces, absolute, int(num_examples), metrics, payload + public_bytes, lists,
+        public,
+    )  # fmt: skip
+
+
+def _public_spaces(content: RecordDict, expected: Expected) -> dict[str, Tensor] | None:
+    """The client's [P, m] relative spaces of the public pool, where the run asks for them."""
+    if not expected.public_samples:
+        return None
+    if protocol.PUBLIC_RELATIVE not in content:
+        raise ReplyError(f"reply lacks record {protocol.PUBLIC_RELATIVE!r}, the public pool's relative spaces")
+    record = content[protocol.PUBLIC_RELATIVE]
+    _only_arrays(record, set(expected.similarities), protocol.PUBLIC_RELATIVE)
+    spaces = {}
+    for similarity in expected.similarities:
+        array = float_array(record, similarity, protocol.PUBLIC_RELATIVE, expected.value_range(similarity))
+        if array.shape != (expected.public_samples, expected.num_anchors):
+            shape = (expected.public_samples, expected.num_anchors)
+            raise ReplyError(f"{protocol.PUBLIC_RELATIVE}[{similarity!r}] has shape {array.shape}; expected {shape}")
+        spaces[similarity] = torch.from_numpy(array.astype(np.float32))
+    return spaces
 
 
 def _check_local_test(metrics: dict[str, float], expected: Expected) -> None:

@@ -26,6 +26,7 @@ from relatlas.clients.task import Task
 from relatlas.clients.training import TrainConfig
 from relatlas.encoder_spec import EncoderSpec, widest_embedding
 from relatlas.registries import ANCHOR_MODES
+from relatlas.server.atlas import check_pool_disjoint
 from relatlas.server.centralized import CentralizedReference
 from relatlas.server.checkpoint import config_hash
 from relatlas.server.client_curves import local_test_scores
@@ -77,6 +78,7 @@ class RunSetup:
             _, subset = stratified_split(labels, config.eval_samples / len(labels), config.seed)
             samples, labels = samples[subset], labels[subset]
         anchors, samples = wire_array(anchors), wire_array(samples)  # the pool, read whole once: it is sent every round
+        check_pool_disjoint(wire_array(dataset.x_train[plan.public_indices]), samples)
         public_labels = None
         if needs_labels(config.aggregation):  # clients project the anchors too, so the merge learns from their labels
             samples, public_labels = np.concatenate([samples, anchors]), dataset.y_train[plan.anchor_indices]
@@ -89,6 +91,7 @@ class RunSetup:
             config.anchors_mode, config.seed_anchors, widest_embedding(config.encoder, config.embedding_dim),
             partition_sizes=() if own_data else tuple(len(rows) for rows in plan.client_indices),
             payload_noise=config.payload_noise, payload=config.payload, local_test=config.local_test_fraction > 0,
+            public_samples=len(plan.public_indices) if config.atlas_weight else 0,
         )  # fmt: skip
         train_part, test_part = stratified_split(labels, PROBE_TEST_FRACTION, config.seed)
         probes = ProbeSplit(train_part, test_part, labels, dataset.num_classes, config.probe_epochs, config.seed)
@@ -143,12 +146,12 @@ class RunSetup:
             anchoring=self.anchor_plan.task() | dict(anchoring or {}),
         )
 
-    def train_messages(self, partitions: Mapping[int, int], round_number: int) -> list[Message]:
+    def train_messages(self, partitions: Mapping[int, int], round_number: int, atlas: ArrayRecord | None = None) -> list[Message]:
         """One ``train`` message per node (``partitions``: node -> partition): the
-        client's task, and the inputs of the anchor mode's first message."""
+        client's task, the inputs of the anchor mode's first message and, if given, the atlas."""
         inputs = self.anchor_mode.train_inputs(self.sent)
         return [
-            _message(self.task(round_number, partition), inputs, node, protocol.TRAIN, round_number)
+            _message(self.task(round_number, partition), inputs, node, protocol.TRAIN, round_number, atlas)
             for node, partition in partitions.items()
         ]
 
@@ -195,8 +198,12 @@ class RunSetup:
         return RoundOutcome(metrics | _round_facts(replies, round_number), merged, central)
 
 
-def _message(task: Task, inputs: dict[str, Array], node: int, message_type: str, round_number: int) -> Message:
+def _message(
+    task: Task, inputs: dict[str, Array], node: int, message_type: str, round_number: int, atlas: ArrayRecord | None = None
+) -> Message:
     content = RecordDict({protocol.TASK: ConfigRecord(task.to_record()), protocol.INPUTS: ArrayRecord(inputs)})
+    if atlas is not None:
+        content[protocol.ATLAS] = atlas
     return Message(content, dst_node_id=node, message_type=message_type, group_id=str(round_number))
 
 

@@ -34,8 +34,9 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from relatlas.aggregation.aggregators import check_withstands, hostile_count
+from relatlas.aggregation.aggregators import aggregate, check_withstands, hostile_count
 from relatlas.aggregation.screening import screen
+from relatlas.server.atlas import atlas_record
 from relatlas.server.config import RunConfig
 from relatlas.server.exchange import FederationError, exchange, unanswered, validate, wait_for_nodes
 from relatlas.server.replies import ClientReply, parse_anchoring, parse_reply
@@ -70,6 +71,7 @@ class RelativeStrategy(Strategy):
         self._sent: list[Message] = []
         self._round_started = 0.0
         self._reference_round = 0  # the last round the centralised reference trained for
+        self.atlas: ArrayRecord | None = None  # the last round's merge of the public pool, sent with the next round
 
     def assign(self, nodes: Sequence[int]) -> None:
         """Bind the nodes, in id order, to partitions 0, 1, ...: a node trains on the
@@ -78,7 +80,8 @@ class RelativeStrategy(Strategy):
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
         """The round's ``train`` messages; the first call waits for the nodes (``node-timeout``).
-        Clients keep their own models, so ``arrays`` and ``config`` are not sent."""
+        Clients keep their own models, so ``arrays`` and ``config`` are not sent; with
+        ``atlas-weight`` > 0, the last round's atlas is (none in the first round, or after a resume)."""
         self._grid = grid
         if not self.partitions:
             cfg = self.config
@@ -86,7 +89,7 @@ class RelativeStrategy(Strategy):
             log.info("%d clients; rounds %d-%d, %d epochs each", len(self.partitions), server_round, cfg.num_rounds, cfg.epochs)
         log.info("round %d/%d: training on %d clients", server_round, self.config.num_rounds, len(self.partitions))
         self._round_started = time.perf_counter()
-        self._sent = self.setup.train_messages(self.partitions, server_round)
+        self._sent = self.setup.train_messages(self.partitions, server_round, self.atlas)
         return self._sent
 
     def train_reference(self, server_round: int) -> None:
@@ -119,6 +122,10 @@ class RelativeStrategy(Strategy):
         outcome.metrics["round_seconds"] = time.perf_counter() - self._round_started
         self.rounds.append(outcome.metrics)
         self.outcome = outcome
+        if self.setup.expected.public_samples:
+            weights = [r.num_examples for r in valid] if self.config.merge_weights == "samples" else None
+            pools = [r.public for r in valid if r.public is not None]
+            self.atlas = atlas_record(aggregate(self.config.aggregation, pools, weights=weights, hostile=hostile))
         log.info("round %d: merged accuracy %.3f", server_round, outcome.metrics["merged_accuracy"])
         merged = None if outcome.merged is None else ArrayRecord({MERGED: Array(np.ascontiguousarray(outcome.merged.numpy()))})
         return merged, MetricRecord(scalar_metrics(outcome.metrics))

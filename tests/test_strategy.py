@@ -4,24 +4,17 @@ relatlas's own loop on the same grid."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
-from flwr.app import ArrayRecord, Context, Message, RecordDict
-from flwr.serverapp import Grid
+from flwr.app import ArrayRecord, Message
 from flwr.supercore.task_identity import TaskIdentity
 
-from relatlas.clients import protocol
-from relatlas.clients.checkpoint import STATE_DIR_KEY
-from relatlas.clients.client_app import query, train
 from relatlas.server.federation import run_federation
+from relatlas.server.local_grid import LocalGrid
 from relatlas.server.strategy import MERGED, RelativeStrategy
 from tests.conftest import small_run_config
 from tests.hostile_clients import ATTACKS
-
-HANDLERS = {protocol.TRAIN: train, protocol.QUERY: query}
 
 
 @pytest.fixture(autouse=True)
@@ -32,49 +25,23 @@ def serverapp_identity(tmp_path, monkeypatch):
         monkeypatch.setattr(TaskIdentity, name, value)
 
 
-class InProcessGrid(Grid):
+class InProcessGrid(LocalGrid):
     """Flower's Message API to nodes 101, 102, ... that answer at once; ``silent`` nodes never do,
     ``colluding`` ones send the same made-up cosines (``uniform-random`` of ``tests/hostile_clients.py``)."""
 
     def __init__(self, num_nodes: int, state_dir: Path, silent: tuple[int, ...] = (), colluding: tuple[int, ...] = ()) -> None:
-        config = {STATE_DIR_KEY: str(state_dir)}
-        self.contexts = {n: Context(0, n, config, RecordDict(), {}) for n in range(101, 101 + num_nodes)}
+        super().__init__(num_nodes, state_dir)
         self.silent = silent
         self.colluding = colluding
-        self.replies: dict[str, Message] = {}
 
-    def set_run(self, run_id: int) -> None:
-        raise NotImplementedError
-
-    @property
-    def run(self):
-        raise NotImplementedError
-
-    def create_message(self, *args, **kwargs) -> Message:
-        raise NotImplementedError
-
-    def get_node_ids(self) -> Iterable[int]:
-        return list(self.contexts)
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        ids = []
-        for message in messages:
-            message.metadata.__dict__["_message_id"] = str(uuid4())  # as Flower's own grids do
-            node = message.metadata.dst_node_id
-            if node not in self.silent:
-                handler = HANDLERS[message.metadata.message_type]
-                reply = handler(message, self.contexts[node])
-                if node in self.colluding:
-                    ATTACKS["uniform-random"](reply)
-                self.replies[message.metadata.message_id] = reply
-            ids.append(message.metadata.message_id)
-        return ids
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        return [self.replies.pop(mid) for mid in message_ids if mid in self.replies]
-
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
-        return self.pull_messages(self.push_messages(messages))
+    def answer(self, message: Message) -> Message | None:
+        node = message.metadata.dst_node_id
+        if node in self.silent:
+            return None
+        reply = super().answer(message)
+        if node in self.colluding:
+            ATTACKS["uniform-random"](reply)
+        return reply
 
 
 def _config(tmp_path: Path, **overrides):

@@ -1,0 +1,119 @@
+"""``relatlas bench feedback``: does the atlas the server sends back teach the
+clients? The issue's setting (3 MLP clients, 4 shared and 2 own classes each, 64
+anchors, a public pool, 5 rounds of 1 epoch) without feedback against each atlas
+objective and weight, per seed: every client's own-space accuracy and the merged
+accuracy of the last round, and their gains over the run without feedback."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relatlas.benchmarks.suite import grouped_table, run_sweep, save_records
+from relatlas.benchmarks.sweep import SweepResources, Trial
+from relatlas.server.config import RunConfig
+from relatlas.server.federation import run_federation
+from relatlas.server.local_grid import LocalGrid
+
+NO_FEEDBACK = "none"
+
+
+@dataclass(frozen=True)
+class FeedbackSuiteConfig:
+    """The grid: objectives x weights x seeds, plus the run without feedback on the same plan."""
+
+    dataset: str = "digits"
+    data_root: str = ""
+    objectives: tuple[str, ...] = ("mse", "kl-rows", "neighbourhood")
+    weights: tuple[float, ...] = (1.0,)
+    seeds: tuple[int, ...] = (0, 1)
+    public_pool: int = 300
+    rounds: int = 5
+    epochs: int = 1
+    eval_samples: int = 0
+    probe_epochs: int = 30
+    out_dir: str = "runs/bench-feedback"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "relatlas-bench"
+
+    def run_configs(self) -> list[tuple[dict[str, Any], RunConfig]]:
+        """(labels, config) of every trial; the same split, pool and seeds in each, so only the feedback differs."""
+        cells = [(NO_FEEDBACK, 0.0)] + list(itertools.product(self.objectives, self.weights))
+        runs = []
+        for (objective, weight), seed in itertools.product(cells, self.seeds):
+            name = f"{self.dataset.replace(':', '-').replace('/', '-')}-{objective}-w{weight:g}-seed{seed}"
+            config = RunConfig(
+                dataset=self.dataset, data_root=self.data_root, split="shared-classes", num_clients=3, shared_classes=4,
+                novel_classes=2, anchors=64, encoder="mlp", public_pool=self.public_pool, rounds=self.rounds,
+                epochs=self.epochs, seed=seed, eval_samples=self.eval_samples, probe_epochs=self.probe_epochs,
+                atlas_weight=weight, atlas_objective=objective if weight else RunConfig.atlas_objective,
+                simulation_baselines=False, out_dir=str(Path(self.out_dir) / name), tracking_uri=self.tracking_uri,
+                experiment=self.experiment,
+            )  # fmt: skip
+            labels = {"dataset": self.dataset, "objective": objective, "weight": weight, "seed": seed, "trial": name}
+            runs.append((labels, config))
+        return runs
+
+    def trials(self) -> list[Trial]:
+        return [
+            Trial(labels["trial"], "relatlas.benchmarks.feedback_suite:local_trial", config.to_mapping(), labels)
+            for labels, config in self.run_configs()
+        ]
+
+
+def local_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus: float) -> dict[str, Any]:
+    """A Runner: one federation on a ``LocalGrid`` (its clients in this trial's process, no
+    Ray of its own: 15 small federations fit a laptop); the last round's figures and the curve."""
+    config = RunConfig.from_mapping(params | {"parent-run": parent_run_id})
+    results = run_federation(LocalGrid(config.num_clients, Path(config.out_dir) / "client-state"), config)
+    curve = {key: [r[key] for r in results["rounds"]] for key in ("merged_accuracy", "client_accuracy")}
+    return {k: v for k, v in results.items() if k not in ("config", "rounds", "note")} | {"curve": curve}
+
+
+def with_gains(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each record with its clients' own-space accuracies apart and the gains over the run
+    without feedback of the same dataset and seed: every client's, the least, and the merge's."""
+    plain = {(r["dataset"], r["seed"]): r for r in records if r["objective"] == NO_FEEDBACK}
+    rows = []
+    for record in records:
+        row = dict(record) | {f"client {i}": a for i, a in enumerate(record["client_accuracy"])}
+        base = plain.get((record["dataset"], record["seed"]))
+        if base is not None:
+            gains = [a - b for a, b in zip(record["client_accuracy"], base["client_accuracy"])]
+            row |= {f"gain {i}": g for i, g in enumerate(gains)}
+            row |= {"least gain": min(gains), "merged gain": record["merged_accuracy"] - base["merged_accuracy"]}
+        rows.append(row)
+    return rows
+
+
+def feedback_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown: one row per (dataset, objective, weight), mean ± std over seeds."""
+    rows = with_gains(records)
+    clients = sorted({key for row in rows for key in row if key.startswith("client ")})
+    gains = sorted({key for row in rows for key in row if key.startswith("gain ")})
+    columns = {"merged": "merged_accuracy"} | {c: c for c in clients}
+    if gains:
+        columns |= {g: g for g in gains} | {"least client gain": "least gain", "merged gain": "merged gain"}
+    return grouped_table(rows, ("dataset", "objective", "weight"), columns)
+
+
+def run_feedback_suite(suite: FeedbackSuiteConfig, resources: SweepResources) -> list[dict[str, Any]]:
+    return run_sweep(
+        "bench-feedback", dataclasses.asdict(suite), suite.trials(), resources,
+        out_dir=Path(suite.out_dir), tracking_uri=suite.tracking_uri, experiment=suite.experiment, table=feedback_table,
+    )  # fmt: skip
+
+
+def run_feedback_in_process(suite: FeedbackSuiteConfig, log=print) -> list[dict[str, Any]]:
+    """The same trials one after another in this process, without Ray (a machine short of memory
+    for a Ray instance); each federation logs its own MLflow run. Same runner, same numbers."""
+    records: list[dict[str, Any]] = []
+    for trial in suite.trials():
+        records.append(trial.labels | {"status": "completed"} | local_trial(trial.params, "", 1, 0.0))
+        save_records(Path(suite.out_dir), records, feedback_table(records))
+        log(f"{trial.name}: merged {records[-1]['merged_accuracy']:.3f}, clients {records[-1]['client_accuracy']}")
+    return records
