@@ -139,8 +139,10 @@ def _with_records(message: Message, records: Records) -> Message:
 
 def check_baseline(config: RunConfig) -> None:
     """What every baseline needs of a run: the static scenario, a one-phase anchor
-    mode, and no ``--resume`` (a baseline's server state lives in memory only)."""
+    mode, no ``--resume`` (a baseline's server state lives in memory only) and no atlas (relatlas's feedback)."""
     name = config.algorithm
+    if config.atlas_weight:
+        raise ConfigError(f"algorithm {name} sends back what it sends back; --atlas-weight is relatlas's feedback")
     if config.scenario != "static":
         raise ConfigError(f"algorithm {name} runs the static scenario; the continual one is relatlas's (--algorithm relatlas)")
     if ANCHOR_MODES.get(config.anchors_mode).two_phase:

@@ -110,6 +110,7 @@ def test_fedavg_refuses_clients_of_different_encoders_in_one_line(tmp_path):
         ({"algorithm": "fedproto", "encoder": "mlp,mlp:dim=32"}, "fedproto averages prototypes of one width, but the encoders"),
         ({"algorithm": "local", "scenario": "continual"}, "algorithm local runs the static scenario"),
         ({"algorithm": "fedavg", "anchors-mode": "translated"}, "anchors-mode translated has two"),
+        ({"algorithm": "fedproto", "atlas-weight": 1, "public-pool": 100}, "--atlas-weight is relatlas's feedback"),
         ({"algorithm": "centralised", "client-data": "digits"}, "with client-data it stays on the clients"),
     ],
 )
