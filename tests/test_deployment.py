@@ -158,7 +158,7 @@ def _is_process(process: psutil.Process, name: str) -> bool:
 def test_a_client_killed_mid_round_is_dropped_and_the_round_completes(federation, tmp_path):
     """Last in this module: it kills SuperNode 2."""
     victim = psutil.Process(federation.recorded()["processes"][3]["pid"])
-    overrides = _overrides(tmp_path, "killed", **{"round-timeout": 30.0, "simulation-baselines": False, "epochs": 3})
+    overrides = _overrides(tmp_path, "killed", **{"round-timeout": 60.0, "simulation-baselines": False, "epochs": 3})
     run = threading.Thread(target=federation.run, args=(ROOT, overrides))
     run.start()
     deadline = time.monotonic() + 120
