@@ -32,7 +32,8 @@ def test_cli_options_mirror_the_config():
     [
         (
             {"aggregation": "mode"},
-            "aggregation must be one of mean, product, product-sum, product-learned, product-weighted, concat, median, trimmed-mean, krum, multi-krum; got 'mode'",
+            "aggregation must be one of mean, product, product-sum, product-learned, product-weighted, concat, median, "
+            "trimmed-mean, krum, multi-krum; got 'mode'",
         ),
         ({"rounds": 0}, "rounds must be positive"),
         ({"epochs": "3"}, "epochs must be int"),
