@@ -22,7 +22,8 @@ from relatlas.server.option_help import HELP
         (["--clients", "5", "--aggregation", "trimmed-mean", "--max-hostile", "3"], "trimmed-mean withstands 2 of 5 and needs 7"),
         (
             ["--aggregation", "mode"],
-            "aggregation must be one of mean, product, product-sum, concat, median, trimmed-mean, krum, multi-krum",
+            "aggregation must be one of mean, product, product-sum, product-learned, product-weighted, concat, median, "
+            "trimmed-mean, krum, multi-krum",
         ),
         (["--scenario", "continual", "--experiences", "11"], "has 1 to 10 experiences, got 11"),
         (["--strategy", "naive", "--regularizer", "casper"], "strategy naive has none"),
@@ -137,7 +138,7 @@ def test_every_run_option_has_a_description_and_its_allowed_values():
     flat = " ".join(usage.stdout.split())
     aggregation = (
         "how the server merges the clients' relative spaces; "
-        "one of mean, product, product-sum, concat, median, trimmed-mean, krum, multi-krum"
+        "one of mean, product, product-sum, product-learned, product-weighted, concat, median, trimmed-mean, krum, multi-krum"
     )
     assert f"--aggregation STR {aggregation} (default: 'mean')" in flat
     assert "--outlier-threshold FLOAT drop a client this many times" in flat
