@@ -78,7 +78,8 @@ class RunSetup:
             _, subset = stratified_split(labels, config.eval_samples / len(labels), config.seed)
             samples, labels = samples[subset], labels[subset]
         anchors, samples = wire_array(anchors), wire_array(samples)  # the pool, read whole once: it is sent every round
-        check_pool_disjoint(wire_array(dataset.x_train[plan.public_indices]), samples)
+        if len(plan.public_indices):  # read only where there is a pool: a lazy source decodes what it is asked for
+            check_pool_disjoint(wire_array(dataset.x_train[plan.public_indices]), samples)
         public_labels = None
         if needs_labels(config.aggregation):  # clients project the anchors too, so the merge learns from their labels
             samples, public_labels = np.concatenate([samples, anchors]), dataset.y_train[plan.anchor_indices]
