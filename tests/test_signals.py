@@ -59,7 +59,7 @@ def _signal_group(run: subprocess.Popen, signum: int) -> tuple[int, float, list[
     os.killpg(run.pid, signum)
     code = run.wait(timeout=60)
     seconds = time.monotonic() - signalled
-    _, alive = psutil.wait_procs(processes, timeout=5)
+    _, alive = psutil.wait_procs(processes, timeout=15)  # a loaded machine takes seconds to reap Ray's workers
     return code, seconds, [p.pid for p in alive if p.status() != psutil.STATUS_ZOMBIE]
 
 
