@@ -59,8 +59,10 @@ def test_fedavg_averages_one_model_with_flowers_strategy(tmp_path):
 
 
 def test_fedproto_sends_prototypes_back_to_heterogeneous_encoders(tmp_path):
-    _, results = _run(tmp_path, algorithm="fedproto:0.5", encoder="mlp,mlp:hidden=32")
+    _, results = _run(tmp_path, algorithm="fedproto:0.5", encoder="mlp,mlp:hidden=32", **{"local-test-fraction": 0.2})
     assert [r["prototype_classes"] for r in results["rounds"]] == [10, 10]  # shared-classes: every class held by some client
+    assert len(results["client_local_test_accuracy"]) == 2 and all(map(_fraction, results["client_local_test_accuracy"]))
+    assert _fraction(results["average_client_test_accuracy"])  # HtFLlib's score, as relatlas's clients report it
     assert len(results["client_prototype_accuracy"]) == 2 and all(map(_fraction, results["client_prototype_accuracy"]))
     assert all(map(_fraction, results["client_model_accuracy"])) and _fraction(results["merged_accuracy"])
     assert results["client_encoder_parameters"][0] != results["client_encoder_parameters"][1]
