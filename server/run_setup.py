@@ -164,10 +164,14 @@ class RunSetup:
             for partition, (extra_task, extra_inputs) in paired.items()
         ]  # fmt: skip
 
+    def merge_weights(self, replies: Sequence[ClientReply]) -> list[int] | None:
+        """Each reply's weight in a merge (``merge-weights``): its sample count, or None for equal weights."""
+        return [r.num_examples for r in replies] if self.config.merge_weights == "samples" else None
+
     def evaluate(self, replies: Sequence[ClientReply], round_number: int, hostile: int | None = None) -> RoundOutcome:
         """Merge the replies, against ``hostile`` of them if declared, and score the
         merged space against the references."""
-        weights = [r.num_examples for r in replies] if self.config.merge_weights == "samples" else None
+        weights = self.merge_weights(replies)
         spaces, labelled = split_public([r.spaces for r in replies], len(self.labels), self.public_labels, self.config.seed)
         if self.experiences is not None:
             metrics = evaluate_experience(

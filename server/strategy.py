@@ -123,9 +123,9 @@ class RelativeStrategy(Strategy):
         self.rounds.append(outcome.metrics)
         self.outcome = outcome
         if self.setup.expected.public_samples:
-            weights = [r.num_examples for r in valid] if self.config.merge_weights == "samples" else None
-            pools = [r.public for r in valid if r.public is not None]
-            self.atlas = atlas_record(aggregate(self.config.aggregation, pools, weights=weights, hostile=hostile))
+            pools = [r.public for r in valid]  # every valid reply has them: parse_reply asks for them
+            merged_pool = aggregate(self.config.aggregation, pools, weights=self.setup.merge_weights(valid), hostile=hostile)
+            self.atlas = atlas_record(merged_pool)
         log.info("round %d: merged accuracy %.3f", server_round, outcome.metrics["merged_accuracy"])
         merged = None if outcome.merged is None else ArrayRecord({MERGED: Array(np.ascontiguousarray(outcome.merged.numpy()))})
         return merged, MetricRecord(scalar_metrics(outcome.metrics))
