@@ -249,6 +249,6 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     teach.add_argument("--atlas-objective", default=defaults.atlas_objective, help=f"of row {ATLAS_ROW}")
     teach.add_argument("--eval-samples", type=int, default=None, help="default: the setting's (default: the whole test set)")
     teach.add_argument("--probe-epochs", type=int, default=defaults.probe_epochs)
-    teach.add_argument("--in-process", action="store_true", help="run the trials one after another here, without Ray")
+    teach.add_argument("--in-process", action="store_true", help="run the trials one after another, without Ray")
     _add_sweep_options(teach, defaults)
     teach.set_defaults(handler=_bench_teach)
