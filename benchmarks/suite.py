@@ -14,25 +14,30 @@ from typing import Any
 
 import mlflow
 
-from relatlas.benchmarks.sweep import SweepResources, Trial, run_trials
+from relatlas.benchmarks.sweep import SweepResources, Trial, run_trials, run_trials_here
 from relatlas.safe_files import private_dir, write_text_atomic
 from relatlas.server.tracking import use_tracking
 
 
-def mean_std(values: Sequence[float | None]) -> str:
-    """``mean ± std`` of the values that exist, ``-`` if none does."""
+def mean_std(values: Sequence[float | None], missing: str = "-") -> str:
+    """``mean ± std`` of the values that exist, ``missing`` if none does."""
     values = [v for v in values if v is not None]
     if not values:
-        return "-"
+        return missing
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.3f} ± {spread:.3f}"
 
 
 def grouped_table(
-    records: Sequence[Mapping[str, Any]], keys: Sequence[str], columns: Mapping[str, str], count: str = "seeds"
+    records: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    columns: Mapping[str, str],
+    count: str = "seeds",
+    missing: str = "-",
 ) -> str:
     """Markdown: one row per distinct ``keys`` (in order of first appearance), each
-    of ``columns`` (label -> record key) as mean ± std over the group, then the group's size (column ``count``)."""
+    of ``columns`` (label -> record key) as mean ± std over the group (``missing`` where
+    no record of the group has a value), then the group's size (column ``count``)."""
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for record in records:
         groups.setdefault(tuple(record[k] for k in keys), []).append(record)
@@ -40,7 +45,7 @@ def grouped_table(
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, group in groups.items():
         cells = [str("-" if k is None else k) for k in key]
-        cells += [mean_std([g[column] for g in group]) for column in columns.values()]
+        cells += [mean_std([g[column] for g in group], missing) for column in columns.values()]
         lines.append("| " + " | ".join([*cells, str(len(group))]) + " |")
     return "\n".join(lines)
 
@@ -76,9 +81,11 @@ def run_sweep(
     tracking_uri: str,
     experiment: str,
     table: Callable[[Sequence[Mapping[str, Any]]], str],
+    in_process: bool = False,
 ) -> list[dict[str, Any]]:
-    """Run ``trials`` in parallel under one MLflow suite run ``name``; ``table``
-    renders the completed records. Failed trials are listed under the table."""
+    """Run ``trials`` in parallel under one MLflow suite run ``name`` (``in_process``: one
+    after another, without Ray: ``run_trials_here``); ``table`` renders the completed
+    records. Failed trials are listed under the table."""
     arrived: list[dict[str, Any]] = []
 
     def render(records: Sequence[Mapping[str, Any]]) -> str:
@@ -90,7 +97,7 @@ def run_sweep(
         save_records(out_dir, arrived, render(arrived))
 
     with suite_run(name, params, tracking_uri, experiment) as parent:
-        records = run_trials(trials, parent, resources, keep)
+        records = (run_trials_here if in_process else run_trials)(trials, parent, resources, keep)
         save_records(out_dir, records, render(records))
         for name in ("table.md", "suite.json"):
             mlflow.log_artifact(str(out_dir / name))

@@ -115,6 +115,25 @@ def run_trials(
         ray.shutdown()
 
 
+def run_trials_here(
+    trials: Sequence[Trial], parent_run_id: str, resources: SweepResources, on_record: Callable[[dict[str, Any]], None]
+) -> list[dict[str, Any]]:
+    """``run_trials`` without Ray: each trial in a fresh process of its own, as a Ray task
+    runs it (the same runner, the same numbers), one after another on this machine
+    (one short of memory for a Ray instance)."""
+    records = []
+    for trial in trials:
+        records.append(_trial_process(trial, parent_run_id, resources.cpus_per_trial, resources.gpus_per_trial, os.getcwd()))
+        on_record(records[-1])
+    return records
+
+
+def results_record(out_dir: Path) -> dict[str, Any]:
+    """A finished run's ``results.json`` without the config, the per-round detail and the note: a trial's record fields."""
+    results = json.loads((out_dir / "results.json").read_text())
+    return {k: v for k, v in results.items() if k not in ("config", "rounds", "note")}
+
+
 def federation_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus: float) -> dict[str, Any]:
     """A Runner: one federation (run-config ``params``) on its own Ray instance;
     its ``results.json`` without the per-round detail, plus training seconds
@@ -124,9 +143,9 @@ def federation_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus
 
     config = RunConfig.from_mapping(params | {"parent-run": parent_run_id})
     run_simulation(config, own_instance=(cpus, math.ceil(gpus)))  # a GPU share is a whole GPU to the trial's instance
-    results = json.loads((Path(config.out_dir) / "results.json").read_text())
-    seconds = sum(max(r["client_train_seconds"]) for r in results["rounds"])
-    return {k: v for k, v in results.items() if k not in ("config", "rounds", "note")} | {"train_seconds": seconds}
+    rounds = json.loads((Path(config.out_dir) / "results.json").read_text())["rounds"]
+    seconds = sum(max(r["client_train_seconds"]) for r in rounds)
+    return results_record(Path(config.out_dir)) | {"train_seconds": seconds}
 
 
 def main(spec_path: str, result_path: str) -> None:

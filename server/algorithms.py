@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from flwr.app import Context, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
@@ -60,3 +62,15 @@ def run_algorithm(config: RunConfig, algorithm: FederatedAlgorithm) -> None:
     from relatlas.server.simulation import run_simulation  # Ray and Flower's engine: only when a run starts
 
     run_simulation(config, client_app=algorithm.client_app, server_app=algorithm.server_app)
+
+
+def run_algorithm_here(config: RunConfig, algorithm: FederatedAlgorithm) -> None:
+    """Run ``algorithm`` in this process on a ``LocalGrid``: its ServerApp and ClientApps as
+    ``run_algorithm`` runs them, without Ray (a benchmark of many small federations on one
+    machine); the clients' state under ``out_dir/client-state``."""
+    from relatlas.server.local_grid import LocalGrid  # relatlas's ClientApp: only when a run starts
+    from relatlas.server.server_app import app as relatlas_server_app  # it imports this module
+
+    grid = LocalGrid(config.num_clients, Path(config.out_dir) / "client-state", algorithm.client_app)
+    context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=config.to_mapping())
+    (algorithm.server_app or relatlas_server_app)(grid, context)

@@ -16,6 +16,7 @@ from relatlas.benchmarks.continual_suite import SuiteConfig, run_suite
 from relatlas.benchmarks.perf import SECTIONS, PerfConfig, run_perf
 from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
 from relatlas.benchmarks.sweep import SweepResources
+from relatlas.benchmarks.teach_suite import ATLAS_ROW, ROWS, SETTINGS, TeachSuiteConfig, run_teach_suite
 from relatlas.server.cli_bench_feedback import add_feedback_parser
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.preflight import refuse_bad_input
@@ -113,6 +114,21 @@ def _bench_attacks(args: argparse.Namespace) -> int:
     print(f"relatlas bench attacks: {', '.join(suite.attacks)}; results in {suite.out_dir}/table.md", flush=True)
     run_attack_suite(suite, log=lambda line: print(line, flush=True))
     print((Path(suite.out_dir) / "table.md").read_text(), flush=True)
+    return 0
+
+
+def _bench_teach(args: argparse.Namespace) -> int:
+    suite = TeachSuiteConfig(
+        datasets=tuple(args.datasets), rows=tuple(args.algorithms), seeds=tuple(args.seeds), setting=args.setting,
+        rounds=args.rounds, epochs=args.epochs, local_test_fraction=args.local_test_fraction, public_pool=args.public_pool,
+        atlas_weight=args.atlas_weight, atlas_objective=args.atlas_objective, eval_samples=args.eval_samples,
+        probe_epochs=args.probe_epochs, data_root=args.data_root, out_dir=args.out, tracking_uri=args.tracking_uri,
+    )  # fmt: skip
+    resources, (runs, skipped) = _resources(args), suite.plan()  # every config validated before the first trial
+    for line in skipped:
+        print(f"relatlas bench teach: skipped {line}", flush=True)
+    _announce("teach", [config for _, config in runs], len(runs), suite.out_dir)
+    run_teach_suite(suite, resources, in_process=args.in_process)
     return 0
 
 
@@ -220,3 +236,19 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     attacks.set_defaults(handler=_bench_attacks)
 
     add_feedback_parser(suites)
+
+    teach = suites.add_parser("teach", help="local, FedAvg, FedProto, relatlas with and without the atlas, centralised")
+    defaults = TeachSuiteConfig()
+    teach.add_argument("--datasets", nargs="+", default=list(defaults.datasets))
+    teach.add_argument("--algorithms", nargs="+", default=list(defaults.rows), help=f"rows, of {', '.join(ROWS)}")
+    teach.add_argument("--setting", default=defaults.setting, help=f"of {', '.join(SETTINGS)} (htfl: benchmarks/htfl.py)")
+    teach.add_argument("--rounds", type=int, default=defaults.rounds)
+    teach.add_argument("--local-test-fraction", type=float, default=defaults.local_test_fraction)
+    teach.add_argument("--public-pool", type=int, default=defaults.public_pool)
+    teach.add_argument("--atlas-weight", type=float, default=defaults.atlas_weight, help=f"of row {ATLAS_ROW}")
+    teach.add_argument("--atlas-objective", default=defaults.atlas_objective, help=f"of row {ATLAS_ROW}")
+    teach.add_argument("--eval-samples", type=int, default=None, help="default: the setting's (default: the whole test set)")
+    teach.add_argument("--probe-epochs", type=int, default=defaults.probe_epochs)
+    teach.add_argument("--in-process", action="store_true", help="run the trials one after another, without Ray")
+    _add_sweep_options(teach, defaults)
+    teach.set_defaults(handler=_bench_teach)
