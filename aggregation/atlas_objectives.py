@@ -52,11 +52,15 @@ def _neighbour_logits(x: Tensor, temperature: float, centre: bool = False) -> Te
     return similarities[off_diagonal].view(len(x), len(x) - 1)
 
 
+def _softmax_kl(target_logits: Tensor, own_logits: Tensor) -> Tensor:
+    """Per row: KL from the softmax of ``target_logits`` to that of ``own_logits``."""
+    target = F.softmax(target_logits, dim=1)
+    return (torch.xlogy(target, target) - target * F.log_softmax(own_logits, dim=1)).sum(dim=1)
+
+
 def _neighbourhood_kl(own: Tensor, atlas_rows: Tensor, temperature: float, centre: bool = False) -> Tensor:
     """Per sample: KL between the atlas's and ``own``'s softmaxed similarities to the other samples."""
-    target = F.softmax(_neighbour_logits(atlas_rows, temperature, centre), dim=1)
-    log_own = F.log_softmax(_neighbour_logits(own, temperature, centre), dim=1)
-    return (torch.xlogy(target, target) - target * log_own).sum(dim=1)
+    return _softmax_kl(_neighbour_logits(atlas_rows, temperature, centre), _neighbour_logits(own, temperature, centre))
 
 
 def neighbourhood(
@@ -105,3 +109,15 @@ def neighbour_contrastive(
     positives = atlas_logits.topk(min(neighbours, atlas_logits.shape[1]), dim=1).indices
     log_own = F.log_softmax(_neighbour_logits(embeddings, temperature), dim=1)
     return -log_own.gather(1, positives).mean()
+
+
+def neighbourhood_residual(
+    own_rows: Tensor, atlas_rows: Tensor, *, embeddings: Tensor, temperature: float = TEMPERATURE, **options: Any,
+) -> Tensor:  # fmt: skip
+    """``neighbourhood`` that transfers only where the atlas differs from the client: the
+    target is the client's own embedding similarities plus (atlas - own rows) similarities,
+    so an atlas that agrees with the client pulls nothing, and the embedding keeps its own
+    contrast (plain ``neighbourhood`` makes it as flat as the rows' similarities)."""
+    live = _neighbour_logits(embeddings, 1.0)
+    shift = _neighbour_logits(atlas_rows, 1.0) - _neighbour_logits(own_rows.detach(), 1.0)
+    return _softmax_kl((live.detach() + shift) / temperature, live / temperature).mean()

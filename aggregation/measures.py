@@ -45,6 +45,14 @@ def topk_jaccard(x: Tensor, y: Tensor, k: int = 5) -> float:
     return float((shared / (2 * k - shared)).mean())
 
 
+def neighbour_label_agreement(x: Tensor, labels: Tensor, k: int = 5) -> float:
+    """Share of each sample's k nearest (cosine) neighbours with its label: how much a
+    neighbourhood in ``x`` says about the class, what relational distillation can transfer."""
+    if x.ndim != 2 or labels.shape != (x.shape[0],) or not 1 <= k < x.shape[0]:
+        raise ValueError(f"expected [N, *] rows, N labels and k in [1, N-1]; got {tuple(x.shape)}, {tuple(labels.shape)}, k={k}")
+    return float((labels[_knn(x, k)] == labels[:, None]).double().mean())
+
+
 def _match_ranks(x: Tensor, y: Tensor) -> Tensor:
     """Rank (1 = best) of row i of ``y`` among all rows of ``y`` as the cosine match of row i of ``x``."""
     _check_pair(x, y)

@@ -15,11 +15,13 @@ from typing import Any
 
 from relatlas.benchmarks.suite import grouped_table, run_sweep, save_records
 from relatlas.benchmarks.sweep import SweepResources, Trial
-from relatlas.server.config import RunConfig
+from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.federation import run_federation
 from relatlas.server.local_grid import LocalGrid
 
 NO_FEEDBACK = "none"
+CURVE = ("merged_accuracy", "client_accuracy", "atlas_neighbour_agreement", "client_pool_neighbour_agreement")
+ATLASES = {"mean": False, "leave-one-out": True}  # the atlas a client receives -> atlas-leave-one-out
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class FeedbackSuiteConfig:
     data_root: str = ""
     objectives: tuple[str, ...] = ("mse", "kl-rows", "neighbourhood")
     weights: tuple[float, ...] = (1.0,)
+    atlases: tuple[str, ...] = ("mean",)  # of ATLASES
     seeds: tuple[int, ...] = (0, 1)
     public_pool: int = 300
     rounds: int = 5
@@ -42,19 +45,26 @@ class FeedbackSuiteConfig:
 
     def run_configs(self) -> list[tuple[dict[str, Any], RunConfig]]:
         """(labels, config) of every trial; the same split, pool and seeds in each, so only the feedback differs."""
-        cells = [(NO_FEEDBACK, 0.0)] + list(itertools.product(self.objectives, self.weights))
+        unknown = sorted(set(self.atlases) - set(ATLASES))
+        if unknown:
+            raise ConfigError(f"unknown atlas {unknown[0]!r}; choose from {', '.join(ATLASES)}")
+        cells = [(NO_FEEDBACK, 0.0, "mean")] + list(itertools.product(self.objectives, self.weights, self.atlases))
         runs = []
-        for (objective, weight), seed in itertools.product(cells, self.seeds):
-            name = f"{self.dataset.replace(':', '-').replace('/', '-')}-{objective}-w{weight:g}-seed{seed}"
+        for (objective, weight, atlas), seed in itertools.product(cells, self.seeds):
+            loo = "-loo" if ATLASES[atlas] else ""
+            name = f"{self.dataset.replace(':', '-').replace('/', '-')}-{objective}-w{weight:g}{loo}-seed{seed}"
             config = RunConfig(
                 dataset=self.dataset, data_root=self.data_root, split="shared-classes", num_clients=3, shared_classes=4,
                 novel_classes=2, anchors=64, encoder="mlp", public_pool=self.public_pool, rounds=self.rounds,
                 epochs=self.epochs, seed=seed, eval_samples=self.eval_samples, probe_epochs=self.probe_epochs,
                 atlas_weight=weight, atlas_objective=objective if weight else RunConfig.atlas_objective,
+                atlas_leave_one_out=ATLASES[atlas],
                 simulation_baselines=False, out_dir=str(Path(self.out_dir) / name), tracking_uri=self.tracking_uri,
                 experiment=self.experiment,
             )  # fmt: skip
-            labels = {"dataset": self.dataset, "objective": objective, "weight": weight, "seed": seed, "trial": name}
+            labels = {
+                "dataset": self.dataset, "objective": objective, "weight": weight, "atlas": atlas, "seed": seed, "trial": name,
+            }  # fmt: skip
             runs.append((labels, config))
         return runs
 
@@ -70,7 +80,7 @@ def local_trial(params: dict[str, Any], parent_run_id: str, cpus: int, gpus: flo
     Ray of its own: 15 small federations fit a laptop); the last round's figures and the curve."""
     config = RunConfig.from_mapping(params | {"parent-run": parent_run_id})
     results = run_federation(LocalGrid(config.num_clients, Path(config.out_dir) / "client-state"), config)
-    curve = {key: [r[key] for r in results["rounds"]] for key in ("merged_accuracy", "client_accuracy")}
+    curve = {key: [r.get(key) for r in results["rounds"]] for key in CURVE}
     return {k: v for k, v in results.items() if k not in ("config", "rounds", "note")} | {"curve": curve}
 
 
@@ -81,6 +91,7 @@ def with_gains(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for record in records:
         row = dict(record) | {f"client {i}": a for i, a in enumerate(record["client_accuracy"])}
+        row |= _first_round_agreement(record.get("curve", {}))
         base = plain.get((record["dataset"], record["seed"]))
         if base is not None:
             gains = [a - b for a, b in zip(record["client_accuracy"], base["client_accuracy"])]
@@ -90,15 +101,22 @@ def with_gains(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _first_round_agreement(curve: Mapping[str, list]) -> dict[str, float | None]:
+    """The atlas's and the clients' (mean) 5-NN label agreement on the pool after round 1, before any feedback."""
+    atlas, clients = (curve.get(key, [None])[0] for key in CURVE[2:])
+    return {"atlas 5-NN": atlas, "clients 5-NN": None if clients is None else sum(clients) / len(clients)}
+
+
 def feedback_table(records: Sequence[Mapping[str, Any]]) -> str:
-    """Markdown: one row per (dataset, objective, weight), mean ± std over seeds."""
+    """Markdown: one row per (dataset, objective, weight, atlas), mean ± std over seeds."""
     rows = with_gains(records)
     clients = sorted({key for row in rows for key in row if key.startswith("client ")})
     gains = sorted({key for row in rows for key in row if key.startswith("gain ")})
     columns = {"merged": "merged_accuracy"} | {c: c for c in clients}
     if gains:
         columns |= {g: g for g in gains} | {"least client gain": "least gain", "merged gain": "merged gain"}
-    return grouped_table(rows, ("dataset", "objective", "weight"), columns)
+    columns |= {"atlas 5-NN, round 1": "atlas 5-NN", "clients 5-NN, round 1": "clients 5-NN"}
+    return grouped_table(rows, ("dataset", "objective", "weight", "atlas"), columns)
 
 
 def run_feedback_suite(suite: FeedbackSuiteConfig, resources: SweepResources) -> list[dict[str, Any]]:

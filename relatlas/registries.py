@@ -134,6 +134,7 @@ ATLAS_OBJECTIVES: Registry = Registry("atlas objective", {
     "neighbourhood-rows": "relatlas.aggregation.atlas_objectives:neighbourhood_rows",
     "neighbourhood-uncertain": "relatlas.aggregation.atlas_objectives:neighbourhood_uncertain",
     "neighbour-contrastive": "relatlas.aggregation.atlas_objectives:neighbour_contrastive",
+    "neighbourhood-residual": "relatlas.aggregation.atlas_objectives:neighbourhood_residual",
 })  # fmt: skip
 """Atlas objectives: ``(own_rows, atlas_rows, **options) -> loss``, the alignment a client adds, times
 ``--atlas-weight``, to its own loss on a batch of public-pool samples (``aggregation/atlas_objectives.py``)."""

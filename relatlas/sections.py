@@ -186,6 +186,7 @@ class ModelSection(Section):
     learning_rate: float = 1e-3
     atlas_weight: float = 0.0  # W: the client adds W x the atlas objective on public-pool batches (0: no feedback)
     atlas_objective: str = "neighbourhood"
+    atlas_leave_one_out: bool = False  # send each client the merge of the other clients' pool rows, not of all
 
     def validate(self) -> None:
         if not (math.isfinite(self.atlas_weight) and self.atlas_weight >= 0):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from relatlas.benchmarks.feedback_suite import FeedbackSuiteConfig, run_feedback_in_process, run_feedback_suite
+from relatlas.benchmarks.feedback_suite import ATLASES, FeedbackSuiteConfig, run_feedback_in_process, run_feedback_suite
 from relatlas.benchmarks.sweep import SweepResources
 from relatlas.server.preflight import refuse_bad_input
 
@@ -13,7 +13,8 @@ from relatlas.server.preflight import refuse_bad_input
 def _bench_feedback(args: argparse.Namespace) -> int:
     suite = FeedbackSuiteConfig(
         dataset=args.dataset, data_root=args.data_root, objectives=tuple(args.objectives), weights=tuple(args.weights),
-        seeds=tuple(args.seeds), public_pool=args.public_pool, rounds=args.rounds, epochs=args.epochs,
+        atlases=tuple(args.atlases), seeds=tuple(args.seeds), public_pool=args.public_pool, rounds=args.rounds,
+        epochs=args.epochs,
         eval_samples=args.eval_samples, probe_epochs=args.probe_epochs, out_dir=args.out, tracking_uri=args.tracking_uri,
     )  # fmt: skip
     runs = suite.run_configs()  # every config validated before anything starts
@@ -34,6 +35,9 @@ def add_feedback_parser(suites: argparse._SubParsersAction) -> None:
     feedback.add_argument("--data-root", default=defaults.data_root)
     feedback.add_argument("--objectives", nargs="+", default=list(defaults.objectives), help="atlas objectives to try")
     feedback.add_argument("--weights", nargs="+", type=float, default=list(defaults.weights), help="atlas weights to try")
+    feedback.add_argument(
+        "--atlases", nargs="+", default=list(defaults.atlases), help=f"atlases to try, of {', '.join(ATLASES)}"
+    )
     feedback.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
     feedback.add_argument("--public-pool", type=int, default=defaults.public_pool)
     feedback.add_argument("--rounds", type=int, default=defaults.rounds)

@@ -109,6 +109,8 @@ class RunConfig(
                 f"(batch-size {self.batch_size})"
             )
         if not self.atlas_weight:
+            if self.atlas_leave_one_out:
+                raise ConfigError("atlas-leave-one-out needs atlas-weight > 0: without feedback no atlas is sent")
             return
         if not self.public_pool:
             raise ConfigError(f"atlas-weight {self.atlas_weight:g} needs a public pool to make the atlas of: set public-pool")
@@ -119,10 +121,14 @@ class RunConfig(
         missing = [condition for condition, holds in where.items() if not holds]
         if missing:
             raise ConfigError(f"atlas-weight > 0 needs {', '.join(missing)}")
+        from relatlas.aggregation.aggregators import check_withstands, hostile_count
         from relatlas.server.atlas import check_one_client_width
 
         try:
             check_one_client_width(self.aggregation, self.anchors, self.num_clients)
+            if self.atlas_leave_one_out and self.max_hostile:  # each client's atlas merges the others: one fewer
+                hostile = hostile_count(self.max_hostile, self.num_clients)
+                check_withstands(self.aggregation, self.num_clients - 1, hostile, f"atlas-leave-one-out with max-hostile {self.max_hostile:g}")
         except ValueError as err:
             raise ConfigError(str(err)) from None
 

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from torch import Tensor
 
-from relatlas.aggregation.aggregators import needs_labels, required_similarities
+from relatlas.aggregation.aggregators import ClientSpace, aggregate, needs_labels, required_similarities
+from relatlas.aggregation.measures import neighbour_label_agreement
 from relatlas.benchmarks.datasets import Dataset, load_dataset, stratified_split
 from relatlas.benchmarks.own_data import run_classes
 from relatlas.benchmarks.sources import loader_workers, wire_array
@@ -26,7 +28,7 @@ from relatlas.clients.task import Task
 from relatlas.clients.training import TrainConfig
 from relatlas.encoder_spec import EncoderSpec, widest_embedding
 from relatlas.registries import ANCHOR_MODES
-from relatlas.server.atlas import check_pool_disjoint
+from relatlas.server.atlas import Atlas, check_pool_disjoint
 from relatlas.server.centralized import CentralizedReference
 from relatlas.server.checkpoint import config_hash
 from relatlas.server.client_curves import local_test_scores
@@ -147,12 +149,15 @@ class RunSetup:
             anchoring=self.anchor_plan.task() | dict(anchoring or {}),
         )
 
-    def train_messages(self, partitions: Mapping[int, int], round_number: int, atlas: ArrayRecord | None = None) -> list[Message]:
+    def train_messages(self, partitions: Mapping[int, int], round_number: int, atlas: Atlas | None = None) -> list[Message]:
         """One ``train`` message per node (``partitions``: node -> partition): the
-        client's task, the inputs of the anchor mode's first message and, if given, the atlas."""
+        client's task, the inputs of the anchor mode's first message and, if given, its atlas."""
         inputs = self.anchor_mode.train_inputs(self.sent)
         return [
-            _message(self.task(round_number, partition), inputs, node, protocol.TRAIN, round_number, atlas)
+            _message(
+                self.task(round_number, partition), inputs, node, protocol.TRAIN, round_number,
+                None if atlas is None else atlas.for_partition(partition),
+            )  # fmt: skip
             for node, partition in partitions.items()
         ]
 
@@ -167,6 +172,18 @@ class RunSetup:
     def merge_weights(self, replies: Sequence[ClientReply]) -> list[int] | None:
         """Each reply's weight in a merge (``merge-weights``): its sample count, or None for equal weights."""
         return [r.num_examples for r in replies] if self.config.merge_weights == "samples" else None
+
+    def pool_agreement(self, atlas: Atlas, pools: Sequence[ClientSpace]) -> dict[str, Any]:
+        """How often a public-pool sample's 5 nearest neighbours share its class, in the atlas and in each
+        client's own rows (``aggregate`` of it alone): what the atlas knows beyond the clients (labels read here only)."""
+        labels = torch.as_tensor(self.dataset.y_train[self.plan.public_indices])
+        rows = torch.from_numpy(atlas.merged[protocol.ATLAS_ROWS].numpy())
+        return {
+            "atlas_neighbour_agreement": neighbour_label_agreement(rows, labels),
+            "client_pool_neighbour_agreement": [
+                neighbour_label_agreement(aggregate(self.config.aggregation, [pool]), labels) for pool in pools
+            ],
+        }
 
     def evaluate(self, replies: Sequence[ClientReply], round_number: int, hostile: int | None = None) -> RoundOutcome:
         """Merge the replies, against ``hostile`` of them if declared, and score the

@@ -34,9 +34,9 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from relatlas.aggregation.aggregators import aggregate, check_withstands, hostile_count
+from relatlas.aggregation.aggregators import check_withstands, hostile_count
 from relatlas.aggregation.screening import screen
-from relatlas.server.atlas import atlas_record
+from relatlas.server.atlas import Atlas, make_atlas
 from relatlas.server.config import RunConfig
 from relatlas.server.exchange import FederationError, exchange, unanswered, validate, wait_for_nodes
 from relatlas.server.replies import ClientReply, parse_anchoring, parse_reply
@@ -71,7 +71,7 @@ class RelativeStrategy(Strategy):
         self._sent: list[Message] = []
         self._round_started = 0.0
         self._reference_round = 0  # the last round the centralised reference trained for
-        self.atlas: ArrayRecord | None = None  # the last round's merge of the public pool, sent with the next round
+        self.atlas: Atlas | None = None  # the last round's merge of the public pool, sent with the next round
 
     def assign(self, nodes: Sequence[int]) -> None:
         """Bind the nodes, in id order, to partitions 0, 1, ...: a node trains on the
@@ -120,12 +120,15 @@ class RelativeStrategy(Strategy):
         outcome.metrics["clients_failed"] = len(failures)
         outcome.metrics["client_outlier_score"] = scores
         outcome.metrics["round_seconds"] = time.perf_counter() - self._round_started
-        self.rounds.append(outcome.metrics)
-        self.outcome = outcome
         if self.setup.expected.public_samples:
             pools = [r.public for r in valid]  # every valid reply has them: parse_reply asks for them
-            merged_pool = aggregate(self.config.aggregation, pools, weights=self.setup.merge_weights(valid), hostile=hostile)
-            self.atlas = atlas_record(merged_pool)
+            self.atlas = make_atlas(
+                self.config.aggregation, pools, [r.partition_id for r in valid], self.setup.merge_weights(valid), hostile,
+                self.config.atlas_leave_one_out,
+            )  # fmt: skip
+            outcome.metrics |= self.setup.pool_agreement(self.atlas, pools)
+        self.rounds.append(outcome.metrics)
+        self.outcome = outcome
         log.info("round %d: merged accuracy %.3f", server_round, outcome.metrics["merged_accuracy"])
         merged = None if outcome.merged is None else ArrayRecord({MERGED: Array(np.ascontiguousarray(outcome.merged.numpy()))})
         return merged, MetricRecord(scalar_metrics(outcome.metrics))

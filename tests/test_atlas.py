@@ -14,6 +14,7 @@ from flwr.app import Array, ArrayRecord, Context, RecordDict
 from sklearn.datasets import load_digits
 
 from relatlas.aggregation import atlas_objectives
+from relatlas.aggregation.measures import neighbour_label_agreement
 from relatlas.benchmarks.datasets import load_dataset
 from relatlas.benchmarks.feedback_suite import FeedbackSuiteConfig, run_feedback_in_process, with_gains
 from relatlas.benchmarks.splits import SplitError, plan_federation
@@ -21,8 +22,10 @@ from relatlas.clients import protocol
 from relatlas.clients.atlas_feedback import AtlasError, received_atlas
 from relatlas.clients.checkpoint import STATE_DIR_KEY
 from relatlas.clients.client_app import MODEL_STATE, train
+from relatlas.clients.task import Task
 from relatlas.registries import ATLAS_OBJECTIVES
 from relatlas.server.config import CHOICES, ConfigError, RunConfig
+from relatlas.server.atlas import make_atlas
 from relatlas.server.federation import run_federation
 from relatlas.server.local_grid import LocalGrid
 from relatlas.server.run_setup import RunSetup
@@ -94,6 +97,38 @@ def test_the_atlas_arrives_from_round_2_and_trains_through_a_users_objective(tmp
     assert results["rounds"][1]["client_outlier_score"] != plain["rounds"][1]["client_outlier_score"]
 
 
+def test_a_leave_one_out_atlas_sends_each_client_the_merge_of_the_others(tmp_path):
+    grid = RecordingGrid(3, tmp_path / "fed")
+    config = small_run_config(tmp_path, **SMALL | {"public-pool": 128, "atlas-weight": 1.0, "atlas-leave-one-out": True})
+    results = run_federation(grid, config)
+    assert results["failures"] == []
+    partition = {m.metadata.dst_node_id: Task.from_record(m.content[protocol.TASK]).partition_id for m in grid.sent[:3]}
+    pools = {partition[m.metadata.dst_node_id]: a.content[protocol.PUBLIC_RELATIVE]["cosine"].numpy()
+             for m, a in zip(grid.sent[:3], grid.answers[:3])}  # fmt: skip
+    for message in grid.sent[3:]:
+        own = partition[message.metadata.dst_node_id]
+        others = np.mean([rows for p, rows in pools.items() if p != own], axis=0)
+        np.testing.assert_allclose(message.content[protocol.ATLAS][protocol.ATLAS_ROWS].numpy(), others, rtol=1e-5, atol=1e-6)
+    # round 1's neighbour agreement: the merge of all three, and each client's own rows, against the pool's labels
+    setup = RunSetup.prepare(config)
+    labels = torch.as_tensor(setup.dataset.y_train[setup.plan.public_indices])
+    first = results["rounds"][0]
+    merged = torch.from_numpy(np.mean(list(pools.values()), axis=0))
+    assert first["atlas_neighbour_agreement"] == pytest.approx(neighbour_label_agreement(merged, labels))
+    assert first["client_pool_neighbour_agreement"] == pytest.approx(
+        [neighbour_label_agreement(torch.from_numpy(pools[p]), labels) for p in sorted(pools)]
+    )
+
+
+def test_an_atlas_leaves_out_only_the_partitions_that_replied():
+    pools = [{"cosine": torch.full((4, 3), float(i))} for i in range(3)]
+    atlas = make_atlas("mean", pools, [5, 6, 7], [1, 1, 2], None, leave_one_out=True)
+    assert atlas.for_partition(5)[protocol.ATLAS_ROWS].numpy() == pytest.approx(np.full((4, 3), 5 / 3))  # (1*1 + 2*2) / 3
+    assert atlas.for_partition(9)[protocol.ATLAS_ROWS].numpy() == pytest.approx(np.full((4, 3), 5 / 4))  # all: (0+1+4) / 4
+    alone = make_atlas("mean", pools[:1], [5], None, None, leave_one_out=True)
+    assert alone.for_partition(5) is alone.merged  # no other client to merge: its own rows
+
+
 def _partitions(config: RunConfig) -> tuple[np.ndarray, ...]:
     return RunSetup.prepare(config).plan.client_indices
 
@@ -147,6 +182,12 @@ def test_an_atlas_weight_negative_or_not_finite_is_refused(weight):
         ({"public-pool": 64, "batch-size": 100}, r"public-pool 64 is too small: .* \(batch-size 100\)"),
         ({"public-pool": 128, "atlas-weight": 1.0, "aggregation": "concat"}, "concat gives 64 columns for one client, 192"),
         ({"public-pool": 128, "atlas-weight": 1.0, "anchors-mode": "translated"}, "needs anchors-mode shared"),
+        ({"public-pool": 128, "atlas-leave-one-out": True}, "atlas-leave-one-out needs atlas-weight > 0"),
+        (
+            {"public-pool": 128, "atlas-weight": 1.0, "atlas-leave-one-out": True, "aggregation": "median",
+             "num-clients": 3, "max-hostile": 1},
+            "atlas-leave-one-out with max-hostile 1",
+        ),
     ],
 )
 def test_a_pool_or_a_run_the_atlas_does_not_fit_is_refused(values, message):

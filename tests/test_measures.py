@@ -6,6 +6,7 @@ from relatlas.aggregation.measures import (
     linear_cka,
     matched_cosine,
     mean_reciprocal_rank,
+    neighbour_label_agreement,
     retrieval_top1,
     topk_jaccard,
 )
@@ -68,3 +69,15 @@ def test_centred_cosine_gives_a_constant_guess_nothing(clustered):
     guess = shifted.mean(dim=0).expand_as(shifted)
     assert matched_cosine(guess, shifted) > 0.9 and centred_cosine(guess, shifted) == pytest.approx(0.0)
     assert centred_cosine(shifted, shifted) == pytest.approx(1.0)
+
+
+def test_neighbour_label_agreement_is_one_for_separated_classes_and_near_chance_for_shuffled_labels():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(4).repeat_interleave(50)
+    centres = torch.randn(4, 16, generator=generator) * 10
+    rows = centres[labels] + torch.randn(200, 16, generator=generator)
+    assert neighbour_label_agreement(rows, labels) == 1.0
+    shuffled = labels[torch.randperm(200, generator=generator)]
+    assert abs(neighbour_label_agreement(rows, shuffled) - 0.25) < 0.1
+    with pytest.raises(ValueError, match="k in"):
+        neighbour_label_agreement(rows, labels, k=200)
