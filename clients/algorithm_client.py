@@ -25,13 +25,13 @@ from relatlas.clients import protocol
 from relatlas.clients.anchor_modes import LocalView
 from relatlas.clients.client_app import (
     MODEL_STATE,
-    _check_fits_samples,
-    _decode_task,
-    _local_data,
-    _model,
-    _model_facts,
-    _projection_reply,
-    _use_cpus,
+    check_fits_samples,
+    client_model,
+    decode_task,
+    local_data,
+    model_facts,
+    projection_reply,
+    use_cpus,
 )
 from relatlas.clients.local_test import local_test_accuracy
 from relatlas.clients.models import Classifier
@@ -62,12 +62,12 @@ def algorithm_client_app(step: ClientStep) -> ClientApp:
 def train_with(step: ClientStep, msg: Message, context: Context) -> Message:
     """One round of a baseline client: train with ``step``, keep the model in
     ``context.state``, project the round's samples and add the algorithm's record."""
-    task = _decode_task(msg)
-    _use_cpus(task)
-    dataset, local, held_back = _local_data(task, context)
+    task = decode_task(msg)
+    use_cpus(task)
+    dataset, local, held_back = local_data(task, context)
     inputs: ArrayRecord = msg.content[protocol.INPUTS]
-    _check_fits_samples(dataset, inputs)
-    model = _model(dataset, task, context)
+    check_fits_samples(dataset, inputs)
+    model = client_model(dataset, task, context)
     seed = derive_seed(task.runtime.seed, task.partition_id, task.round)
     train = TrainConfig(
         task.model.epochs, task.model.batch_size, task.model.learning_rate, seed, loader_workers(task.runtime.num_cpus)
@@ -81,12 +81,12 @@ def train_with(step: ClientStep, msg: Message, context: Context) -> Message:
         {"partition-id": task.partition_id, "num-examples": len(local)}
         | stats
         | {"train-seconds": time.perf_counter() - started}
-        | _model_facts(model)
+        | model_facts(model)
     )
     samples = predict(model.embedder, inputs[protocol.SAMPLES].numpy())
     mode = ANCHOR_MODES.get(task.anchors.anchors_mode)
     projected, anchors = mode.projection(LocalView(dataset, local, task, model.embedder), inputs, samples)
-    reply = _projection_reply(msg, task, projected, samples, anchors, metrics)
+    reply = projection_reply(msg, task, projected, samples, anchors, metrics)
     own = records.pop(ALGORITHM, ArrayRecord())
     own[LOGITS] = Array(np.ascontiguousarray(predict(model.head, samples).numpy()))
     own[EMBEDDINGS] = Array(np.ascontiguousarray(samples.numpy()))

@@ -62,12 +62,12 @@ def train(msg: Message, context: Context) -> Message:
 def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) -> Message:
     """``train``, the static scenario's training labels passed through ``relabel``
     first: a label-flipping client of the attack benchmark is otherwise honest."""
-    task = _decode_task(msg)
-    _use_cpus(task)
-    dataset, local, held_back = _local_data(task, context)
-    _check_fits_samples(dataset, msg.content[protocol.INPUTS])
+    task = decode_task(msg)
+    use_cpus(task)
+    dataset, local, held_back = local_data(task, context)
+    check_fits_samples(dataset, msg.content[protocol.INPUTS])
     _restore_if_resumed(task, context)
-    model = _model(dataset, task, context)
+    model = client_model(dataset, task, context)
     cache_frozen_features(model, dataset.x_train[local], _state_dir(task, context))  # a frozen backbone's, once per run
     seed = derive_seed(task.runtime.seed, task.partition_id, task.round)
     if task.continual.scenario == "continual":
@@ -87,7 +87,7 @@ def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) ->
         save_client_state(_state_dir(task, context), task.round, model.state_dict(), buffer)
     else:  # the run's last round: nothing will resume from it
         clear_client_state(_state_dir(task, context))
-    metrics = MetricRecord({"partition-id": task.partition_id} | metrics | _model_facts(model))
+    metrics = MetricRecord({"partition-id": task.partition_id} | metrics | model_facts(model))
 
     inputs: ArrayRecord = msg.content[protocol.INPUTS]
     mode = ANCHOR_MODES.get(task.anchors.anchors_mode)
@@ -100,33 +100,33 @@ def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) ->
     samples = predict(model.embedder, inputs[protocol.SAMPLES].numpy())
     projected, anchors = mode.projection(local_view, inputs, samples)
     public = public_relative(task, model.embedder, dataset, anchors) if task.model.atlas_weight else None
-    return _projection_reply(msg, task, projected, samples, anchors, metrics, public)
+    return projection_reply(msg, task, projected, samples, anchors, metrics, public)
 
 
 @app.query()
 def query(msg: Message, context: Context) -> Message:
     """Second phase of a two-phase anchor mode: project on the anchors the server
     paired, with the model trained in this round's ``train``."""
-    task = _decode_task(msg)
+    task = decode_task(msg)
     if MODEL_STATE not in context.state or METRICS_STATE not in context.state:
         raise RuntimeError("query before train: this client has no model trained in this run")
-    _use_cpus(task)
-    dataset, local, _ = _local_data(task, context)
-    model = _model(dataset, task, context)
+    use_cpus(task)
+    dataset, local, _ = local_data(task, context)
+    model = client_model(dataset, task, context)
     inputs: ArrayRecord = msg.content[protocol.INPUTS]
     samples = predict(model.embedder, inputs[protocol.SAMPLES].numpy())
     mode = ANCHOR_MODES.get(task.anchors.anchors_mode)
     projected, anchors = mode.projection(LocalView(dataset, local, task, model.embedder), inputs, samples)
-    return _projection_reply(msg, task, projected, samples, anchors, context.state[METRICS_STATE])
+    return projection_reply(msg, task, projected, samples, anchors, context.state[METRICS_STATE])
 
 
-def _decode_task(msg: Message) -> Task:
+def decode_task(msg: Message) -> Task:
     """The message's task (``Task.from_record`` imports the run's plug-ins first)."""
     record: ConfigRecord = msg.content[protocol.TASK]
     return Task.from_record(record)
 
 
-def _use_cpus(task: Task) -> None:
+def use_cpus(task: Task) -> None:
     """Torch threads = ``num-cpus``, on either engine: the thread count changes float
     sums, so a deployed client then computes what a simulated one does."""
     torch.set_num_threads(max(1, int(task.runtime.num_cpus)))
@@ -150,7 +150,7 @@ def _restore_if_resumed(task: Task, context: Context) -> None:
         context.state[BUFFER_STATE] = ArrayRecord(buffer)
 
 
-def _local_data(task: Task, context: Context) -> tuple[Dataset, np.ndarray, np.ndarray]:
+def local_data(task: Task, context: Context) -> tuple[Dataset, np.ndarray, np.ndarray]:
     """The dataset, the rows of its training set this client trains on, and those it holds
     back to score its own model (``local-test-fraction``, ``clients/local_test.py``)."""
     dataset, rows = _client_rows(task, context)
@@ -173,20 +173,20 @@ def _client_rows(task: Task, context: Context) -> tuple[Dataset, np.ndarray]:
     return dataset, plan.client_indices[task.partition_id]
 
 
-def _check_fits_samples(dataset: Dataset, inputs: ArrayRecord) -> None:
+def check_fits_samples(dataset: Dataset, inputs: ArrayRecord) -> None:
     """The server's samples are inputs of the client's own kind and shape: its encoder takes both."""
     sent = inputs[protocol.SAMPLES].numpy().shape[1:] if protocol.SAMPLES in inputs else dataset.input_shape
     if sent != dataset.input_shape:
         raise ValueError(f"this client's data {dataset.name!r} has inputs of shape {dataset.input_shape}; the run's {sent}")
 
 
-def _model(dataset: Dataset, task: Task, context: Context) -> Classifier:
+def client_model(dataset: Dataset, task: Task, context: Context) -> Classifier:
     """The client's model: seeded at first, then as the last round left it."""
     model = build_classifier(
         dataset.input_shape,
         dataset.num_classes,
         embedding_dim=task.model.embedding_dim,
-        encoder=_encoder(task, context),
+        encoder=client_encoder(task, context),
         seed=derive_seed(task.runtime.seed, task.partition_id),
     )
     if MODEL_STATE in context.state:
@@ -194,18 +194,18 @@ def _model(dataset: Dataset, task: Task, context: Context) -> Classifier:
     return model
 
 
-def _encoder(task: Task, context: Context) -> EncoderSpec:
+def client_encoder(task: Task, context: Context) -> EncoderSpec:
     """This client's encoder: its SuperNode's ``--node-config encoder=...`` if set,
     else the run's list cycled over the partitions."""
     return EncoderSpec.for_client(str(context.node_config.get("encoder", task.model.encoder)), task.partition_id)
 
 
-def _model_facts(model: Classifier) -> dict[str, int]:
+def model_facts(model: Classifier) -> dict[str, int]:
     """What the server records of each client's encoder: its width and its size."""
     return {protocol.EMBEDDING_DIM: model.head.in_features, protocol.ENCODER_PARAMETERS: parameter_count(model.embedder)}
 
 
-def _projection_reply(
+def projection_reply(
     msg: Message,
     task: Task,
     samples: Tensor,

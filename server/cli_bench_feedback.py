@@ -35,9 +35,7 @@ def add_feedback_parser(suites: argparse._SubParsersAction) -> None:
     feedback.add_argument("--data-root", default=defaults.data_root)
     feedback.add_argument("--objectives", nargs="+", default=list(defaults.objectives), help="atlas objectives to try")
     feedback.add_argument("--weights", nargs="+", type=float, default=list(defaults.weights), help="atlas weights to try")
-    feedback.add_argument(
-        "--atlases", nargs="+", default=list(defaults.atlases), help=f"atlases to try, of {', '.join(ATLASES)}"
-    )
+    feedback.add_argument("--atlases", nargs="+", default=list(defaults.atlases), help=f"atlases to try, of {', '.join(ATLASES)}")
     feedback.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
     feedback.add_argument("--public-pool", type=int, default=defaults.public_pool)
     feedback.add_argument("--rounds", type=int, default=defaults.rounds)

@@ -128,7 +128,8 @@ class RunConfig(
             check_one_client_width(self.aggregation, self.anchors, self.num_clients)
             if self.atlas_leave_one_out and self.max_hostile:  # each client's atlas merges the others: one fewer
                 hostile = hostile_count(self.max_hostile, self.num_clients)
-                check_withstands(self.aggregation, self.num_clients - 1, hostile, f"atlas-leave-one-out with max-hostile {self.max_hostile:g}")
+                declared = f"atlas-leave-one-out with max-hostile {self.max_hostile:g}"
+                check_withstands(self.aggregation, self.num_clients - 1, hostile, declared)
         except ValueError as err:
             raise ConfigError(str(err)) from None
 

@@ -153,11 +153,12 @@ class RunSetup:
         """One ``train`` message per node (``partitions``: node -> partition): the
         client's task, the inputs of the anchor mode's first message and, if given, its atlas."""
         inputs = self.anchor_mode.train_inputs(self.sent)
+
+        def atlas_of(partition: int) -> ArrayRecord | None:
+            return None if atlas is None else atlas.for_partition(partition)
+
         return [
-            _message(
-                self.task(round_number, partition), inputs, node, protocol.TRAIN, round_number,
-                None if atlas is None else atlas.for_partition(partition),
-            )  # fmt: skip
+            _message(self.task(round_number, partition), inputs, node, protocol.TRAIN, round_number, atlas_of(partition))
             for node, partition in partitions.items()
         ]
 

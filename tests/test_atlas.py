@@ -24,8 +24,8 @@ from relatlas.clients.checkpoint import STATE_DIR_KEY
 from relatlas.clients.client_app import MODEL_STATE, train
 from relatlas.clients.task import Task
 from relatlas.registries import ATLAS_OBJECTIVES
+from relatlas.server.atlas import Atlas, make_atlas
 from relatlas.server.config import CHOICES, ConfigError, RunConfig
-from relatlas.server.atlas import make_atlas
 from relatlas.server.federation import run_federation
 from relatlas.server.local_grid import LocalGrid
 from relatlas.server.run_setup import RunSetup
@@ -137,7 +137,7 @@ def test_a_client_refuses_a_bad_atlas_before_training(tmp_path):
     config = small_run_config(tmp_path, **SMALL | {"public-pool": 128, "atlas-weight": 1.0})
     setup = RunSetup.prepare(config)
     bad = ArrayRecord({protocol.ATLAS_ROWS: Array(np.zeros((128, 7), dtype=np.float32))})
-    message = setup.train_messages({101: 0}, 2, bad)[0]
+    message = setup.train_messages({101: 0}, 2, Atlas(bad))[0]
     context = Context(0, 101, {STATE_DIR_KEY: str(tmp_path / "state")}, RecordDict(), {})
     with pytest.raises(AtlasError, match=r"atlas has shape \(128, 7\); this client's public pool and merge make \(128, 64\)"):
         train(message, context)
@@ -184,8 +184,14 @@ def test_an_atlas_weight_negative_or_not_finite_is_refused(weight):
         ({"public-pool": 128, "atlas-weight": 1.0, "anchors-mode": "translated"}, "needs anchors-mode shared"),
         ({"public-pool": 128, "atlas-leave-one-out": True}, "atlas-leave-one-out needs atlas-weight > 0"),
         (
-            {"public-pool": 128, "atlas-weight": 1.0, "atlas-leave-one-out": True, "aggregation": "median",
-             "num-clients": 3, "max-hostile": 1},
+            {
+                "public-pool": 128,
+                "atlas-weight": 1.0,
+                "atlas-leave-one-out": True,
+                "aggregation": "median",
+                "num-clients": 3,
+                "max-hostile": 1,
+            },
             "atlas-leave-one-out with max-hostile 1",
         ),
     ],

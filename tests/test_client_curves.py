@@ -16,7 +16,7 @@ from relatlas.api import Results
 from relatlas.benchmarks.datasets import load_dataset
 from relatlas.benchmarks.splits import plan_for
 from relatlas.clients import protocol
-from relatlas.clients.client_app import _local_data
+from relatlas.clients.client_app import local_data
 from relatlas.clients.local_test import held_back_split
 from relatlas.clients.task import Task
 from relatlas.server.cli_report import print_report, rounds_table
@@ -66,10 +66,10 @@ def test_the_client_trains_on_its_partition_less_the_held_back_rows():
     partition_rows = plan_for(dataset.y_train, config, config, config.seed).client_indices[1]
     facts = {"round": 1, "similarities": ("cosine",), "send_absolute": False, "run_key": "ab", "keep_state": False}
     context = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
-    _, train, held_back = _local_data(Task.of(config, partition_id=1, **facts), context)
+    _, train, held_back = local_data(Task.of(config, partition_id=1, **facts), context)
     assert set(train).isdisjoint(held_back) and sorted([*train, *held_back]) == sorted(partition_rows)
     assert 0.2 < len(held_back) / len(partition_rows) < 0.3
-    assert np.array_equal(held_back, _local_data(Task.of(config, partition_id=1, **facts), context)[2])
+    assert np.array_equal(held_back, local_data(Task.of(config, partition_id=1, **facts), context)[2])
 
 
 def test_the_centralised_reference_trains_on_what_the_clients_train_on():

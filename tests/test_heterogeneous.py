@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flwr.app import Context, RecordDict
 
-from relatlas.clients.client_app import _encoder
+from relatlas.clients.client_app import client_encoder
 from relatlas.clients.task import Task
 from relatlas.server.config import RunConfig
 from relatlas.server.simulation import run_simulation
@@ -43,5 +43,5 @@ def test_a_supernode_node_config_overrides_the_run_list():
     def context(node_config):
         return Context(run_id=1, node_id=1, node_config=node_config, state=RecordDict(), run_config={})
 
-    assert str(_encoder(task, context({}))) == "cnn"
-    assert str(_encoder(task, context({"encoder": "resnet8:dim=32"}))) == "resnet8:dim=32"
+    assert str(client_encoder(task, context({}))) == "cnn"
+    assert str(client_encoder(task, context({"encoder": "resnet8:dim=32"}))) == "resnet8:dim=32"
