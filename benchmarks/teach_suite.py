@@ -61,6 +61,7 @@ class TeachSuiteConfig:
     public_pool: int = 300
     atlas_weight: float = 3.0  # bench feedback's best on digits (docs/results/feedback.md)
     atlas_objective: str = RunConfig.atlas_objective
+    atlas_leave_one_out: bool = False
     eval_samples: int | None = None  # None: the setting's (default: the whole test set)
     probe_epochs: int = 30
     data_root: str = ""
@@ -90,7 +91,10 @@ class TeachSuiteConfig:
         if self.eval_samples is not None:
             keys["eval-samples"] = self.eval_samples
         if row == ATLAS_ROW:
-            keys |= {"atlas-weight": self.atlas_weight, "atlas-objective": self.atlas_objective}
+            keys |= {
+                "atlas-weight": self.atlas_weight, "atlas-objective": self.atlas_objective,
+                "atlas-leave-one-out": self.atlas_leave_one_out,
+            }  # fmt: skip
         return RunConfig.from_mapping(keys)
 
     def plan(self) -> tuple[list[tuple[dict[str, Any], RunConfig]], list[str]]:

@@ -121,7 +121,8 @@ def _bench_teach(args: argparse.Namespace) -> int:
     suite = TeachSuiteConfig(
         datasets=tuple(args.datasets), rows=tuple(args.algorithms), seeds=tuple(args.seeds), setting=args.setting,
         rounds=args.rounds, epochs=args.epochs, local_test_fraction=args.local_test_fraction, public_pool=args.public_pool,
-        atlas_weight=args.atlas_weight, atlas_objective=args.atlas_objective, eval_samples=args.eval_samples,
+        atlas_weight=args.atlas_weight, atlas_objective=args.atlas_objective, atlas_leave_one_out=args.atlas_leave_one_out,
+        eval_samples=args.eval_samples,
         probe_epochs=args.probe_epochs, data_root=args.data_root, out_dir=args.out, tracking_uri=args.tracking_uri,
     )  # fmt: skip
     resources, (runs, skipped) = _resources(args), suite.plan()  # every config validated before the first trial
@@ -247,6 +248,7 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     teach.add_argument("--public-pool", type=int, default=defaults.public_pool)
     teach.add_argument("--atlas-weight", type=float, default=defaults.atlas_weight, help=f"of row {ATLAS_ROW}")
     teach.add_argument("--atlas-objective", default=defaults.atlas_objective, help=f"of row {ATLAS_ROW}")
+    teach.add_argument("--atlas-leave-one-out", action="store_true", help=f"row {ATLAS_ROW} sends each client the others' merge")
     teach.add_argument("--eval-samples", type=int, default=None, help="default: the setting's (default: the whole test set)")
     teach.add_argument("--probe-epochs", type=int, default=defaults.probe_epochs)
     teach.add_argument("--in-process", action="store_true", help="run the trials one after another, without Ray")

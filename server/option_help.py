@@ -20,7 +20,7 @@ HELP = {
     "public-pool": "training rows held out of every client's partition as the public pool the atlas is made of (0: none)",
     "atlas-weight": "W: each client adds W x the atlas objective on public-pool batches from round 2 (0: no feedback)",
     "atlas-objective": "how a client is pulled towards the atlas (the merged relative space of the public pool)",
-    "atlas-leave-one-out": "send each client the merge of the other clients' pool rows instead of everyone's (needs atlas-weight > 0)",
+    "atlas-leave-one-out": "send each client the merge of the others' pool rows, not everyone's (needs atlas-weight > 0)",
     "anchors": "anchor samples each relative representation is measured against",
     "anchor-sampling": "how the public anchors are drawn",
     "anchors-mode": "where the anchors come from: shared, or each client's own samples",
