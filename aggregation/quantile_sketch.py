@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from relatlas.aggregation.accumulators import check_same_shape, client_mask
-from relatlas.aggregation.merge import TRIM, median_merge, trim_counts, trimmed_mean_merge
+from relatlas.aggregation.merge import TRIM, check_trim, median_merge, trim_counts, trimmed_mean_merge
 
 CAPACITY = 16  # clients kept as they are; a merge of at most this many is exact
 
@@ -124,7 +124,7 @@ def median_sketch(capacity: int = CAPACITY, *, hostile: int | None = None) -> Qu
 
 def trimmed_mean_sketch(capacity: int = CAPACITY, *, hostile: int | None = None, trim: float = TRIM) -> QuantileSketch:
     """The trimmed-mean merge, streamed: ``hostile`` values (else the ``trim`` fraction) cut at each end."""
-    trim_counts(torch.zeros(1), trim=trim, hostile=hostile)  # refuse a bad trim or count now, not after every client
+    check_trim(trim, hostile)  # now, not once every client has been added
 
     def exact(spaces: Sequence[Tensor], masks: Tensor) -> Tensor:
         return trimmed_mean_merge(spaces, masks=masks, trim=trim, hostile=hostile)

@@ -58,13 +58,17 @@ def fold(
         missing = [name for name in similarities if name not in space]
         if missing:
             raise ValueError(f"{aggregation} aggregation needs subspaces {similarities}, missing {sorted(missing)}")
+        for given, what in ((weights, "weights"), (masks, "masks")):
+            if given is not None and len(given) < clients:
+                raise ValueError(f"{what} for {len(given)} clients, and client {clients} came")
         weight = 1.0 if weights is None else float(weights[clients - 1])
         accumulator.add(space, weight, None if masks is None else masks[clients - 1])
         samples = len(space[similarities[0]])
     if not clients:
         raise ValueError(f"{aggregation} aggregation: nothing to merge, no client spaces")
-    if weights is not None and len(weights) != clients:
-        raise ValueError(f"weights must be {clients} non-negative numbers with a positive sum, got {list(weights)}")
+    for given, what in ((weights, "weights"), (masks, "masks")):
+        if given is not None and len(given) != clients:
+            raise ValueError(f"{what} for {len(given)} clients, and {clients} came")
     if hostile is not None:
         check_withstands(aggregation, clients, hostile, f"{hostile} hostile")
     merged = accumulator.result()

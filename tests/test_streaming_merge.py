@@ -59,6 +59,10 @@ def test_the_streamed_mean_refuses_what_the_batch_mean_refuses():
         fold("mean", [spaces[0], {"cosine": spaces[1]["cosine"][:3]}])
     with pytest.raises(ValueError, match="nothing to merge"):
         fold("mean", [])
+    with pytest.raises(ValueError, match="weights for 1 clients, and client 2 came"):
+        fold("mean", spaces, weights=[1.0])
+    with pytest.raises(ValueError, match="masks for 3 clients, and 2 came"):
+        fold("mean", spaces, masks=torch.ones(3, 9, dtype=torch.bool))
 
 
 def test_a_refused_client_leaves_the_running_product_as_it_was():
