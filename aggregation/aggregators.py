@@ -26,6 +26,7 @@ from math import ceil
 import torch
 from torch import Tensor
 
+from relatlas.aggregation.accumulators import Accumulator, MeanAccumulator, ProductAccumulator
 from relatlas.aggregation.learned_combine import CombineFit, LabelledRows, LabelsError, fit_tanh_sum, fit_weighted_sum
 from relatlas.aggregation.merge import (
     Combine,
@@ -37,6 +38,7 @@ from relatlas.aggregation.merge import (
     sum_merge,
     trimmed_mean_merge,
 )
+from relatlas.aggregation.quantile_sketch import median_sketch, trimmed_mean_sketch
 from relatlas.aggregation.selection import krum_select, krum_tolerance, selected_mean
 from relatlas.registries import AGGREGATIONS
 
@@ -58,12 +60,16 @@ class Aggregation:
     that has it is called with the declared count, ``merge(..., hostile=F)`` (``None``:
     none declared). Without it the merge withstands no hostile client.
     ``needs_labels``: the merge learns from labelled public rows and is called with
-    them, ``merge(..., labelled=LabelledRows)``; every other merge is label-free."""
+    them, ``merge(..., labelled=LabelledRows)``; every other merge is label-free.
+    ``accumulator``: opens the same merge fed one client at a time (``aggregation/
+    streaming.py``), called as ``merge`` is, ``hostile=F`` given if ``withstands``;
+    ``None``: the merge needs every client's space at once (Krum compares all pairs)."""
 
     similarities: tuple[str, ...]
     merge: MergeFn
     withstands: Tolerance | None = None
     needs_labels: bool = False
+    accumulator: Callable[..., Accumulator] | None = None
 
 
 class AggregationError(ValueError):
@@ -71,7 +77,10 @@ class AggregationError(ValueError):
 
 
 def register_aggregation(
-    name: str, similarities: tuple[str, ...] = COSINE, withstands: Tolerance | None = None
+    name: str,
+    similarities: tuple[str, ...] = COSINE,
+    withstands: Tolerance | None = None,
+    accumulator: Callable[..., Accumulator] | None = None,
 ) -> Callable[[MergeFn], MergeFn]:
     """Register ``merge`` under ``name``; clients then send ``similarities``.
 
@@ -81,11 +90,12 @@ def register_aggregation(
     the samples each client projected) or ``None``; it returns the merged ``[N, D]``
     tensor, finite, any D > 0. Anything else is refused in one line naming ``name``.
     With ``withstands`` (n -> the hostile clients it withstands), the merge also takes
-    ``hostile``, the count the operator declared or ``None``.
+    ``hostile``, the count the operator declared or ``None``. With ``accumulator``
+    (an ``Accumulator`` factory, called as the merge is), replies can be merged as they arrive.
     """
 
     def decorate(merge: MergeFn) -> MergeFn:
-        AGGREGATIONS.register(name, Aggregation(tuple(similarities), merge, withstands))
+        AGGREGATIONS.register(name, Aggregation(tuple(similarities), merge, withstands, accumulator=accumulator))
         return merge
 
     return decorate
@@ -134,7 +144,7 @@ def aggregate(
         merged = method.merge(spaces, weights, masks)
     else:
         merged = method.merge(spaces, weights, masks, hostile=hostile)
-    _check_merged(aggregation, merged, len(spaces[0][method.similarities[0]]), len(spaces), masks is not None)
+    check_merged(aggregation, merged, len(spaces[0][method.similarities[0]]), len(spaces), masks is not None)
     return merged
 
 
@@ -168,7 +178,7 @@ def check_withstands(aggregation: str, clients: int, hostile: int, declared: str
         )
 
 
-def _check_merged(aggregation: str, merged: object, samples: int, clients: int, masked: bool) -> None:
+def check_merged(aggregation: str, merged: object, samples: int, clients: int, masked: bool) -> None:
     """The merge's output is a finite [samples, D > 0] tensor, or a one-line error naming the aggregation."""
     called = f"{clients} client{'s' if clients > 1 else ''}{', with masks' if masked else ''}"
     expected = f"expected a finite [{samples}, D] tensor (one row per sample, D > 0)"
@@ -207,7 +217,11 @@ def _subspace_means(spaces: Sequence[ClientSpace], weights: Sequence[float] | No
 def product_of_invariances(combine: Combine) -> Aggregation:
     """A product aggregation that joins its normalised subspaces with ``combine``
     (``concat_merge``, ``sum_merge``, or a user's fixed one)."""
-    return Aggregation(PRODUCT_SIMILARITIES, partial(_product, combine=combine))
+    return Aggregation(
+        PRODUCT_SIMILARITIES,
+        partial(_product, combine=combine),
+        accumulator=partial(ProductAccumulator, PRODUCT_SIMILARITIES, combine),
+    )
 
 
 def _learned_product(
@@ -268,13 +282,13 @@ def half_minus_one(clients: int) -> int:
 
 
 # The built-ins, registered by path in ``relatlas.registries``.
-mean = Aggregation(COSINE, _mean)
+mean = Aggregation(COSINE, _mean, accumulator=MeanAccumulator)
 product = product_of_invariances(concat_merge)
 product_sum = product_of_invariances(sum_merge)
 product_learned = learned_product_of_invariances(fit_tanh_sum)
 product_weighted = learned_product_of_invariances(fit_weighted_sum)
 concat = Aggregation(COSINE, _concat)
-median = Aggregation(COSINE, _median, half_minus_one)
-trimmed_mean = Aggregation(COSINE, _trimmed_mean, half_minus_one)
+median = Aggregation(COSINE, _median, half_minus_one, accumulator=median_sketch)
+trimmed_mean = Aggregation(COSINE, _trimmed_mean, half_minus_one, accumulator=trimmed_mean_sketch)
 krum = Aggregation(COSINE, partial(_krum, multi=False), krum_tolerance)
 multi_krum = Aggregation(COSINE, partial(_krum, multi=True), krum_tolerance)

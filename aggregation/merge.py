@@ -89,18 +89,28 @@ def trimmed_mean_merge(
     what leaves one value, for a sample fewer clients projected); else the ``trim``
     fraction, at least one each end once three or more did, so that one client
     alone never sets an extreme."""
+    ordered, seen = _sorted_seen(spaces, masks)
+    cut = trim_counts(seen, trim=trim, hostile=hostile)
+    rank = torch.arange(ordered.shape[0])[:, None, None]
+    kept = (rank >= cut) & (rank < seen - cut)  # [K, N, 1]
+    return torch.where(kept, ordered, 0.0).sum(dim=0) / kept.sum(dim=0)
+
+
+def check_trim(trim: float, hostile: int | None) -> None:
+    """A trim fraction below a half and a hostile count >= 0, or a one-line error."""
     if not 0 <= trim < 0.5:
         raise ValueError(f"trim must be in [0, 0.5), got {trim}")
     if hostile is not None and hostile < 0:
         raise ValueError(f"hostile must be a count >= 0, got {hostile}")
-    ordered, seen = _sorted_seen(spaces, masks)
+
+
+def trim_counts(seen: Tensor, *, trim: float = TRIM, hostile: int | None = None) -> Tensor:
+    """How many values the trimmed mean cuts at each end of an entry that ``seen``
+    clients projected (``trimmed_mean_merge``); shared with its streaming sketch."""
+    check_trim(trim, hostile)
     if hostile is None:
-        cut = torch.where(seen >= 3, torch.clamp((seen * trim).floor().long(), min=1), 0)  # [N, 1]
-    else:
-        cut = torch.clamp((seen - 1) // 2, max=hostile)
-    rank = torch.arange(ordered.shape[0])[:, None, None]
-    kept = (rank >= cut) & (rank < seen - cut)  # [K, N, 1]
-    return torch.where(kept, ordered, 0.0).sum(dim=0) / kept.sum(dim=0)
+        return torch.where(seen >= 3, torch.clamp((seen * trim).floor().long(), min=1), 0)
+    return torch.clamp((seen - 1) // 2, max=hostile)
 
 
 def concat_merge(spaces: Sequence[Tensor]) -> Tensor:

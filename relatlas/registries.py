@@ -64,7 +64,8 @@ AGGREGATIONS: Registry = Registry("aggregation", {
 })  # fmt: skip
 """Aggregations: an ``Aggregation`` (the similarities clients send, and the merge); ``register_aggregation`` builds one.
 A merge takes each client's ``similarity -> [N, m]`` (one client or more, masks or none) and returns a finite ``[N, D]``;
-``product-learned`` and ``product-weighted`` also learn from the anchors' labels (``needs_labels``), the rest are label-free."""
+``product-learned`` and ``product-weighted`` also learn from the anchors' labels (``needs_labels``), the rest are label-free.
+One with an ``accumulator`` also merges replies one at a time (``aggregation/streaming.py``); krum and concat do not."""
 
 TRANSLATIONS: Registry = Registry("translation", {
     "procrustes": "relatlas.aggregation.translation:translate_by_procrustes",
