@@ -264,9 +264,11 @@ class RuntimeSection(Section):
 
     specs: ClassVar[dict[str, Collection[str]]] = {"algorithm": ALGORITHMS}
     positive: ClassVar[tuple[str, ...]] = ("rounds", "min_clients", "node_timeout", "round_timeout", "num_cpus")
-    non_negative: ClassVar[tuple[str, ...]] = ("seed", "num_gpus")
+    non_negative: ClassVar[tuple[str, ...]] = ("seed", "num_gpus", "min_train_nodes")
 
     rounds: int = 1
+    fraction_train: float = 1.0  # Flower's name: of the clients, the seeded share trained each round (1: every one)
+    min_train_nodes: int = 0  # Flower's name: at least this many trained each round, whatever fraction-train gives
     seed: int = 0
     min_clients: int = 2
     node_timeout: float = 120.0
@@ -280,6 +282,10 @@ class RuntimeSection(Section):
     def validate(self) -> None:
         if self.seed > MAX_SEED:
             raise ConfigError(f"seed must be in 0..{MAX_SEED} (NumPy's seed range); got {self.seed}")
+        if not 0 < self.fraction_train <= 1:
+            raise ConfigError(
+                f"fraction-train must be in (0, 1], the share of the clients trained a round; got {self.fraction_train}"
+            )
         name = split_spec(self.algorithm)[0]
         if name not in ALGORITHMS:
             raise ConfigError(f"unknown algorithm {name!r}; registered: {', '.join(ALGORITHMS)}")

@@ -65,7 +65,7 @@ class AlgorithmStrategy(RelativeStrategy):
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
         messages = list(super().configure_train(server_round, arrays, config, grid))
-        extra = self.server.configure(server_round, sorted(self.partitions), grid)
+        extra = self.server.configure(server_round, sorted(self.sampled), grid)  # the round's sample of the nodes
         self._sent = [_with_records(message, extra.get(message.metadata.dst_node_id, {})) for message in messages]
         return self._sent
 

@@ -6,6 +6,7 @@ themselves; ``RunConfig`` checks what spans them."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,7 @@ class RunConfig(
         """What spans sections; each section has checked its own fields already."""
         if self.min_clients > self.num_clients:
             raise ConfigError(f"min-clients ({self.min_clients}) cannot exceed num-clients ({self.num_clients})")
+        self._check_sampling()
         self._check_anchors_mode()
         self._check_payload()
         self._check_hostile()
@@ -77,6 +79,29 @@ class RunConfig(
                 f"and casper-classes + 2 at most; got casper-k {self.casper_k}, casper-classes {self.casper_classes}"
             )
 
+    def _check_sampling(self) -> None:
+        """A round's sample (``clients_per_round``) fits the clients and gives min-clients replies;
+        continual clients are not sampled: each one's stream is one experience a round, none skipped."""
+        if self.min_train_nodes > self.num_clients:
+            raise ConfigError(f"min-train-nodes ({self.min_train_nodes}) cannot exceed num-clients ({self.num_clients})")
+        sampled = self.clients_per_round()
+        if sampled < self.min_clients:
+            raise ConfigError(
+                f"fraction-train {self.fraction_train:g} of {self.num_clients} clients trains {sampled} a round, "
+                f"below min-clients ({self.min_clients}): raise fraction-train or min-train-nodes"
+            )
+        if sampled < self.num_clients and self.scenario == "continual":
+            raise ConfigError(
+                "a continual client learns every experience, one a round: leave fraction-train at 1 (every client, every round)"
+            )
+
+    def clients_per_round(self, connected: int | None = None) -> int:
+        """The clients trained each round, of ``connected`` (num-clients if not given): as Flower's
+        strategies, ``connected x fraction-train`` rounded down, at least ``min-train-nodes``, at most all."""
+        clients = self.num_clients if connected is None else connected
+        share = math.floor(clients * self.fraction_train + 1e-9)  # 0.29 of 100 is 29, not 28.999...
+        return min(max(share, self.min_train_nodes), clients)
+
     def _check_payload(self) -> None:
         """The payload parses and suits the aggregation; imported here, not at module
         level, because they pull in torch, which ``relatlas --help`` must not."""
@@ -89,15 +114,16 @@ class RunConfig(
             raise ConfigError(str(err)) from None
 
     def _check_hostile(self) -> None:
-        """The aggregation withstands the hostile clients declared among num-clients
-        (each round checks again against the replies it received)."""
+        """The aggregation withstands the hostile clients declared among a round's
+        clients (each round checks again against the replies it received)."""
         from relatlas.aggregation.aggregators import check_withstands, hostile_count
 
         if not self.max_hostile:
             return
         try:
-            hostile = hostile_count(self.max_hostile, self.num_clients)
-            check_withstands(self.aggregation, self.num_clients, hostile, f"max-hostile {self.max_hostile:g}")
+            clients = self.clients_per_round()
+            hostile = hostile_count(self.max_hostile, clients)
+            check_withstands(self.aggregation, clients, hostile, f"max-hostile {self.max_hostile:g}")
         except ValueError as err:
             raise ConfigError(str(err)) from None
 
@@ -125,11 +151,12 @@ class RunConfig(
         from relatlas.server.atlas import check_one_client_width
 
         try:
-            check_one_client_width(self.aggregation, self.anchors, self.num_clients)
+            clients = self.clients_per_round()  # the atlas merges one round's
+            check_one_client_width(self.aggregation, self.anchors, clients)
             if self.atlas_leave_one_out and self.max_hostile:  # each client's atlas merges the others: one fewer
-                hostile = hostile_count(self.max_hostile, self.num_clients)
+                hostile = hostile_count(self.max_hostile, clients)
                 declared = f"atlas-leave-one-out with max-hostile {self.max_hostile:g}"
-                check_withstands(self.aggregation, self.num_clients - 1, hostile, declared)
+                check_withstands(self.aggregation, clients - 1, hostile, declared)
         except ValueError as err:
             raise ConfigError(str(err)) from None
 

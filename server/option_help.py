@@ -33,6 +33,8 @@ HELP = {
     "outlier-threshold": "drop a client this many times the typical distance from the median space (0: off)",
     "max-hostile": "hostile clients the merge must withstand: a count, or a fraction below 1; sizes trimmed-mean, krum (0: none)",
     "rounds": "federated rounds (continual: one per experience)",
+    "fraction-train": "share of the clients trained each round, a seeded sample (1: every client, every round)",
+    "min-train-nodes": "clients trained each round at least, whatever fraction-train gives (0: no floor)",
     "epochs": "local epochs per round",
     "batch-size": "local training batch size",
     "learning-rate": "local Adam learning rate",

@@ -41,6 +41,7 @@ from relatlas.server.config import RunConfig
 from relatlas.server.exchange import FederationError, exchange, unanswered, validate, wait_for_nodes
 from relatlas.server.replies import ClientReply, parse_anchoring, parse_reply
 from relatlas.server.run_setup import RoundOutcome, RunSetup
+from relatlas.server.sampling import sample_nodes
 from relatlas.server.tracking import scalar_metrics
 
 log = logging.getLogger("relatlas")
@@ -64,6 +65,7 @@ class RelativeStrategy(Strategy):
         self.setup = setup or RunSetup.prepare(config)
         self.on_valid_replies = on_valid_replies
         self.partitions: dict[int, int] = {}  # node -> the partition the server assigned it
+        self.sampled: dict[int, int] = {}  # the round's nodes asked to train (fraction-train), of ``partitions``
         self.rounds: list[dict] = []
         self.failures: list[dict] = []
         self.outcome: RoundOutcome | None = None
@@ -79,17 +81,20 @@ class RelativeStrategy(Strategy):
         self.partitions = {node: partition for partition, node in enumerate(sorted(nodes))}
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
-        """The round's ``train`` messages; the first call waits for the nodes (``node-timeout``).
+        """The round's ``train`` messages, to its seeded sample of the nodes (``fraction-train``; every
+        node by default); the first call waits for the nodes (``node-timeout``).
         Clients keep their own models, so ``arrays`` and ``config`` are not sent; with
         ``atlas-weight`` > 0, the last round's atlas is (none in the first round, or after a resume)."""
         self._grid = grid
+        cfg = self.config
         if not self.partitions:
-            cfg = self.config
             self.assign(wait_for_nodes(grid, cfg.num_clients, cfg.min_clients, cfg.node_timeout))
             log.info("%d clients; rounds %d-%d, %d epochs each", len(self.partitions), server_round, cfg.num_rounds, cfg.epochs)
-        log.info("round %d/%d: training on %d clients", server_round, self.config.num_rounds, len(self.partitions))
+        size = cfg.clients_per_round(len(self.partitions))
+        self.sampled = sample_nodes(self.partitions, size, cfg.seed, server_round)
+        log.info("round %d/%d: training on %d of %d clients", server_round, cfg.num_rounds, size, len(self.partitions))
         self._round_started = time.perf_counter()
-        self._sent = self.setup.train_messages(self.partitions, server_round, self.atlas)
+        self._sent = self.setup.train_messages(self.sampled, server_round, self.atlas)
         return self._sent
 
     def train_reference(self, server_round: int) -> None:
@@ -120,6 +125,8 @@ class RelativeStrategy(Strategy):
         outcome.metrics["clients_failed"] = len(failures)
         outcome.metrics["client_outlier_score"] = scores
         outcome.metrics["round_seconds"] = time.perf_counter() - self._round_started
+        if len(self.sampled) < len(self.partitions):  # who was asked; ``client_partitions`` says who answered
+            outcome.metrics["sampled_partitions"] = sorted(self.sampled.values())
         if self.setup.expected.public_samples:
             pools = [r.public for r in valid]  # every valid reply has them: parse_reply asks for them
             self.atlas = make_atlas(

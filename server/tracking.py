@@ -120,7 +120,7 @@ def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     flat: dict[str, float] = {}
     partitions = metrics.get("client_partitions", [])
     for key, value in metrics.items():
-        if key == "client_partitions":
+        if key in ("client_partitions", "sampled_partitions"):
             continue
         if key == "experience_accuracy":
             flat.update({f"merged_accuracy/experience{j}": float(v) for j, v in enumerate(value) if _number(v)})
