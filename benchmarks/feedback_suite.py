@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from relatlas.benchmarks.suite import grouped_table, run_sweep, save_records
+from relatlas.benchmarks.suite import grouped_table, run_sweep
 from relatlas.benchmarks.sweep import SweepResources, Trial
 from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.federation import run_federation
@@ -119,19 +119,9 @@ def feedback_table(records: Sequence[Mapping[str, Any]]) -> str:
     return grouped_table(rows, ("dataset", "objective", "weight", "atlas"), columns)
 
 
-def run_feedback_suite(suite: FeedbackSuiteConfig, resources: SweepResources) -> list[dict[str, Any]]:
+def run_feedback_suite(suite: FeedbackSuiteConfig, resources: SweepResources, in_process: bool = False) -> list[dict[str, Any]]:
+    """Every trial (in parallel on Ray; ``in_process``: one after another, without Ray) under one MLflow suite run."""
     return run_sweep(
-        "bench-feedback", dataclasses.asdict(suite), suite.trials(), resources,
-        out_dir=Path(suite.out_dir), tracking_uri=suite.tracking_uri, experiment=suite.experiment, table=feedback_table,
+        "bench-feedback", dataclasses.asdict(suite), suite.trials(), resources, out_dir=Path(suite.out_dir),
+        tracking_uri=suite.tracking_uri, experiment=suite.experiment, table=feedback_table, in_process=in_process,
     )  # fmt: skip
-
-
-def run_feedback_in_process(suite: FeedbackSuiteConfig, log=print) -> list[dict[str, Any]]:
-    """The same trials one after another in this process, without Ray (a machine short of memory
-    for a Ray instance); each federation logs its own MLflow run. Same runner, same numbers."""
-    records: list[dict[str, Any]] = []
-    for trial in suite.trials():
-        records.append(trial.labels | {"status": "completed"} | local_trial(trial.params, "", 1, 0.0))
-        save_records(Path(suite.out_dir), records, feedback_table(records))
-        log(f"{trial.name}: merged {records[-1]['merged_accuracy']:.3f}, clients {records[-1]['client_accuracy']}")
-    return records

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from relatlas.benchmarks.feedback_suite import ATLASES, FeedbackSuiteConfig, run_feedback_in_process, run_feedback_suite
+from relatlas.benchmarks.feedback_suite import ATLASES, FeedbackSuiteConfig, run_feedback_suite
 from relatlas.benchmarks.sweep import SweepResources
 from relatlas.server.preflight import refuse_bad_input
 
@@ -21,10 +21,8 @@ def _bench_feedback(args: argparse.Namespace) -> int:
     for _, config in runs:
         refuse_bad_input(config)
     print(f"relatlas bench feedback: {len(runs)} trials, results in {suite.out_dir}/table.md", flush=True)
-    if args.in_process:
-        run_feedback_in_process(suite, log=lambda line: print(line, flush=True))
-    else:
-        run_feedback_suite(suite, SweepResources(args.ray_address, args.cpus_per_trial, args.gpus_per_trial))
+    resources = SweepResources(args.ray_address, args.cpus_per_trial, args.gpus_per_trial)
+    run_feedback_suite(suite, resources, in_process=args.in_process)
     return 0
 
 

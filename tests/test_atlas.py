@@ -16,8 +16,9 @@ from sklearn.datasets import load_digits
 from relatlas.aggregation import atlas_objectives
 from relatlas.aggregation.measures import neighbour_label_agreement
 from relatlas.benchmarks.datasets import load_dataset
-from relatlas.benchmarks.feedback_suite import FeedbackSuiteConfig, run_feedback_in_process, with_gains
+from relatlas.benchmarks.feedback_suite import FeedbackSuiteConfig, run_feedback_suite, with_gains
 from relatlas.benchmarks.splits import SplitError, plan_federation
+from relatlas.benchmarks.sweep import SweepResources
 from relatlas.clients import protocol
 from relatlas.clients.atlas_feedback import AtlasError, received_atlas
 from relatlas.clients.checkpoint import STATE_DIR_KEY
@@ -252,7 +253,7 @@ def test_the_feedback_bench_compares_each_objective_with_no_feedback_on_the_same
         objectives=("mse",), seeds=(0,), public_pool=128, rounds=2, eval_samples=200, probe_epochs=5,
         out_dir=str(tmp_path / "bench"), tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
     )  # fmt: skip
-    records = run_feedback_in_process(suite, log=lambda line: None)
+    records = run_feedback_suite(suite, SweepResources(), in_process=True)
     assert [(r["objective"], r["weight"]) for r in records] == [("none", 0.0), ("mse", 1.0)]
     table = (tmp_path / "bench" / "table.md").read_text()
     assert "| digits | none | 0.0 |" in table and "least client gain" in table
