@@ -98,6 +98,9 @@ def _checked(array: np.ndarray, digest: str, what: str) -> np.ndarray:
 
 def _rebuilt(dataset: Dataset, test: np.ndarray, train: np.ndarray) -> np.ndarray:
     """The test rows, then the train rows, of ``dataset`` as the server sends them (``wire_array``)."""
+    for split, x, rows in (("test", dataset.x_test, test), ("training", dataset.x_train, train)):
+        if len(rows) and not 0 <= rows.min() <= rows.max() < len(x):
+            raise PublicInputsError(f"the server names rows up to {rows.max()} of {dataset.name!r}'s {split} set of {len(x)}")
     parts = [wire_array(x[rows]) for x, rows in ((dataset.x_test, test), (dataset.x_train, train)) if len(rows)]
     return parts[0] if len(parts) == 1 else wire_array(np.concatenate(parts))
 

@@ -158,3 +158,7 @@ def test_a_digest_mismatch_is_a_one_line_error_naming_what_differs(tmp_path, set
     tampered[protocol.PUBLIC] = ConfigRecord({protocol.ANCHORS: "../../etc/passwd"})
     with pytest.raises(PublicInputsError, match="not a sha256 hex digest"):
         received_inputs(tampered, tmp_path / "cache")
+    beyond = _content(setup, None)
+    beyond[protocol.PUBLIC] = ConfigRecord(dict(beyond[protocol.PUBLIC]) | {protocol.SAMPLES + ".test-rows": [0, 10**6]})
+    with pytest.raises(PublicInputsError, match=r"^the server names rows up to 1000000 of 'digits''s test set of \d+$"):
+        received_inputs(beyond, tmp_path / "cache", setup.dataset)
