@@ -16,7 +16,9 @@ and a markdown table:
 - ``startup``: seconds to start the CLI and to import relatlas, torch and a
   client actor's modules (``benchmarks/startup.py``);
 - ``backbone``: a frozen pretrained backbone's first epoch over its later ones,
-  whose features are cached (``benchmarks/perf_backbone.py``).
+  whose features are cached (``benchmarks/perf_backbone.py``);
+- ``messages``: the bytes a client is sent per round, public inputs raw, by their
+  rows, by digest (``benchmarks/perf_messages.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from relatlas.aggregation.aggregators import required_similarities
 from relatlas.aggregation.projection import relative_projection, relative_subspaces
 from relatlas.benchmarks.datasets import load_dataset, stratified_split
 from relatlas.benchmarks.perf_backbone import backbone_table, frozen_backbone_figures
+from relatlas.benchmarks.perf_messages import message_figures, message_table
 from relatlas.benchmarks.splits import plan_for
 from relatlas.benchmarks.startup import startup_figures
 from relatlas.clients.models import build_classifier
@@ -45,7 +48,7 @@ from relatlas.safe_files import private_dir, write_text_atomic
 from relatlas.server.config import RunConfig
 from relatlas.server.tracking import use_tracking
 
-SECTIONS = ("kernels", "overhead", "scale", "payload", "startup", "backbone")
+SECTIONS = ("kernels", "overhead", "scale", "payload", "startup", "backbone", "messages")
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,8 @@ def perf_table(perf: dict[str, Any]) -> str:
         lines.append(f"| `import_ratio` (relatlas / torch; target <= 1.3) | {startup['import_ratio']:.2f} |")
     if "backbone" in perf:
         lines += backbone_table(perf["backbone"])
+    if "messages" in perf:
+        lines += message_table(perf["messages"])
     return "\n".join(lines).strip("\n")
 
 
@@ -253,6 +258,7 @@ def run_perf(config: PerfConfig) -> dict[str, Any]:
             config.dataset, config.data_root, rows=config.backbone_rows, side=config.backbone_side,
             epochs=config.backbone_epochs, folder=out_dir / "backbone",
         ),
+        "messages": lambda config: message_figures(config.run_config("messages")),
     }  # fmt: skip
     perf: dict[str, Any] = {}
     use_tracking(config.tracking_uri, config.experiment)

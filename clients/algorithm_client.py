@@ -31,6 +31,7 @@ from relatlas.clients.client_app import (
     local_data,
     model_facts,
     projection_reply,
+    public_inputs,
     use_cpus,
 )
 from relatlas.clients.local_test import local_test_accuracy
@@ -65,7 +66,7 @@ def train_with(step: ClientStep, msg: Message, context: Context) -> Message:
     task = decode_task(msg)
     use_cpus(task)
     dataset, local, held_back = local_data(task, context)
-    inputs: ArrayRecord = msg.content[protocol.INPUTS]
+    inputs = public_inputs(msg, task, context, dataset)
     check_fits_samples(dataset, inputs)
     model = client_model(dataset, task, context)
     seed = derive_seed(task.runtime.seed, task.partition_id, task.round)

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 class SharedAnchors(AnchorMode):
     def plan(self, config: RunConfig, dataset: Dataset, federation_plan: FederationPlan) -> AnchorPlan:
-        return AnchorPlan(dataset.x_train[federation_plan.anchor_indices], ())
+        rows = federation_plan.anchor_indices
+        return AnchorPlan(dataset.x_train[rows], (), rows)
 
     def projection(self, local: LocalView, inputs: ArrayRecord, samples: Tensor) -> tuple[Tensor, Tensor]:
         return samples, local.embed(inputs[protocol.ANCHORS].numpy())

@@ -70,6 +70,7 @@ class AnchorPlan:
 
     sent: Sequence[Any] | None  # raw inputs sent as ``anchors``: public anchors, seeds, or none
     classes: tuple[int, ...]  # anchor-classes, for modes where clients draw their own
+    rows: np.ndarray | None = None  # the training-set rows ``sent`` is, if any: clients holding the dataset read them there
 
     def task(self) -> dict[str, Any]:
         """Task entries the clients need beyond the run config."""
@@ -149,7 +150,8 @@ class TwoPhaseAnchorMode(AnchorMode):
         """The K public seeds, and the public anchors' classes."""
         labels = dataset.y_train[federation_plan.anchor_indices]
         seeds = select_anchors(labels, config.seed_anchors, sampling=config.anchor_sampling, seed=config.seed)
-        return AnchorPlan(dataset.x_train[federation_plan.anchor_indices][seeds], anchor_classes(labels))
+        rows = np.asarray(federation_plan.anchor_indices)[seeds]
+        return AnchorPlan(dataset.x_train[rows], anchor_classes(labels), rows)
 
     def train_inputs(self, sent: dict[str, Array]) -> dict[str, Array]:
         """The samples come with the query."""

@@ -89,12 +89,15 @@ class AtlasAlignment:
         return self.task.model.atlas_weight * loss
 
 
-def atlas_alignment(content: RecordDict, task: Task, model: Classifier, dataset: Dataset, seed: int) -> AtlasAlignment | None:
-    """The pull towards the message's atlas, or ``None`` (no feedback in this run, or no atlas yet)."""
+def atlas_alignment(
+    content: RecordDict, inputs: ArrayRecord, task: Task, model: Classifier, dataset: Dataset, seed: int
+) -> AtlasAlignment | None:
+    """The pull towards the message's atlas, or ``None`` (no feedback in this run, or no atlas yet);
+    ``inputs``: the message's, the public ones in place (``clients/public_inputs.py``)."""
     if not task.model.atlas_weight or protocol.ATLAS not in content:
         return None
     pool = torch.as_tensor(np.asarray(public_pool(dataset, task)), dtype=torch.float32)
-    anchors = torch.as_tensor(content[protocol.INPUTS][protocol.ANCHORS].numpy().copy(), dtype=torch.float32)
+    anchors = torch.as_tensor(inputs[protocol.ANCHORS].numpy().copy(), dtype=torch.float32)
     width = own_rows(task, predict(model.embedder, pool[:2]), predict(model.embedder, anchors)).shape[1]
     atlas = received_atlas(content, len(pool), width)
     generator = torch.Generator().manual_seed(derive_seed(seed, ATLAS_STREAM))

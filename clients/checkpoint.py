@@ -40,11 +40,15 @@ def default_state_root() -> Path:
     return Path(base) / "relatlas" / "client-state"
 
 
+def state_root(node_config: Mapping[str, Any]) -> Path:
+    """The node's state folder: its ``state-dir``, else the user's default."""
+    return Path(str(node_config.get(STATE_DIR_KEY, "")) or str(default_state_root()))
+
+
 def client_state_dir(node_config: Mapping[str, Any], run_key: str, partition: int) -> Path:
     if not RUN_KEY.fullmatch(run_key):
         raise ValueError(f"run-key {run_key[:80]!r} is not a hex digest; refusing it as a folder name")
-    root = str(node_config.get(STATE_DIR_KEY, "")) or str(default_state_root())
-    return Path(root) / run_key / f"partition-{partition}"
+    return state_root(node_config) / run_key / f"partition-{partition}"
 
 
 def _saved_rounds(directory: Path) -> dict[int, Path]:

@@ -28,11 +28,12 @@ from relatlas.benchmarks.splits import plan_for
 from relatlas.clients import protocol
 from relatlas.clients.anchor_modes import LocalView
 from relatlas.clients.atlas_feedback import AtlasAlignment, atlas_alignment, public_relative
-from relatlas.clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state
+from relatlas.clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state, state_root
 from relatlas.clients.frozen_backbone import cache_frozen_features
 from relatlas.clients.local_test import held_back_split, local_test_accuracy
 from relatlas.clients.models import Classifier, build_classifier, parameter_count
 from relatlas.clients.payload import add_gaussian_noise, payload_codec
+from relatlas.clients.public_inputs import CACHE_FOLDER, received_inputs
 from relatlas.clients.task import Task
 from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
 from relatlas.encoder_spec import EncoderSpec
@@ -65,7 +66,8 @@ def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) ->
     task = decode_task(msg)
     use_cpus(task)
     dataset, local, held_back = local_data(task, context)
-    check_fits_samples(dataset, msg.content[protocol.INPUTS])
+    inputs = public_inputs(msg, task, context, dataset)
+    check_fits_samples(dataset, inputs)
     _restore_if_resumed(task, context)
     model = client_model(dataset, task, context)
     cache_frozen_features(model, dataset.x_train[local], _state_dir(task, context))  # a frozen backbone's, once per run
@@ -76,7 +78,7 @@ def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) ->
         metrics = _train_continual(model, task, local, context, seed)
     else:
         labels = dataset.y_train[local] if relabel is None else relabel(dataset.y_train[local], dataset.num_classes)
-        alignment = atlas_alignment(msg.content, task, model, dataset, seed)  # checked before any step
+        alignment = atlas_alignment(msg.content, inputs, task, model, dataset, seed)  # checked before any step
         metrics = _train_static(model, task, dataset.x_train[local], labels, seed, alignment)
         if len(held_back):  # scored on its true labels: the client's own model, as its user would test it
             x_test, y_test = dataset.x_train[held_back], dataset.y_train[held_back]
@@ -89,7 +91,6 @@ def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) ->
         clear_client_state(_state_dir(task, context))
     metrics = MetricRecord({"partition-id": task.partition_id} | metrics | model_facts(model))
 
-    inputs: ArrayRecord = msg.content[protocol.INPUTS]
     mode = ANCHOR_MODES.get(task.anchors.anchors_mode)
     local_view = LocalView(dataset, local, task, model.embedder)
     anchoring = mode.first_phase(local_view, inputs)
@@ -113,7 +114,7 @@ def query(msg: Message, context: Context) -> Message:
     use_cpus(task)
     dataset, local, _ = local_data(task, context)
     model = client_model(dataset, task, context)
-    inputs: ArrayRecord = msg.content[protocol.INPUTS]
+    inputs = public_inputs(msg, task, context, dataset)
     samples = predict(model.embedder, inputs[protocol.SAMPLES].numpy())
     mode = ANCHOR_MODES.get(task.anchors.anchors_mode)
     projected, anchors = mode.projection(LocalView(dataset, local, task, model.embedder), inputs, samples)
@@ -130,6 +131,14 @@ def use_cpus(task: Task) -> None:
     """Torch threads = ``num-cpus``, on either engine: the thread count changes float
     sums, so a deployed client then computes what a simulated one does."""
     torch.set_num_threads(max(1, int(task.runtime.num_cpus)))
+
+
+def public_inputs(msg: Message, task: Task, context: Context, dataset: Dataset) -> ArrayRecord:
+    """The message's inputs, those named by digest taken from the cache or from ``dataset``
+    where it is the run's own (a client bringing its own data holds no copy of it)."""
+    own = own_data_spec(task.data.client_data, str(context.node_config.get(NODE_DATA_KEY, "")), task.partition_id)
+    cache = state_root(context.node_config) / CACHE_FOLDER
+    return received_inputs(msg.content, cache, dataset if own is None else None)
 
 
 def _state_dir(task: Task, context: Context) -> Path:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from relatlas.benchmarks.sources import inputs_loader, is_array
-from relatlas.safe_files import atomic_write, private_dir
+from relatlas.safe_files import atomic_write, open_cached, private_dir
 
 FEATURE_BATCH = 256  # rows per backbone pass when filling the cache
 log = logging.getLogger("relatlas")
@@ -112,15 +111,11 @@ def _cache_name(key: str, digests: list[bytes]) -> str:
 
 def _read_features(path: Path, rows: int, width: int) -> Tensor | None:
     """The cached ``[rows, width]`` features, or None when there is no usable file (warned unless absent)."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        log.warning("feature cache %s is not a plain file (%s); recomputing it", path, err.strerror)
+    opened = open_cached(path, "feature cache")
+    if opened is None:
         return None
     try:
-        with os.fdopen(descriptor, "rb") as file:
+        with opened as file:
             features = torch.load(file, map_location="cpu", weights_only=True)["features"]
         if not (features.dtype == torch.float32 and tuple(features.shape) == (rows, width) and torch.isfinite(features).all()):
             raise ValueError(f"{features.dtype} {list(features.shape)}, expected finite float32 [{rows}, {width}]")

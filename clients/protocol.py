@@ -11,7 +11,12 @@ Server -> client, message type ``train``:
         checks as one typed object;
     ``inputs`` (ArrayRecord), raw inputs: ``samples`` [N, ...] to project and
         ``anchors``: the public anchors [m, ...] (``shared``), the K public seeds
-        (``bootstrapped``, ``translated``), none (``class-matched``).
+        (``bootstrapped``, ``translated``), none (``class-matched``); each of them
+        only until the client's reply shows it holds it;
+    ``public`` (ConfigRecord): each public input's sha256 digest by name and, where
+        the clients hold the run's dataset, its rows there (``<name>.test-rows``,
+        ``<name>.train-rows``): a client takes an input not sent from its cache or
+        its dataset, checked against the digest (``clients/public_inputs.py``).
     ``atlas`` (ArrayRecord, from round 2 of a run with ``atlas-weight`` > 0): ``rows``
         [P, D] float32, the merged relative space of the run's public pool (its P rows
         in the plan's order, D the width of the aggregation of one client), which the
@@ -47,7 +52,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from flwr.app import ArrayRecord
+from flwr.app import ArrayRecord, RecordDict
 
 TRAIN, QUERY = "train", "query"
 TASK, INPUTS, RELATIVE, ABSOLUTE, METRICS, ANCHORING = "task", "inputs", "relative", "absolute", "metrics", "anchoring"
@@ -57,9 +62,24 @@ HEAD_ACCURACY, AVALANCHE_PREFIX = "head-accuracy", "avalanche/"
 LOCAL_TEST_ACCURACY = "local-test-accuracy"  # a static client's own model on its held-back rows (clients/local_test.py)
 EMBEDDING_DIM, ENCODER_PARAMETERS = "embedding-dim", "encoder-parameters"
 ATLAS, ATLAS_ROWS, PUBLIC_RELATIVE = "atlas", "rows", "public-relative"
+PUBLIC = "public"  # the public inputs a message names by digest (clients/public_inputs.py)
 
 ALLOWED_DTYPES = (np.float32, np.float16)  # what payloads fp32, fp16 and topk send
 ROUNDING = 1e-3  # slack on a similarity's value range, for float16 rounding
+
+
+def message_bytes(content: RecordDict) -> int:
+    """What a message's records weigh (arrays, config and metric values and their keys): its size on the wire but framing."""
+    arrays = sum(record.count_bytes() for record in content.array_records.values())
+    configs = [*content.config_records.values(), *content.metric_records.values()]
+    return arrays + sum(len(key) + _value_bytes(value) for record in configs for key, value in record.items())
+
+
+def _value_bytes(value: object) -> int:
+    """As Flower's ``count_bytes`` counts a config value (numbers 8 bytes, booleans 1), an empty string included."""
+    if isinstance(value, list):
+        return sum(_value_bytes(item) for item in value)
+    return len(value) if isinstance(value, (str, bytes)) else 1 if isinstance(value, bool) else 8
 
 
 class ReplyError(ValueError):

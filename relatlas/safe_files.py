@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import grp
 import io
+import logging
 import os
 import pwd
 import stat
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from relatlas.sections import ConfigError
+
+log = logging.getLogger("relatlas")
 
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 
@@ -147,3 +150,20 @@ def create_private_file(path: Path) -> bool:
     except FileExistsError:
         return False
     return True
+
+
+def open_cached(path: Path, what: str) -> BinaryIO | None:
+    """A cache file opened for reading, following no link (nor waiting on a planted FIFO): None if it
+    is absent, or not a plain file (then warned in one line naming it as ``what``: its caller recomputes or refuses it)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        log.warning("%s %s is not a plain file (%s); not reading it", what, path, err.strerror)
+        return None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        log.warning("%s %s is not a plain file; not reading it", what, path)
+        return None
+    return os.fdopen(descriptor, "rb")

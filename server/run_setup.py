@@ -7,6 +7,7 @@ import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from relatlas.benchmarks.streams import class_schedule
 from relatlas.clients import protocol
 from relatlas.clients.anchor_modes import AnchorMode, AnchorPlan, QueryMessage
 from relatlas.clients.local_test import training_rows
+from relatlas.clients.public_inputs import input_digest, public_record
 from relatlas.clients.task import Task
 from relatlas.clients.training import TrainConfig
 from relatlas.encoder_spec import EncoderSpec, widest_embedding
@@ -38,6 +40,8 @@ from relatlas.server.evaluation import ProbeSplit, evaluate_round, split_public
 from relatlas.server.replies import ClientReply, Expected
 
 PROBE_TEST_FRACTION = 0.3
+Holders = Mapping[int, bool]  # partition -> whether its last reply showed it holds the public inputs; absent: unknown
+NO_HOLDERS: Holders = MappingProxyType({})
 
 
 @dataclass
@@ -66,6 +70,8 @@ class RunSetup:
     experiences: ExperienceProbes | None
     classes: tuple[str, ...] = ()  # the label list sent to clients that bring their own data
     public_labels: np.ndarray | None = None  # a merge that learns from labels: the anchors', whose rows follow the samples
+    digests: dict[str, str] = dataclasses.field(default_factory=dict)  # of each of ``sent``: named in place of the raw inputs
+    rows: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)  # (test, train) rows of ``sent``
 
     @classmethod
     def prepare(cls, config: RunConfig) -> RunSetup:
@@ -76,15 +82,18 @@ class RunSetup:
         if own_data:  # which classes a client holds is its own business: every one, as far as scoring knows
             plan = dataclasses.replace(plan, client_classes=(tuple(range(dataset.num_classes)),) * config.num_clients)
         anchors, samples, labels = dataset.x_train[plan.anchor_indices], dataset.x_test, dataset.y_test
+        sample_rows = np.arange(len(labels))
         if 0 < config.eval_samples < len(labels):
-            _, subset = stratified_split(labels, config.eval_samples / len(labels), config.seed)
-            samples, labels = samples[subset], labels[subset]
+            _, sample_rows = stratified_split(labels, config.eval_samples / len(labels), config.seed)
+            samples, labels = samples[sample_rows], labels[sample_rows]
+        rows = {protocol.SAMPLES: (sample_rows, np.arange(0))}
         anchors, samples = wire_array(anchors), wire_array(samples)  # the pool, read whole once: it is sent every round
         if len(plan.public_indices):  # read only where there is a pool: a lazy source decodes what it is asked for
             check_pool_disjoint(wire_array(dataset.x_train[plan.public_indices]), samples)
         public_labels = None
         if needs_labels(config.aggregation):  # clients project the anchors too, so the merge learns from their labels
             samples, public_labels = np.concatenate([samples, anchors]), dataset.y_train[plan.anchor_indices]
+            rows[protocol.SAMPLES] = (sample_rows, np.asarray(plan.anchor_indices))
         anchor_mode = ANCHOR_MODES.get(config.anchors_mode)
         anchor_plan = anchor_mode.plan(config, dataset, plan)
         static = config.scenario == "static"
@@ -120,9 +129,12 @@ class RunSetup:
                 train=train,
             )  # the first client's encoder
         sent = anchor_plan.inputs() | {protocol.SAMPLES: Array(samples)}
+        if anchor_plan.rows is not None:
+            rows[protocol.ANCHORS] = (np.arange(0), np.asarray(anchor_plan.rows))
+        digests = {name: input_digest(array.numpy()) for name, array in sent.items()}
         return cls(
             config, dataset, plan, anchors, samples, labels, anchor_mode, anchor_plan, sent, expected, probes, central,
-            experiences, classes, public_labels,
+            experiences, classes, public_labels, digests, {} if own_data else rows,  # own data: the clients lack the dataset
         )  # fmt: skip
 
     @functools.cached_property
@@ -149,26 +161,52 @@ class RunSetup:
             anchoring=self.anchor_plan.task() | dict(anchoring or {}),
         )
 
-    def train_messages(self, partitions: Mapping[int, int], round_number: int, atlas: Atlas | None = None) -> list[Message]:
+    def train_messages(
+        self, partitions: Mapping[int, int], round_number: int, atlas: Atlas | None = None, holders: Holders = NO_HOLDERS
+    ) -> list[Message]:
         """One ``train`` message per node (``partitions``: node -> partition): the
         client's task, the inputs of the anchor mode's first message and, if given, its atlas."""
         inputs = self.anchor_mode.train_inputs(self.sent)
-
-        def atlas_of(partition: int) -> ArrayRecord | None:
-            return None if atlas is None else atlas.for_partition(partition)
-
         return [
-            _message(self.task(round_number, partition), inputs, node, protocol.TRAIN, round_number, atlas_of(partition))
+            _message(self.content(round_number, partition, inputs, holders.get(partition), atlas=atlas), node, protocol.TRAIN)
             for node, partition in partitions.items()
         ]
 
-    def query_messages(self, paired: dict[int, QueryMessage], nodes: Mapping[int, int], round_number: int) -> list[Message]:
+    def query_messages(
+        self, paired: dict[int, QueryMessage], nodes: Mapping[int, int], round_number: int, holders: Holders = NO_HOLDERS
+    ) -> list[Message]:
         """Second phase: one ``query`` message per paired partition (``nodes``: partition -> node)."""
         return [
-            _message(self.task(round_number, partition, extra_task), self.sent | extra_inputs, nodes[partition],
-                     protocol.QUERY, round_number)
-            for partition, (extra_task, extra_inputs) in paired.items()
+            _message(self.content(round_number, partition, self.sent, holders.get(partition), task, extra), nodes[partition],
+                     protocol.QUERY)
+            for partition, (task, extra) in paired.items()
         ]  # fmt: skip
+
+    def content(
+        self, round_number: int, partition: int, inputs: dict[str, Array], holds: bool | None,
+        anchoring: Mapping[str, Any] | None = None, extra: Mapping[str, Array] | None = None, atlas: Atlas | None = None,
+    ) -> RecordDict:  # fmt: skip
+        """A message's content: the task (``anchoring``: the mode's extra entries), the public ``inputs``
+        named by digest and sent only where needed (``by_reference``), ``extra`` inputs, the atlas if any."""
+        raw, public = self.by_reference(inputs, holds)
+        content = RecordDict(
+            {
+                protocol.TASK: ConfigRecord(self.task(round_number, partition, anchoring).to_record()),
+                protocol.INPUTS: ArrayRecord(raw | dict(extra or {})),
+                protocol.PUBLIC: public,
+            }
+        )
+        if atlas is not None:
+            content[protocol.ATLAS] = atlas.for_partition(partition)
+        return content
+
+    def by_reference(self, inputs: dict[str, Array], holds: bool | None) -> tuple[dict[str, Array], ConfigRecord]:
+        """``inputs`` as a client gets them, named by digest: nothing more if it ``holds`` them (a reply
+        showed it); if not known, their rows in the run's dataset where the clients hold it; else raw."""
+        named = {name: self.digests[name] for name in inputs}
+        rows = {name: self.rows[name] for name in inputs if name in self.rows and holds is None}
+        raw = {name: array for name, array in inputs.items() if holds is not True and name not in rows}
+        return raw, public_record(named, rows)
 
     def merge_weights(self, replies: Sequence[ClientReply]) -> list[int] | None:
         """Each reply's weight in a merge (``merge-weights``): its sample count, or None for equal weights."""
@@ -221,12 +259,8 @@ class RunSetup:
         return RoundOutcome(metrics | _round_facts(replies, round_number), merged, central)
 
 
-def _message(
-    task: Task, inputs: dict[str, Array], node: int, message_type: str, round_number: int, atlas: ArrayRecord | None = None
-) -> Message:
-    content = RecordDict({protocol.TASK: ConfigRecord(task.to_record()), protocol.INPUTS: ArrayRecord(inputs)})
-    if atlas is not None:
-        content[protocol.ATLAS] = atlas
+def _message(content: RecordDict, node: int, message_type: str) -> Message:
+    round_number = content[protocol.TASK]["round"]
     return Message(content, dst_node_id=node, message_type=message_type, group_id=str(round_number))
 
 

@@ -36,6 +36,7 @@ from flwr.serverapp.strategy import Strategy
 
 from relatlas.aggregation.aggregators import check_withstands, hostile_count
 from relatlas.aggregation.screening import screen
+from relatlas.clients import protocol
 from relatlas.server.atlas import Atlas, make_atlas
 from relatlas.server.config import RunConfig
 from relatlas.server.exchange import FederationError, exchange, unanswered, validate, wait_for_nodes
@@ -74,6 +75,8 @@ class RelativeStrategy(Strategy):
         self._round_started = 0.0
         self._reference_round = 0  # the last round the centralised reference trained for
         self.atlas: Atlas | None = None  # the last round's merge of the public pool, sent with the next round
+        self.holders: dict[int, bool] = {}  # partition -> whether its last reply showed it holds the public inputs
+        self._queries: list[Message] = []
 
     def assign(self, nodes: Sequence[int]) -> None:
         """Bind the nodes, in id order, to partitions 0, 1, ...: a node trains on the
@@ -94,7 +97,8 @@ class RelativeStrategy(Strategy):
         self.sampled = sample_nodes(self.partitions, size, cfg.seed, server_round)
         log.info("round %d/%d: training on %d of %d clients", server_round, cfg.num_rounds, size, len(self.partitions))
         self._round_started = time.perf_counter()
-        self._sent = self.setup.train_messages(self.sampled, server_round, self.atlas)
+        self._sent = self.setup.train_messages(self.sampled, server_round, self.atlas, self.holders)
+        self._queries = []
         return self._sent
 
     def train_reference(self, server_round: int) -> None:
@@ -107,6 +111,8 @@ class RelativeStrategy(Strategy):
         """Validate, screen, merge and score the replies to this round's ``configure_train``."""
         self.train_reference(server_round)
         valid, failures = self._collect(list(replies), server_round)
+        sent_bytes = sum(protocol.message_bytes(m.content) for m in self._sent + self._queries) / max(len(self.sampled), 1)
+        self.holders |= dict.fromkeys(self.sampled.values(), False) | {r.partition_id: True for r in valid}
         received = len(valid)
         scores, outliers = screen([r.spaces for r in valid], self.config.outlier_threshold)
         for position, reason in outliers.items():
@@ -125,6 +131,7 @@ class RelativeStrategy(Strategy):
         outcome.metrics["clients_failed"] = len(failures)
         outcome.metrics["client_outlier_score"] = scores
         outcome.metrics["round_seconds"] = time.perf_counter() - self._round_started
+        outcome.metrics["bytes_sent_per_client"] = sent_bytes  # its train (and query) messages' records
         if len(self.sampled) < len(self.partitions):  # who was asked; ``client_partitions`` says who answered
             outcome.metrics["sampled_partitions"] = sorted(self.sampled.values())
         if self.setup.expected.public_samples:
@@ -171,7 +178,7 @@ class RelativeStrategy(Strategy):
         except ValueError as err:
             raise FederationError(f"round {server_round}: cannot pair the clients' anchors: {err}") from err
         owners = {a.partition_id: a.node_id for a in anchorings}
-        queries = setup.query_messages(paired, owners, server_round)
+        queries = self._queries = setup.query_messages(paired, owners, server_round, self.holders)
         answers = exchange(self._grid, queries, timeout)
         projected, invalid = validate(answers, setup.expected, server_round, parse_reply, self.partitions)
         failures += invalid + unanswered(queries, answers, timeout, server_round)
