@@ -118,7 +118,7 @@ def _debian_fashion_mnist() -> Dataset:
     for split, prefix in (("train", "train"), ("test", "t10k")):
         images = read_idx(DEBIAN_FASHION_MNIST / f"{prefix}-images-idx3-ubyte.gz")
         labels = read_idx(DEBIAN_FASHION_MNIST / f"{prefix}-labels-idx1-ubyte.gz")
-        parts[split] = ((images[:, None] / 255.0).astype(np.float32), labels.astype(np.int64))
+        parts[split] = (unit_scaled(images[:, None], 255.0), labels.astype(np.int64))
     return Dataset("fashion-mnist", *parts["train"], *parts["test"])
 
 
@@ -219,7 +219,16 @@ def _scaled(name: str, x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndar
         )
     top = float(np.iinfo(x_train.dtype).max)
     log.info("dataset %r: %s inputs scaled to [0, 1] (divided by %d)", name, x_train.dtype, top)
-    return (x_train / top).astype(np.float32), (x_test / top).astype(np.float32)
+    return unit_scaled(x_train, top), unit_scaled(x_test, top)
+
+
+def unit_scaled(images: np.ndarray, top: float) -> np.ndarray:
+    """``images / top`` as float32, divided in float32 in place: the same numbers as a float64
+    division rounded to float32 for every uint8 and uint16 value (a test checks), without the
+    float64 copy, twice the float32 result's size (376 MB for Fashion-MNIST's training set)."""
+    scaled = images.astype(np.float32)
+    scaled /= np.float32(top)
+    return scaled
 
 
 def checked_dataset(name: str, data: Dataset) -> Dataset:

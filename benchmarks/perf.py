@@ -10,7 +10,8 @@ and a markdown table:
   with the peak memory each adds;
 - ``overhead_ratio``: wall time of a federation on Flower's simulation engine
   over the same training, projection, merge and scoring in one process;
-- ``scale``: round seconds and the server's peak memory at growing client counts;
+- ``scale``: round seconds and the server's peak memory at 10 to 10,000 clients,
+  each row in a fresh process, and ``scale.png`` (``benchmarks/perf_scale.py``);
 - ``payload``: bytes per client and merged accuracy for each payload format,
   next to the bytes of the embedder's weights;
 - ``startup``: seconds to start the CLI and to import relatlas, torch and a
@@ -40,12 +41,14 @@ from relatlas.aggregation.projection import relative_projection, relative_subspa
 from relatlas.benchmarks.datasets import load_dataset, stratified_split
 from relatlas.benchmarks.perf_backbone import backbone_table, frozen_backbone_figures
 from relatlas.benchmarks.perf_messages import message_figures, message_table
+from relatlas.benchmarks.perf_scale import PLOT_NAME, scale_figures, scale_table
 from relatlas.benchmarks.splits import plan_for
 from relatlas.benchmarks.startup import startup_figures
 from relatlas.clients.models import build_classifier
 from relatlas.clients.training import predict, train_like_client
 from relatlas.safe_files import private_dir, write_text_atomic
 from relatlas.server.config import RunConfig
+from relatlas.server.plots import plot_scale_rows
 from relatlas.server.tracking import use_tracking
 
 SECTIONS = ("kernels", "overhead", "scale", "payload", "startup", "backbone", "messages")
@@ -58,7 +61,9 @@ class PerfConfig:
     gemm_shape: tuple[int, int, int] = (20_000, 256, 1024)  # N samples, d dimensions, m anchors
     distance_shape: tuple[int, int, int] = (20_000, 64, 256)
     repeats: int = 5
-    scale_clients: tuple[int, ...] = (10, 100, 1000)
+    scale_clients: tuple[int, ...] = (10, 100, 1000, 10_000)
+    scale_all_train_up_to: int = 1000  # rows of more clients train a seeded sample of them each round
+    scale_sampled_per_round: int = 100  # the sample: a 100-client round, among 10,000 registered nodes
     scale_eval_samples: int = 1000
     payloads: tuple[str, ...] = ("fp32", "fp16", "topk:16", "topk:4")
     startup_samples: int = 5  # fresh processes per startup figure (their median)
@@ -177,21 +182,6 @@ def overhead_figures(config: PerfConfig) -> dict[str, Any]:
     return {"overhead_ratio": flower / alone, "flower_seconds": flower, "in_process_seconds": alone}
 
 
-def scale_figures(config: PerfConfig) -> list[dict[str, Any]]:
-    rows = []
-    for clients in config.scale_clients:
-        run = config.run_config(
-            f"scale-{clients}", split="same-classes", num_clients=clients, min_clients=clients, epochs=1,
-            eval_samples=config.scale_eval_samples, client_scores=False,
-        )  # fmt: skip
-        results, wall, peak = _federation(run)
-        rows.append(
-            {"clients": clients, "round_seconds": results["rounds"][0]["round_seconds"], "wall_seconds": wall,
-             "server_peak_bytes": peak, "merged_accuracy": results["merged_accuracy"]}
-        )  # fmt: skip
-    return rows
-
-
 def payload_figures(config: PerfConfig) -> list[dict[str, Any]]:
     rows = []
     for payload in config.payloads:
@@ -223,11 +213,7 @@ def perf_table(perf: dict[str, Any]) -> str:
         ratios.append(f"| `overhead_ratio` | {overhead['overhead_ratio']:.2f} | <= 1.3 |")
     lines = ["| figure | value | target |", "|---|---|---|", *ratios] if ratios else []
     if "scale" in perf:
-        lines += ["", "| clients | round s | server peak MB | merged accuracy |", "|---|---|---|---|"]
-        for r in perf["scale"]:
-            lines.append(
-                f"| {r['clients']} | {r['round_seconds']:.1f} | {r['server_peak_bytes'] / 1e6:.0f} | {r['merged_accuracy']:.3f} |"
-            )
+        lines += scale_table(perf["scale"])
     if "payload" in perf:
         lines += ["", "| payload | bytes per client | merged accuracy | change |", "|---|---|---|---|"]
         for r in perf["payload"]:
@@ -269,6 +255,8 @@ def run_perf(config: PerfConfig) -> dict[str, Any]:
             perf[name] = sections[name](config)
             write_text_atomic(out_dir / "perf.json", json.dumps(perf, indent=2))
             write_text_atomic(out_dir / "table.md", perf_table(perf) + "\n")
+            if name == "scale":
+                mlflow.log_artifact(str(plot_scale_rows(perf["scale"], out_dir / PLOT_NAME)))
         timed = ("kernels", "overhead", "startup", "backbone")
         scalars = {k: v for section in timed for k, v in perf.get(section, {}).items() if isinstance(v, float)}
         mlflow.log_metrics(scalars)

@@ -94,6 +94,7 @@ SPLITS: Registry = Registry("split", {
     "same-classes": "relatlas.benchmarks.splits:same_classes",
     "disjoint-classes": "relatlas.benchmarks.splits:disjoint_classes",
     "dirichlet": "relatlas.benchmarks.splits:dirichlet",
+    "iid": "relatlas.benchmarks.splits:iid",
 })  # fmt: skip
 """Federated splits of a dataset's classes and samples over the clients: a ``Split`` (``benchmarks/splits.py``)."""
 

@@ -14,6 +14,7 @@ from relatlas.benchmarks.attacks import ATTACKS
 from relatlas.benchmarks.attacks_suite import AttackSuiteConfig, run_attack_suite
 from relatlas.benchmarks.continual_suite import SuiteConfig, run_suite
 from relatlas.benchmarks.perf import SECTIONS, PerfConfig, run_perf
+from relatlas.benchmarks.perf_scale import scale_run_config
 from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
 from relatlas.benchmarks.sweep import SweepResources
 from relatlas.benchmarks.teach_suite import ATLAS_ROW, ROWS, SETTINGS, TeachSuiteConfig, run_teach_suite
@@ -89,13 +90,16 @@ def _bench_stitching(args: argparse.Namespace) -> int:
 def _bench_perf(args: argparse.Namespace) -> int:
     config = PerfConfig(
         dataset=args.dataset, data_root=args.data_root, sections=tuple(args.sections), scale_clients=tuple(args.scale_clients),
-        payloads=tuple(args.payloads), startup_samples=args.startup_samples, out_dir=args.out, tracking_uri=args.tracking_uri,
+        scale_sampled_per_round=args.scale_clients_per_round, payloads=tuple(args.payloads),
+        startup_samples=args.startup_samples, out_dir=args.out, tracking_uri=args.tracking_uri,
     )  # fmt: skip
     unknown = sorted(set(config.sections) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"unknown perf sections {unknown}; choose from {', '.join(SECTIONS)}")
     for payload in config.payloads:
         config.run_config("check", payload=payload)  # refuses a bad payload before anything runs
+    for clients in config.scale_clients:
+        scale_run_config(config, clients)  # and a scale row no federation can run
     refuse_bad_input(dataclasses.replace(config.run_config("check"), out_dir=config.out_dir))
     print(f"relatlas bench perf: {', '.join(config.sections)}; results in {config.out_dir}/perf.json", flush=True)
     run_perf(config)
@@ -217,6 +221,10 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     perf.add_argument("--data-root", default=defaults.data_root)
     perf.add_argument("--sections", nargs="+", default=list(defaults.sections), help=f"of {', '.join(SECTIONS)}")
     perf.add_argument("--scale-clients", nargs="+", type=int, default=list(defaults.scale_clients))
+    perf.add_argument(
+        "--scale-clients-per-round", type=int, default=defaults.scale_sampled_per_round,
+        help=f"scale rows of more than {defaults.scale_all_train_up_to:,} clients train a seeded sample of this many a round",
+    )  # fmt: skip
     perf.add_argument("--payloads", nargs="+", default=list(defaults.payloads))
     perf.add_argument("--startup-samples", type=int, default=defaults.startup_samples, help="fresh processes per startup figure")
     perf.add_argument("--out", default=defaults.out_dir)

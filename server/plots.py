@@ -3,7 +3,7 @@ accuracy of every space."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,5 +131,32 @@ def plot_client_curves(curves: Mapping[str, Any], title: str, path: Path) -> Pat
     ax.set_ylim(0, 1)
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_scale_rows(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """``bench perf``'s scale rows: round seconds and the server's peak MB against the clients
+    (both axes log), rows that train a sample of their clients drawn hollow and labelled."""
+    clients = [r["clients"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, scale, label in ((axes[0], "round_seconds", 1.0, "round seconds"),
+                                  (axes[1], "server_peak_bytes", 1e-6, "server peak MB")):  # fmt: skip
+        values = [r[key] * scale for r in rows]
+        ax.plot(clients, values, color="tab:blue", marker="o")
+        for r, x, y in zip(rows, clients, values):
+            if r["clients_per_round"] < r["clients"]:
+                ax.plot([x], [y], marker="o", markersize=10, markerfacecolor="white", color="tab:blue")
+                ax.annotate(
+                    f"{r['clients_per_round']:,} a round", (x, y), textcoords="offset points", xytext=(-10, 8), ha="right"
+                )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("clients")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1].axhline(500, color="tab:red", linestyle="--", linewidth=1, label="target at 1,000 clients: < 500 MB")
+    axes[1].legend(fontsize=8, loc="upper left")
+    fig.suptitle("relatlas bench perf: one round against the clients")
     fig.tight_layout()
     return _save(fig, path)

@@ -13,6 +13,7 @@ from relatlas.benchmarks.datasets import (
     load_dataset,
     read_idx,
     stratified_split,
+    unit_scaled,
 )
 from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, stitching_tables
 from relatlas.clients.models import build_classifier, check_encoders
@@ -184,3 +185,12 @@ def test_the_stitching_table_says_which_encoder_it_skipped_and_why():
     results = {"encoders": [], "failures": [], "skipped": suite.skipped(data)}
     why = "the cnn needs [C, H, W] images with H = W >= 28, inputs here are (64,)"
     assert stitching_tables(results).splitlines()[-2:] == [f"- skipped: cnn-seed{s}: {why}" for s in (0, 1)]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_unit_scaling_in_float32_gives_the_float64_division_s_numbers(dtype):
+    values = np.arange(np.iinfo(dtype).max + 1, dtype=dtype)
+    top = float(np.iinfo(dtype).max)
+    scaled = unit_scaled(values, top)
+    assert scaled.dtype == np.float32
+    np.testing.assert_array_equal(scaled, (values / top).astype(np.float32))

@@ -197,7 +197,7 @@ def test_a_user_strategy_and_regularizer_are_built():
          "unknown dataset 'imagenet'; registered: digits, fashion-mnist, mnist, cifar10, npz, imagefolder, csv, jsonl, wordnet"),
         (lambda: payload_codec("zip:9"), ValueError, "unknown payload 'zip'; registered: fp32, fp16, topk"),
         (lambda: class_plan(4, "random", 2, shared=0, novel=None, seed=0), SplitError,
-         "unknown split 'random'; registered: shared-classes, same-classes, disjoint-classes, dirichlet"),
+         "unknown split 'random'; registered: shared-classes, same-classes, disjoint-classes, dirichlet, iid"),
         (lambda: RunConfig(stream="shuffled"), ConfigError,
          "stream must be one of class-incremental, new-instances; got 'shuffled'"),
         (lambda: RunConfig(strategy="gem"), ConfigError, "strategy must be one of naive, replay, er-ace, der; got 'gem'"),

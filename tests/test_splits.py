@@ -72,3 +72,19 @@ def test_seeded_plans_are_reproducible():
 def test_impossible_splits_fail_clearly(kwargs, message):
     with pytest.raises(SplitError, match=message):
         plan_federation(LABELS, num_anchors=5, **kwargs)
+
+
+def test_iid_deals_every_client_a_row_where_a_class_by_class_deal_leaves_some_none():
+    labels = np.random.default_rng(0).integers(0, 10, 60_000)  # Fashion-MNIST's size: 6 rows a client at 10,000
+    with pytest.raises(SplitError, match="received no training samples"):
+        plan_federation(labels, "same-classes", 10_000, num_anchors=64, seed=0)
+    plan = plan_federation(labels, "iid", 10_000, num_anchors=64, seed=0)
+    sizes = {len(idx) for idx in plan.client_indices}
+    assert sizes == {5, 6}
+    union = np.concatenate(plan.client_indices)
+    assert len(union) == len(set(union)) == 60_000 - 64 and not set(union) & set(plan.anchor_indices)
+
+
+def test_iid_refuses_more_clients_than_rows():
+    with pytest.raises(SplitError, match="need a training row each"):
+        plan_federation(LABELS, "iid", 491, num_anchors=10, seed=0)
