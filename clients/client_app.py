@@ -1,8 +1,12 @@
 """The Flower ClientApp: train the local embedder, answer with relative
 representations of the samples the server asks about.
 
-Model weights survive between rounds in ``context.state`` (each message may
-start a fresh process in deployment); the data never leaves the client. With
+Model weights survive between rounds in the client's state folder
+(``clients/checkpoint.py``; each message may start a fresh process in deployment),
+not in ``context.state``: Flower's simulation engine keeps every node's Context in
+the server's process, where weights would cost 0.87 MB (the MLP) per client ever
+trained. ``context.state`` holds them only from a two-phase mode's ``train`` to its
+``query``. The data never leaves the client. With
 two-phase anchor modes the ``train`` reply carries what the server needs to pair
 anchors across clients, and a ``query`` message then asks for the projection
 (see ``clients/anchor_modes.py`` and ``clients/protocol.py``).
@@ -83,7 +87,7 @@ def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) ->
         if len(held_back):  # scored on its true labels: the client's own model, as its user would test it
             x_test, y_test = dataset.x_train[held_back], dataset.y_train[held_back]
             metrics[protocol.LOCAL_TEST_ACCURACY] = local_test_accuracy(model, x_test, y_test)
-    context.state[MODEL_STATE] = ArrayRecord(model.state_dict())
+    context.state.pop(MODEL_STATE, None)  # a resumed round's, restored from the state folder
     if task.keep_state:
         buffer = context.state[BUFFER_STATE].to_torch_state_dict() if BUFFER_STATE in context.state else None
         save_client_state(_state_dir(task, context), task.round, model.state_dict(), buffer)
@@ -94,7 +98,8 @@ def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) ->
     mode = ANCHOR_MODES.get(task.anchors.anchors_mode)
     local_view = LocalView(dataset, local, task, model.embedder)
     anchoring = mode.first_phase(local_view, inputs)
-    if anchoring is not None:
+    if anchoring is not None:  # the round's query projects with this model
+        context.state[MODEL_STATE] = ArrayRecord(model.state_dict())
         context.state[METRICS_STATE] = metrics
         record = ArrayRecord({name: Array(np.ascontiguousarray(a.numpy())) for name, a in anchoring.items()})
         return Message(RecordDict({protocol.METRICS: metrics, protocol.ANCHORING: record}), reply_to=msg)
@@ -118,7 +123,9 @@ def query(msg: Message, context: Context) -> Message:
     samples = predict(model.embedder, inputs[protocol.SAMPLES].numpy())
     mode = ANCHOR_MODES.get(task.anchors.anchors_mode)
     projected, anchors = mode.projection(LocalView(dataset, local, task, model.embedder), inputs, samples)
-    return projection_reply(msg, task, projected, samples, anchors, context.state[METRICS_STATE])
+    metrics = context.state.pop(METRICS_STATE)
+    del context.state[MODEL_STATE]  # the next round reads the state folder
+    return projection_reply(msg, task, projected, samples, anchors, metrics)
 
 
 def decode_task(msg: Message) -> Task:

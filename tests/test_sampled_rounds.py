@@ -13,7 +13,8 @@ import torch
 from flwr.app import ArrayRecord
 
 from relatlas.clients import protocol
-from relatlas.clients.client_app import MODEL_STATE
+from relatlas.clients.checkpoint import client_state_dir, load_client_state
+from relatlas.clients.client_app import MODEL_STATE, decode_task
 from relatlas.server.algorithm_fedavg import FedAvgServer, fedavg
 from relatlas.server.algorithm_strategy import AlgorithmStrategy
 from relatlas.server.config import ConfigError, RunConfig
@@ -31,18 +32,21 @@ SAMPLED = SMALL | {"num-clients": 5, "fraction-train": 0.4, "rounds": 3, "client
 
 
 class StatefulGrid(RecordingGrid):
-    """The recording grid, keeping each client's model as each of its rounds began and ended."""
+    """The recording grid, keeping each client's model as each of its rounds began and ended: the
+    state it saved, which a round restores; its context holds none (there it would cost the server)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.models: list[tuple[int, int, dict | None, dict]] = []  # (node, round, before, after)
+        self.models: list[tuple[int, int, dict | None, dict | None]] = []  # (node, round, before, after)
 
     def answer(self, message):
-        state = self.contexts[message.metadata.dst_node_id].state
-        before = state[MODEL_STATE].to_torch_state_dict() if MODEL_STATE in state else None
+        context, task = self.contexts[message.metadata.dst_node_id], decode_task(message)
+        folder = client_state_dir(context.node_config, task.run_key, task.partition_id)
+        before = load_client_state(folder, task.round - 1)
         reply = super().answer(message)
-        self.models.append((message.metadata.dst_node_id, int(message.metadata.group_id), before,
-                            state[MODEL_STATE].to_torch_state_dict()))  # fmt: skip
+        assert MODEL_STATE not in context.state
+        after = load_client_state(folder, task.round)  # none after the last round, which clears it
+        self.models.append((message.metadata.dst_node_id, task.round, before and before[0], after and after[0]))
         return reply
 
 
