@@ -24,7 +24,6 @@ and a markdown table:
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import json
 import time
@@ -39,6 +38,7 @@ import torch
 from relatlas.aggregation.aggregators import required_similarities
 from relatlas.aggregation.projection import relative_projection, relative_subspaces
 from relatlas.benchmarks.datasets import load_dataset, stratified_split
+from relatlas.benchmarks.memory import peak_memory_added
 from relatlas.benchmarks.perf_backbone import backbone_table, frozen_backbone_figures
 from relatlas.benchmarks.perf_messages import message_figures, message_table
 from relatlas.benchmarks.perf_scale import PLOT_NAME, scale_figures, scale_table
@@ -93,22 +93,6 @@ def best_seconds(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - started)
     return min(times)
-
-
-def _rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def peak_memory_added(fn: Callable[[], object]) -> int:
-    """Bytes the process's peak resident memory rose while ``fn`` ran (Linux, glibc)."""
-    ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed memory back, so reuse shows as growth
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current size
-    before = _rss_kib("VmRSS")
-    fn()
-    return max(0, _rss_kib("VmHWM") - before) * 1024
 
 
 def kernel_figures(config: PerfConfig) -> dict[str, Any]:

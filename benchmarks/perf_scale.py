@@ -12,7 +12,8 @@ clients train every client; larger ones train a seeded sample of
   that runs the federation rose over what it held once its libraries were
   imported: the ServerApp, Flower's in-process link state and the Ray driver, the
   dataset the server reads included; the clients' Ray actors and Ray's own
-  daemons are other processes and not counted;
+  daemons are other processes and not counted; ``server_peak_rss_bytes``: that
+  process's whole peak, the libraries it imported included;
 - ``bytes_per_client_round``: ``bytes_sent_per_client`` (a client's train message)
   plus ``payload_bytes_per_client`` (its reply's relative payload), in the round;
 - ``server_peak_growth``, ``clients_growth``: a row's peak and clients over the
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import mlflow
 
+from relatlas.benchmarks.memory import peak_memory_added, rss_kib
 from relatlas.safe_files import write_text_atomic
 from relatlas.server.config import RunConfig
 from relatlas.server.plots import plot_scale_rows
@@ -76,19 +78,19 @@ def scale_figures(config: PerfConfig) -> list[dict[str, Any]]:
 
 def measure_row(run: RunConfig) -> dict[str, Any]:
     """Run ``run`` in this (fresh) process and read its row from its results."""
-    from relatlas.benchmarks.perf import peak_memory_added
     from relatlas.server.simulation import run_simulation
 
     started = time.perf_counter()
     peak = peak_memory_added(lambda: run_simulation(run))
     wall = time.perf_counter() - started
+    whole = rss_kib("VmHWM") * 1024
     results = json.loads((Path(run.out_dir) / "results.json").read_text())
-    first = results["rounds"][0]
+    first, accuracy = results["rounds"][0], results["merged_accuracy"]
     sent, payload = first["bytes_sent_per_client"], first["payload_bytes_per_client"]
     return {
         "clients": run.num_clients, "clients_per_round": run.clients_per_round(), "round_seconds": first["round_seconds"],
-        "wall_seconds": wall, "server_peak_bytes": peak, "bytes_sent_per_client": sent, "payload_bytes_per_client": payload,
-        "bytes_per_client_round": sent + payload, "merged_accuracy": results["merged_accuracy"],
+        "wall_seconds": wall, "server_peak_bytes": peak, "server_peak_rss_bytes": whole, "bytes_sent_per_client": sent,
+        "payload_bytes_per_client": payload, "bytes_per_client_round": sent + payload, "merged_accuracy": accuracy,
     }  # fmt: skip
 
 

@@ -16,19 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
-from avalanche.benchmarks.scenarios.generic_scenario import CLScenario
-from avalanche.benchmarks.utils import _make_taskaware_classification_dataset
-from avalanche.benchmarks.utils.classification_dataset import TaskAwareSupervisedClassificationDataset
 
 from relatlas.benchmarks.datasets import Dataset, load_dataset
 from relatlas.benchmarks.splits import SplitError
 from relatlas.registries import STREAMS
 from relatlas.registry import RegistryError
+
+if TYPE_CHECKING:  # Avalanche is imported where a stream is built: the server's schedules need none of it
+    from avalanche.benchmarks.scenarios.generic_scenario import CLScenario
+    from avalanche.benchmarks.utils.classification_dataset import TaskAwareSupervisedClassificationDataset
 
 Schedule = tuple[tuple[int, ...], ...]  # the classes of each experience
 
@@ -132,12 +132,16 @@ class DatasetRows(torch.utils.data.Dataset):
 
 
 def avalanche_dataset(rows: DatasetRows) -> TaskAwareSupervisedClassificationDataset:
+    from avalanche.benchmarks.utils import _make_taskaware_classification_dataset
+
     return _make_taskaware_classification_dataset(rows, targets=rows.targets, task_labels=0)
 
 
 def make_stream(ref: DatasetRef, train_rows: Sequence[np.ndarray], test_rows: Sequence[np.ndarray]) -> CLScenario:
     """An Avalanche benchmark with ``train_stream`` and ``test_stream``, one experience
     per entry of ``train_rows`` / ``test_rows`` (indices into the train / test part)."""
+    from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+
     if len(train_rows) != len(test_rows):
         raise SplitError(f"{len(train_rows)} train experiences but {len(test_rows)} test experiences")
     return benchmark_from_datasets(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import Tensor
@@ -20,12 +21,14 @@ from torch import Tensor
 from relatlas.aggregation.aggregators import ClientSpace, aggregate
 from relatlas.aggregation.learned_combine import LabelledRows
 from relatlas.benchmarks.continual_metrics import summarize
-from relatlas.benchmarks.mlflow_logger import MLflowLogger
 from relatlas.benchmarks.streams import experience_rows
 from relatlas.clients import protocol
 from relatlas.server.evaluation import ProbeSplit
 from relatlas.server.plots import plot_accuracy_curves, plot_accuracy_matrix
 from relatlas.server.replies import ClientReply
+
+if TYPE_CHECKING:
+    from relatlas.benchmarks.mlflow_logger import MLflowLogger
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,14 +105,19 @@ class ClientRuns:
     """One nested MLflow run per client, holding the Avalanche metrics it reports."""
 
     def __init__(self, parent_run_id: str, run_ids: dict[int, str] | None = None) -> None:
-        """``run_ids``: partition -> nested run id of the clients' runs so far (a resumed run)."""
+        """``run_ids``: partition -> nested run id of the clients' runs so far (a resumed run).
+        The logger, an Avalanche one, is imported here: Avalanche (and the JAX it pulls in)
+        adds about 630 MB to a process, which a static run's server must not pay."""
+        from relatlas.benchmarks.mlflow_logger import MLflowLogger
+
         self.parent_run_id = parent_run_id
+        self.new_logger = MLflowLogger.nested
         self.loggers: dict[int, MLflowLogger] = {p: MLflowLogger(run_id) for p, run_id in (run_ids or {}).items()}
 
     def log_round(self, replies: Sequence[ClientReply], round_number: int) -> None:
         for reply in replies:
             if reply.partition_id not in self.loggers:
-                logger = MLflowLogger.nested(self.parent_run_id, f"client-{reply.partition_id}")
+                logger = self.new_logger(self.parent_run_id, f"client-{reply.partition_id}")
                 logger.log_params({"partition-id": reply.partition_id})
                 self.loggers[reply.partition_id] = logger
             logger = self.loggers[reply.partition_id]

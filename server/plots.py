@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from relatlas.safe_files import atomic_write  # noqa: E402
@@ -137,7 +138,7 @@ def plot_client_curves(curves: Mapping[str, Any], title: str, path: Path) -> Pat
 
 def plot_scale_rows(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """``bench perf``'s scale rows: round seconds and the server's peak MB against the clients
-    (both axes log), rows that train a sample of their clients drawn hollow and labelled."""
+    (log), rows that train a sample of their clients drawn hollow and labelled."""
     clients = [r["clients"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, scale, label in ((axes[0], "round_seconds", 1.0, "round seconds"),
@@ -151,7 +152,8 @@ def plot_scale_rows(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
                     f"{r['clients_per_round']:,} a round", (x, y), textcoords="offset points", xytext=(-10, 8), ha="right"
                 )
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))  # 1,000 rather than 10^3
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("clients")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
