@@ -73,6 +73,7 @@ def scale_figures(config: PerfConfig) -> list[dict[str, Any]]:
             subprocess.run([sys.executable, "-m", __name__, "--row", str(config_path), str(row_path)], check=True)
             row = json.loads(row_path.read_text()) | {"process_seconds": time.perf_counter() - started}
         rows.append(row | growth(rows[-1], row) if rows else row)
+        print(f"perf: scale row {json.dumps(rows[-1])}", flush=True)  # a long section's rows, before perf.json
     return rows
 
 
