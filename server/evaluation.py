@@ -10,6 +10,7 @@ label-chosen pick from a client that does not own the class.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -149,7 +150,9 @@ def evaluate_round(
     centralised space ``central_labelled``): the public labelled rows a learned merge
     trains on; never the evaluation samples, whose labels only the probes see.
     """
+    started = time.perf_counter()
     merged = aggregate(aggregation, spaces, weights=weights, hostile=hostile, labelled=labelled)
+    merged_at = time.perf_counter()
     merged_probe = probes.fit(merged)
     own = [aggregate(aggregation, [space], labelled=labelled) for space in spaces] if client_scores else []
     stitched = [
@@ -184,4 +187,6 @@ def evaluate_round(
         metrics["centralized_accuracy"] = probes.accuracy(central)
         metrics["cka_merged_centralized"] = linear_cka(merged, central)
         metrics["jaccard_merged_centralized"] = topk_jaccard(merged, central, k=5)
+    metrics["server_merge_seconds"] = merged_at - started  # the merge alone; probes and baselines are scoring
+    metrics["server_scoring_seconds"] = time.perf_counter() - merged_at
     return metrics, merged, central

@@ -109,6 +109,7 @@ class RelativeStrategy(Strategy):
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Validate, screen, merge and score the replies to this round's ``configure_train``."""
+        replies_seconds = time.perf_counter() - self._round_started  # from the round's first message to its last reply
         self.train_reference(server_round)
         valid, failures = self._collect(list(replies), server_round)
         sent_bytes = sum(protocol.message_bytes(m.content) for m in self._sent + self._queries) / max(len(self.sampled), 1)
@@ -131,6 +132,7 @@ class RelativeStrategy(Strategy):
         outcome.metrics["clients_failed"] = len(failures)
         outcome.metrics["client_outlier_score"] = scores
         outcome.metrics["round_seconds"] = time.perf_counter() - self._round_started
+        outcome.metrics["round_replies_seconds"] = replies_seconds
         outcome.metrics["bytes_sent_per_client"] = sent_bytes  # its train (and query) messages' records
         if len(self.sampled) < len(self.partitions):  # who was asked; ``client_partitions`` says who answered
             outcome.metrics["sampled_partitions"] = sorted(self.sampled.values())
