@@ -9,12 +9,14 @@ import logging
 import numpy as np
 import pytest
 import torch
-from flwr.app import ConfigRecord
+from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
 
 from relatlas.aggregation.block_rows import block_rows
 from relatlas.benchmarks.perf import SECTIONS, perf_table
 from relatlas.benchmarks.perf_gpu import gpu_figures
-from relatlas.clients import precision
+from relatlas.clients import precision, protocol
+from relatlas.clients.handler_precision import in_task_precision
 from relatlas.clients.models import build_classifier
 from relatlas.clients.precision import precision_scope
 from relatlas.clients.task import Task
@@ -26,6 +28,8 @@ from relatlas.server.config import RunConfig
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 GIB = 1024**3
+FACTS = {"round": 1, "partition_id": 0, "similarities": ("cosine",), "send_absolute": False, "run_key": "k",
+         "keep_state": False}  # fmt: skip
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the skip line is for machines without CUDA")
@@ -36,17 +40,23 @@ def test_the_gpu_section_is_skipped_with_a_line_where_no_cuda_device_exists(caps
     assert "gpu" in SECTIONS and perf_table({"gpu": figures}) == f"GPU figures: skipped, {figures['skipped']}."
 
 
-def test_precision_parses_reaches_the_task_and_refuses_other_values_in_one_line():
+def test_precision_parses_reaches_the_task_and_refuses_other_values_in_one_line(caplog, monkeypatch):
     import argparse
 
     parser = argparse.ArgumentParser()
     add_config_options(parser)
     config = config_from_args(parser.parse_args(["--precision", "bf16"]))
     assert config.precision == "bf16" and RunConfig().precision == "fp32"
-    facts = {"round": 1, "partition_id": 0, "similarities": ("cosine",), "send_absolute": False, "run_key": "k",
-             "keep_state": False}  # fmt: skip
-    decoded = Task.from_record(ConfigRecord(Task.of(config, **facts).to_record()))
-    assert decoded.model.precision == "bf16"
+    record = ConfigRecord(Task.of(config, **FACTS).to_record())
+    assert Task.from_record(record).model.precision == "bf16"
+    handled = in_task_precision(lambda msg, context: msg)  # a ClientApp handler, run in its task's precision
+    for name in ("task_id", "run_id", "node_id"):  # what Flower's runtime sets before a message is made
+        monkeypatch.setattr(TaskIdentity, f"_{name}", 1)
+    msg = Message(RecordDict({protocol.TASK: record}), dst_node_id=7, message_type=protocol.TRAIN)
+    precision._warn_off_cuda.cache_clear()
+    with caplog.at_level(logging.WARNING):
+        assert handled(msg, None) is msg
+    assert "precision bf16 applies on CUDA only" in caplog.text
     with pytest.raises(ConfigError, match=r"^precision must be one of fp32, tf32, bf16; got 'fp16'$"):
         RunConfig.from_mapping({"precision": "fp16"})
 
