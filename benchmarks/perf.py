@@ -18,7 +18,8 @@ and a markdown table:
 - ``backbone``: a frozen pretrained backbone's first epoch over its later ones,
   whose features are cached (``benchmarks/perf_backbone.py``);
 - ``messages``: the bytes a client is sent per round, public inputs raw, by their
-  rows, by digest (``benchmarks/perf_messages.py``).
+  rows, by digest (``benchmarks/perf_messages.py``);
+- ``gpu``: the CUDA paths as ratios (``benchmarks/perf_gpu.py``), skipped without a GPU.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from relatlas.aggregation.aggregators import required_similarities
 from relatlas.aggregation.projection import relative_projection, relative_subspaces
 from relatlas.benchmarks.datasets import load_dataset, stratified_split
 from relatlas.benchmarks.perf_backbone import backbone_table, frozen_backbone_figures
+from relatlas.benchmarks.perf_gpu import gpu_figures, gpu_table
 from relatlas.benchmarks.perf_messages import message_figures, message_table
 from relatlas.benchmarks.perf_split import overhead_split_table, round_split
 from relatlas.benchmarks.perf_targets import target_rows, targets_missed
@@ -51,7 +53,7 @@ from relatlas.safe_files import private_dir, write_text_atomic
 from relatlas.server.config import RunConfig
 from relatlas.server.tracking import use_tracking
 
-SECTIONS = ("kernels", "overhead", "scale", "payload", "startup", "backbone", "messages")
+SECTIONS = ("kernels", "overhead", "scale", "payload", "startup", "backbone", "messages", "gpu")
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,7 @@ def perf_table(perf: dict[str, Any]) -> str:
         lines += backbone_table(perf["backbone"])
     if "messages" in perf:
         lines += message_table(perf["messages"])
+    lines += gpu_table(perf["gpu"]) if "gpu" in perf else []
     return "\n".join(lines).strip("\n")
 
 
@@ -263,6 +266,7 @@ def run_perf(config: PerfConfig) -> dict[str, Any]:
             epochs=config.backbone_epochs, folder=out_dir / "backbone",
         ),
         "messages": lambda config: message_figures(config.run_config("messages")),
+        "gpu": lambda config: gpu_figures(config.gemm_shape, config.distance_shape, config.repeats),
     }  # fmt: skip
     perf: dict[str, Any] = {"targets_missed": [], "load_average": {}}
     use_tracking(config.tracking_uri, config.experiment)
