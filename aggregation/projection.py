@@ -28,7 +28,8 @@ def relative_projection(
     """Project ``x`` [N, d] onto ``anchors`` [m, d]; returns [N, m].
 
     Rows are processed in blocks of at most ``block_elements`` output entries,
-    so memory stays bounded for large N x m; on CUDA, blocks as large as the
+    so memory stays bounded for large N x m (a similarity that allocates only its
+    output, ``Similarity.output_only``, takes all rows at once); on CUDA, blocks as large as the
     device's free memory allows (``aggregation/block_rows.py``).
 
     Parameters
@@ -49,7 +50,7 @@ def relative_projection(
         x, anchors = x - mean, anchors - mean
     prepared = kernel.prepare(anchors)
     rows = block_rows(x.shape[0], anchors.shape[0], block_elements, x.device, cuda_free_bytes(x.device), x.element_size())
-    if rows >= x.shape[0]:
+    if rows >= x.shape[0] or kernel.output_only:
         return _block(similarity, kernel.compute(x, prepared), x.shape[0], anchors.shape[0])
     out = x.new_empty((x.shape[0], anchors.shape[0]))
     for start in range(0, x.shape[0], rows):
