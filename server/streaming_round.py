@@ -77,8 +77,10 @@ class RoundMerge:
         self.hostile = hostile_count(config.max_hostile, 0) if config.max_hostile else None  # a count (streams_round)
         self.merged = open_accumulator(config.aggregation, self.hostile)
         labels = setup.probes.labels
-        # class -> its evaluation samples
-        self.rows = {int(c): torch.from_numpy(np.flatnonzero(labels == c)) for c in np.unique(labels)}
+        self.by_label = torch.from_numpy(np.argsort(labels, kind="stable"))  # the samples, class by class
+        classes, counts = np.unique(labels, return_counts=True)
+        ends = np.cumsum(counts)  # class -> its samples' slice of ``by_label``
+        self.rows = {int(c): slice(int(end - n), int(end)) for c, n, end in zip(classes, counts, ends)}
         order = sorted(sampled)
         self.owner = {
             "owner_accuracy": {p: p for p in order},
@@ -121,13 +123,14 @@ class RoundMerge:
         config = self.setup.config
         weight = float((self.setup.merge_weights([reply]) or [1.0])[0])
         self.merged.add(reply.spaces, weight)
+        by_label = {name: space[self.by_label] for name, space in reply.spaces.items()}  # one gather; a class is a slice
         for key in OWNER_KEYS:
             owner = self.owner[key].get(reply.partition_id, reply.partition_id)
             for c in self.setup.plan.client_classes[owner]:
                 if int(c) in self.rows:
                     rows = self.rows[int(c)]
                     merge = self.by_class[key].setdefault(int(c), open_accumulator(config.aggregation, self.hostile))
-                    merge.add({name: space[rows] for name, space in reply.spaces.items()}, weight)
+                    merge.add({name: space[rows] for name, space in by_label.items()}, weight)
         self._replies.append(dataclasses.replace(reply, spaces={}, absolute=None, public=None))
 
     @property
@@ -179,6 +182,6 @@ class RoundMerge:
         """The owner merge ``key``: each class's rows merged over its owners; ``merged``'s where it has none."""
         owned = merged.clone()
         for c, merge in self.by_class[key].items():
-            owned[self.rows[c]] = merge.result()
+            owned[self.by_label[self.rows[c]]] = merge.result()
         check_merged(self.setup.config.aggregation, owned, len(merged), clients, True)
         return owned
