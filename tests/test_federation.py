@@ -11,15 +11,11 @@ import pytest
 from relatlas.server.exchange import FederationError
 from relatlas.server.simulation import run_simulation
 from tests import faulty_clients
-from tests.conftest import read_results, small_run_config
+from tests.conftest import TIMINGS, read_results, small_run_config
 
 cloudpickle.register_pickle_by_value(faulty_clients)  # Ray workers need not import tests/
 
 # what a run spends, not what it computes: the bytes sent also grow after a resume, which re-sends the public inputs' rows
-TIMINGS = {
-    "wall_seconds", "client_train_seconds", "round_seconds", "round_replies_seconds", "server_merge_seconds",
-    "server_scoring_seconds", "mlflow_run_id", "bytes_sent_per_client",
-}  # fmt: skip
 
 
 def _without_timings(results: dict) -> dict:
