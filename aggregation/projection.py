@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from relatlas.aggregation.block_rows import block_rows, cuda_free_bytes
 from relatlas.registries import SIMILARITIES
 
 # Memory budget for one block of the output, in elements (fp32: 256 MiB).
@@ -27,7 +28,9 @@ def relative_projection(
     """Project ``x`` [N, d] onto ``anchors`` [m, d]; returns [N, m].
 
     Rows are processed in blocks of at most ``block_elements`` output entries,
-    so memory stays bounded for large N x m.
+    so memory stays bounded for large N x m (a similarity that allocates only its
+    output, ``Similarity.output_only``, takes all rows at once); on CUDA, blocks as large as the
+    device's free memory allows (``aggregation/block_rows.py``).
 
     Parameters
     ----------
@@ -46,8 +49,8 @@ def relative_projection(
         mean = anchors.mean(dim=0, keepdim=True)
         x, anchors = x - mean, anchors - mean
     prepared = kernel.prepare(anchors)
-    rows = max(1, block_elements // max(1, anchors.shape[0]))
-    if rows >= x.shape[0]:
+    rows = block_rows(x.shape[0], anchors.shape[0], block_elements, x.device, cuda_free_bytes(x.device), x.element_size())
+    if rows >= x.shape[0] or kernel.output_only:
         return _block(similarity, kernel.compute(x, prepared), x.shape[0], anchors.shape[0])
     out = x.new_empty((x.shape[0], anchors.shape[0]))
     for start in range(0, x.shape[0], rows):

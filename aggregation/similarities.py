@@ -32,11 +32,15 @@ class Similarity:
     whatever ``compute`` takes as the anchors. A ``compute`` output of any other shape
     is refused in one line naming the similarity (before a run starts, and by each
     client); the server refuses a reply with a value outside ``value_range`` (or not finite).
+    ``output_only``: ``compute`` allocates nothing but its output, so one call over all rows
+    is as bounded as blocks of them and ``relative_projection`` makes none: each block is a
+    parallel region of its own, and under CPU contention each waits for its slowest thread.
     """
 
     prepare: Callable[[Tensor], Tensor]
     compute: Callable[[Tensor, Tensor], Tensor]
     value_range: tuple[float, float]
+    output_only: bool = False
 
 
 def _unchanged(anchors: Tensor) -> Tensor:
@@ -62,5 +66,7 @@ DISTANCE_RANGE = (0.0, math.inf)
 
 cosine = Similarity(_unit_rows, _cosine, (-1.0, 1.0))
 euclidean = Similarity(_unchanged, _minkowski(2.0), DISTANCE_RANGE)
-l1 = Similarity(_unchanged, _minkowski(1.0), DISTANCE_RANGE)
-linf = Similarity(_unchanged, _minkowski(float("inf")), DISTANCE_RANGE)
+# torch.cdist for p = 1 and infinity writes its output and nothing else (bench perf: its peak
+# is its output's bytes); for p = 2 it takes the matrix-product path, with intermediates
+l1 = Similarity(_unchanged, _minkowski(1.0), DISTANCE_RANGE, output_only=True)
+linf = Similarity(_unchanged, _minkowski(float("inf")), DISTANCE_RANGE, output_only=True)

@@ -34,6 +34,7 @@ from relatlas.clients.client_app import (
     public_inputs,
     use_cpus,
 )
+from relatlas.clients.handler_precision import in_task_precision
 from relatlas.clients.local_test import local_test_accuracy
 from relatlas.clients.models import Classifier
 from relatlas.clients.task import Task
@@ -54,6 +55,7 @@ def algorithm_client_app(step: ClientStep) -> ClientApp:
     app = ClientApp()
 
     @app.train()
+    @in_task_precision
     def train(msg: Message, context: Context) -> Message:
         return train_with(step, msg, context)
 

@@ -34,6 +34,7 @@ from relatlas.clients.anchor_modes import LocalView
 from relatlas.clients.atlas_feedback import AtlasAlignment, atlas_alignment, public_relative
 from relatlas.clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state, state_root
 from relatlas.clients.frozen_backbone import cache_frozen_features
+from relatlas.clients.handler_precision import in_task_precision
 from relatlas.clients.local_test import held_back_split, local_test_accuracy
 from relatlas.clients.models import Classifier, build_classifier, parameter_count
 from relatlas.clients.payload import add_gaussian_noise, payload_codec
@@ -58,6 +59,7 @@ Relabel = Callable[[np.ndarray, int], np.ndarray]
 
 
 @app.train()
+@in_task_precision
 def train(msg: Message, context: Context) -> Message:
     """Train (``epochs`` more epochs, or the round's experience), then project the
     server's samples, or send what pairs anchors across clients (two-phase modes)."""
@@ -110,6 +112,7 @@ def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) ->
 
 
 @app.query()
+@in_task_precision
 def query(msg: Message, context: Context) -> Message:
     """Second phase of a two-phase anchor mode: project on the anchors the server
     paired, with the model trained in this round's ``train``."""

@@ -128,6 +128,13 @@ ALGORITHMS: Registry = Registry("algorithm", {
 """Federated algorithms: a ``FederatedAlgorithm`` (``server/algorithms.py``), the ClientApp and ServerApp a run
 starts; ``--algorithm NAME[:ARGUMENT]`` (``fedproto:2`` passes ``2``). ``relatlas`` is the relative-space merge."""
 
+PRECISIONS: Registry = Registry("precision", {
+    "fp32": "relatlas.clients.precision:fp32",
+    "tf32": "relatlas.clients.precision:tf32",
+    "bf16": "relatlas.clients.precision:bf16",
+})  # fmt: skip
+"""Precisions: a ``Precision`` (``clients/precision.py``), the arithmetic of a client's training and projection on CUDA."""
+
 ATLAS_OBJECTIVES: Registry = Registry("atlas objective", {
     "mse": "relatlas.aggregation.atlas_objectives:mse",
     "kl-rows": "relatlas.aggregation.atlas_objectives:kl_rows",

@@ -27,6 +27,7 @@ from relatlas.registries import (
     DATASETS,
     ENCODERS,
     PAYLOADS,
+    PRECISIONS,
     REGULARIZERS,
     SPLITS,
     STRATEGIES,
@@ -175,7 +176,7 @@ def client_data_specs(text: str) -> tuple[str, ...]:
 class ModelSection(Section):
     """What each client trains, and how long."""
 
-    choices: ClassVar[dict[str, Collection[str]]] = {"atlas_objective": ATLAS_OBJECTIVES}
+    choices: ClassVar[dict[str, Collection[str]]] = {"atlas_objective": ATLAS_OBJECTIVES, "precision": PRECISIONS}
     specs: ClassVar[dict[str, Collection[str]]] = {"encoder": ENCODERS}
     positive: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "learning_rate", "embedding_dim")
 
@@ -184,6 +185,7 @@ class ModelSection(Section):
     epochs: int = 3
     batch_size: int = 64
     learning_rate: float = 1e-3
+    precision: str = "fp32"  # the arithmetic of training and projection on CUDA: fp32, tf32, bf16 (clients/precision.py)
     atlas_weight: float = 0.0  # W: the client adds W x the atlas objective on public-pool batches (0: no feedback)
     atlas_objective: str = "neighbourhood"
     atlas_leave_one_out: bool = False  # send each client the merge of the other clients' pool rows, not of all

@@ -72,6 +72,7 @@ class AlgorithmStrategy(RelativeStrategy):
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Take the algorithm's records off the replies, let relatlas validate and score the
         rest, then aggregate the valid replies' records and score each client's model."""
+        replies = list(replies)  # pulled first: a lazy ``PulledReplies`` gives the sent messages their ids as it pushes them
         sent = {message.metadata.message_id: message for message in self._sent}
         self._records, self._sizes = {}, {}
         answers = [self._take_records(reply, sent[reply.metadata.reply_to_message_id]) for reply in replies]

@@ -10,6 +10,7 @@ label-chosen pick from a client that does not own the class.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -149,7 +150,9 @@ def evaluate_round(
     centralised space ``central_labelled``): the public labelled rows a learned merge
     trains on; never the evaluation samples, whose labels only the probes see.
     """
+    started = time.perf_counter()
     merged = aggregate(aggregation, spaces, weights=weights, hostile=hostile, labelled=labelled)
+    merged_at = time.perf_counter()
     merged_probe = probes.fit(merged)
     own = [aggregate(aggregation, [space], labelled=labelled) for space in spaces] if client_scores else []
     stitched = [
@@ -180,8 +183,21 @@ def evaluate_round(
         metrics["concat_absolute_accuracy"] = probes.accuracy(torch.cat(list(absolute), dim=1))
     central = None
     if centralized is not None:
-        central = aggregate(aggregation, [centralized], labelled=central_labelled)
-        metrics["centralized_accuracy"] = probes.accuracy(central)
-        metrics["cka_merged_centralized"] = linear_cka(merged, central)
-        metrics["jaccard_merged_centralized"] = topk_jaccard(merged, central, k=5)
+        central_metrics, central = central_scores(aggregation, merged, centralized, probes, central_labelled)
+        metrics |= central_metrics
+    metrics["server_merge_seconds"] = merged_at - started  # the merge alone; probes and baselines are scoring
+    metrics["server_scoring_seconds"] = time.perf_counter() - merged_at
     return metrics, merged, central
+
+
+def central_scores(
+    aggregation: str, merged: Tensor, centralized: ClientSpace, probes: ProbeSplit, central_labelled: LabelledRows | None = None
+) -> tuple[dict[str, object], Tensor]:
+    """The centralised space (the run's aggregation of the reference's space), its accuracy and its likeness to ``merged``."""
+    central = aggregate(aggregation, [centralized], labelled=central_labelled)
+    metrics = {
+        "centralized_accuracy": probes.accuracy(central),
+        "cka_merged_centralized": linear_cka(merged, central),
+        "jaccard_merged_centralized": topk_jaccard(merged, central, k=5),
+    }
+    return metrics, central

@@ -5,8 +5,9 @@ round is checkpointed (``--resume``), logged to MLflow and written to
 ``results.json``.
 
 Flow: ``run_federation`` -> ``RunSetup.prepare`` -> per round
-``RelativeStrategy.configure_train`` -> ``exchange`` -> ``RelativeStrategy.aggregate_train``
-(``replies.parse_reply``, ``evaluation.evaluate_round``); then MLflow and ``results.json``.
+``RelativeStrategy.configure_train`` -> ``PulledReplies`` -> ``RelativeStrategy.aggregate_train``
+(``replies.parse_reply``, ``evaluation.evaluate_round``, or each reply folded as it is pulled where
+the round streams: ``streaming_round.py``); then MLflow and ``results.json``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from relatlas.server.checkpoint import Checkpoint, check_resumable, restore_rng_
 from relatlas.server.client_curves import client_curves
 from relatlas.server.config import RunConfig
 from relatlas.server.continual import ClientRuns, continual_summary
-from relatlas.server.exchange import exchange
+from relatlas.server.exchange import PulledReplies
 from relatlas.server.interruption import Interrupted
 from relatlas.server.plots import plot_accuracies, plot_accuracy_curves, plot_accuracy_matrix, plot_client_curves, plot_spaces
 from relatlas.server.run_setup import RoundOutcome, RunSetup
@@ -128,17 +129,24 @@ def _run_round(grid: Grid, strategy: RelativeStrategy, round_number: int) -> Rou
     whose replies are all in: its clients dropped their state as they replied, so ``--resume`` could
     not redo it, and the run finishes recording it instead."""
     messages = list(strategy.configure_train(round_number, ArrayRecord(), ConfigRecord(), grid))
-    answers = exchange(grid, messages, strategy.config.round_timeout, lambda: strategy.train_reference(round_number))
-    whole_last_round = round_number == strategy.config.num_rounds and len(answers) == len(messages)
-    if not whole_last_round:
+    pulled = PulledReplies(grid, messages, strategy.config.round_timeout, lambda: strategy.train_reference(round_number))
+    streamed = strategy.streams  # each reply merged as it is pulled, then dropped; else all pulled first
+    answers = pulled if streamed else list(pulled)
+    if not streamed and not _whole_last_round(strategy, round_number, pulled):
         interruption.check()
     strategy.aggregate_train(round_number, answers)
+    whole_last_round = _whole_last_round(strategy, round_number, pulled)
     if not whole_last_round:
         interruption.check()
     elif interruption.received():
         log.info("the signal came after the last round's replies: the run is recorded as complete")
     mlflow.log_metrics(scalar_metrics(strategy.outcome.metrics), step=round_number)
     return strategy.outcome
+
+
+def _whole_last_round(strategy: RelativeStrategy, round_number: int, pulled: PulledReplies) -> bool:
+    """Whether this is the last round and every one of its messages has been answered."""
+    return round_number == strategy.config.num_rounds and pulled.complete
 
 
 def _checkpoint(

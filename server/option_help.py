@@ -38,6 +38,7 @@ HELP = {
     "epochs": "local epochs per round",
     "batch-size": "local training batch size",
     "learning-rate": "local Adam learning rate",
+    "precision": "arithmetic of the clients' training and projection on CUDA: tf32 matmuls or bf16 autocast (CPU: fp32)",
     "embedding-dim": "width of each client's latent space",
     "encoder": (
         "each client's encoder, NAME[:KEY=VALUE...] (dim=N: that client's width; auto: the CNN for 28x28 and larger "

@@ -235,7 +235,7 @@ class RunSetup:
                 self.experiences, round_number, weights, hostile, labelled,
             )  # fmt: skip
             metrics["client_head_accuracy"] = [head_accuracy(r, round_number) for r in replies]
-            return RoundOutcome(metrics | _round_facts(replies, round_number), None, None)
+            return RoundOutcome(metrics | round_facts(replies, round_number), None, None)
         centralized, central_labelled = None, None
         if self.central is not None:
             centralized = self.central.spaces(self.anchors, self.samples, self.expected.similarities)
@@ -256,7 +256,7 @@ class RunSetup:
         )
         if self.expected.local_test:
             metrics |= local_test_scores(replies)
-        return RoundOutcome(metrics | _round_facts(replies, round_number), merged, central)
+        return RoundOutcome(metrics | round_facts(replies, round_number), merged, central)
 
 
 def _message(content: RecordDict, node: int, message_type: str) -> Message:
@@ -264,7 +264,7 @@ def _message(content: RecordDict, node: int, message_type: str) -> Message:
     return Message(content, dst_node_id=node, message_type=message_type, group_id=str(round_number))
 
 
-def _round_facts(replies: Sequence[ClientReply], round_number: int) -> dict[str, Any]:
+def round_facts(replies: Sequence[ClientReply], round_number: int) -> dict[str, Any]:
     return {
         "round": round_number,
         "clients_answered": len(replies),

@@ -12,6 +12,9 @@ the public samples and the anchor mode's first message; ``aggregate_train``
 validates the replies (``server/replies.py``), drops outliers, merges them with
 the run's aggregation and scores the merged space: the aggregated arrays are the
 merged relative space (static scenario), the metrics the round's scalars.
+Where a round can (``server/streaming_round.py``), ``aggregate_train`` folds each
+reply into running statistics as it is pulled and drops it, so ``replies`` may be
+a lazy iterable (relatlas's own loop passes one; Flower's ``start`` a list).
 Clients are not asked to evaluate (the merge is scored on the server), so
 ``configure_evaluate`` sends nothing.
 
@@ -27,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -39,10 +42,11 @@ from relatlas.aggregation.screening import screen
 from relatlas.clients import protocol
 from relatlas.server.atlas import Atlas, make_atlas
 from relatlas.server.config import RunConfig
-from relatlas.server.exchange import FederationError, exchange, unanswered, validate, wait_for_nodes
+from relatlas.server.exchange import FederationError, PulledReplies, answered_ids, unanswered, validated, wait_for_nodes
 from relatlas.server.replies import ClientReply, parse_anchoring, parse_reply
 from relatlas.server.run_setup import RoundOutcome, RunSetup
 from relatlas.server.sampling import sample_nodes
+from relatlas.server.streaming_round import RoundMerge, streams_round
 from relatlas.server.tracking import scalar_metrics
 
 log = logging.getLogger("relatlas")
@@ -107,18 +111,36 @@ class RelativeStrategy(Strategy):
             self.setup.central.train_round(server_round)
             self._reference_round = server_round
 
+    @property
+    def streams(self) -> bool:
+        """Whether this run's rounds merge each reply as it arrives (``streams_round``)."""
+        return streams_round(self.setup, self.on_valid_replies is not None)
+
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Validate, screen, merge and score the replies to this round's ``configure_train``."""
+        """Validate, screen, merge and score the replies to this round's ``configure_train``: one at a
+        time as ``replies`` yields them, each then dropped, where the round ``streams``; else all at once."""
         self.train_reference(server_round)
-        valid, failures = self._collect(list(replies), server_round)
+        failures: list[dict] = []
+        streamed = self.streams
+        if streamed:
+            merge = RoundMerge(self.setup, self.sampled.values())
+            for reply in self._valid(replies, server_round, failures):
+                merge.add(reply)
+            replies_seconds = time.perf_counter() - self._round_started  # to its last reply, folded as each came
+            merge.finish()
+            valid, scores, outliers, answered = merge.replies, merge.scores, merge.outliers, merge.answered
+        else:
+            replies_seconds = time.perf_counter() - self._round_started  # from the round's first message to its last reply
+            valid = sorted(self._valid(list(replies), server_round, failures), key=lambda r: r.partition_id)
+            answered = [r.partition_id for r in valid]
+            scores, dropped = screen([r.spaces for r in valid], self.config.outlier_threshold)
+            outliers = [(valid[i].node_id, reason) for i, reason in dropped.items()]
+            scores = [score for i, score in enumerate(scores) if i not in dropped]
+            valid = [reply for i, reply in enumerate(valid) if i not in dropped]
         sent_bytes = sum(protocol.message_bytes(m.content) for m in self._sent + self._queries) / max(len(self.sampled), 1)
-        self.holders |= dict.fromkeys(self.sampled.values(), False) | {r.partition_id: True for r in valid}
-        received = len(valid)
-        scores, outliers = screen([r.spaces for r in valid], self.config.outlier_threshold)
-        for position, reason in outliers.items():
-            failures.append({"node": valid[position].node_id, "round": server_round, "reason": reason})
-        scores = [score for i, score in enumerate(scores) if i not in outliers]
-        valid = [reply for i, reply in enumerate(valid) if i not in outliers]
+        self.holders |= dict.fromkeys(self.sampled.values(), False) | dict.fromkeys(answered, True)
+        received = len(answered)  # the valid replies, the screened ones included
+        failures += [{"node": node, "round": server_round, "reason": reason} for node, reason in outliers]
         self.failures += failures
         for failure in failures:
             log.warning("round %d: dropped node %s: %s", server_round, failure["node"], failure["reason"])
@@ -127,10 +149,12 @@ class RelativeStrategy(Strategy):
         hostile = self._hostile(received, len(valid), server_round)
         if self.on_valid_replies is not None:
             self.on_valid_replies(valid, server_round)
-        outcome = self.setup.evaluate(valid, server_round, hostile)
+        outcome = merge.evaluate(server_round) if streamed else self.setup.evaluate(valid, server_round, hostile)
         outcome.metrics["clients_failed"] = len(failures)
         outcome.metrics["client_outlier_score"] = scores
+        outcome.metrics["merge_streamed"] = streamed
         outcome.metrics["round_seconds"] = time.perf_counter() - self._round_started
+        outcome.metrics["round_replies_seconds"] = replies_seconds
         outcome.metrics["bytes_sent_per_client"] = sent_bytes  # its train (and query) messages' records
         if len(self.sampled) < len(self.partitions):  # who was asked; ``client_partitions`` says who answered
             outcome.metrics["sampled_partitions"] = sorted(self.sampled.values())
@@ -160,32 +184,34 @@ class RelativeStrategy(Strategy):
             raise FederationError(f"round {server_round}: {kept} valid replies: {err}") from None
         return hostile
 
-    def _collect(self, answers: list[Message], server_round: int) -> tuple[list[ClientReply], list[dict]]:
-        """The valid final replies and the failures; a two-phase mode's first replies
-        are paired and the same clients asked to project (``query``)."""
-        timeout = self.config.round_timeout
-        silent = unanswered(self._sent, answers, timeout, server_round)
-        setup = self.setup
+    def _valid(self, answers: Iterable[Message], server_round: int, failures: list[dict]) -> Iterator[ClientReply]:
+        """The valid final replies, one by one as ``answers`` come, the dropped ones appended to ``failures``;
+        a two-phase mode's first replies are all paired, then the same clients asked to project (``query``)."""
+        timeout, setup, answered = self.config.round_timeout, self.setup, set()
+        answers = answered_ids(answers, answered)
         if not setup.anchor_mode.two_phase:
-            valid, invalid = validate(answers, setup.expected, server_round, parse_reply, self.partitions)
-            return valid, invalid + silent
-        anchorings, invalid = validate(answers, setup.expected, server_round, parse_anchoring, self.partitions)
-        failures = silent + invalid
+            yield from validated(answers, setup.expected, server_round, parse_reply, self.partitions, failures)
+            failures += unanswered(self._sent, answered, timeout, server_round)
+            return
+        invalid: list[dict] = []
+        anchorings = sorted(
+            validated(answers, setup.expected, server_round, parse_anchoring, self.partitions, invalid),
+            key=lambda a: a.partition_id,
+        )
+        failures += unanswered(self._sent, answered, timeout, server_round) + invalid
         if len(anchorings) < self.config.min_clients:
-            return [], failures
+            return
         try:
             paired = setup.anchor_mode.pair(anchorings, self.config)
         except ValueError as err:
             raise FederationError(f"round {server_round}: cannot pair the clients' anchors: {err}") from err
         owners = {a.partition_id: a.node_id for a in anchorings}
         queries = self._queries = setup.query_messages(paired, owners, server_round, self.holders)
-        answers = exchange(self._grid, queries, timeout)
-        projected, invalid = validate(answers, setup.expected, server_round, parse_reply, self.partitions)
-        failures += invalid + unanswered(queries, answers, timeout, server_round)
-        first = {a.node_id: a for a in anchorings}  # the payload counts both phases
-        return [
-            dataclasses.replace(r, payload_bytes=r.payload_bytes + first[r.node_id].payload_bytes) for r in projected
-        ], failures
+        projected = PulledReplies(self._grid, queries, timeout)
+        first = {a.node_id: a.payload_bytes for a in anchorings}  # the payload counts both phases
+        for reply in validated(projected, setup.expected, server_round, parse_reply, self.partitions, failures):
+            yield dataclasses.replace(reply, payload_bytes=reply.payload_bytes + first[reply.node_id])
+        failures += unanswered(queries, projected.answered, timeout, server_round)
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
         """None: the merged space is scored on the server, in ``aggregate_train``."""

@@ -11,6 +11,12 @@ import torch
 
 from relatlas.server.config import RunConfig
 
+# What a run spends rather than computes: left out when runs are compared for the same numbers.
+TIMINGS = {
+    "wall_seconds", "client_train_seconds", "round_seconds", "round_replies_seconds", "server_merge_seconds",
+    "server_scoring_seconds", "mlflow_run_id", "bytes_sent_per_client",
+}  # fmt: skip
+
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``docker`` build images of several GB: they run only when a marker

@@ -78,6 +78,7 @@ def test_concat_has_no_stitching_nor_owner_protocol():
     for key in ("stitched_accuracy", "stitched_own_classes_accuracy", "stitched_other_classes_accuracy"):
         assert metrics[key] == [None, None, None], key
     assert metrics["owner_accuracy"] is None and metrics["owner_shuffled_accuracy"] is None
+    assert metrics["server_merge_seconds"] > 0 and metrics["server_scoring_seconds"] > 0  # the round's split (bench perf)
 
 
 def test_owner_protocol_beats_its_control_only_where_owners_know_their_classes():

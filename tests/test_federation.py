@@ -11,12 +11,11 @@ import pytest
 from relatlas.server.exchange import FederationError
 from relatlas.server.simulation import run_simulation
 from tests import faulty_clients
-from tests.conftest import read_results, small_run_config
+from tests.conftest import TIMINGS, read_results, small_run_config
 
 cloudpickle.register_pickle_by_value(faulty_clients)  # Ray workers need not import tests/
 
 # what a run spends, not what it computes: the bytes sent also grow after a resume, which re-sends the public inputs' rows
-TIMINGS = {"wall_seconds", "client_train_seconds", "round_seconds", "mlflow_run_id", "bytes_sent_per_client"}
 
 
 def _without_timings(results: dict) -> dict:
@@ -43,6 +42,9 @@ def test_three_clients_on_digits_write_complete_results(tmp_path):
     assert 0.0 <= results["owner_shuffled_accuracy"] <= 1.0
     assert 0.5 < results["cka_merged_centralized"] <= 1.0
     assert results["payload_bytes_per_client"] == 539 * 64 * 4  # digits test set x anchors x fp32
+    for r in results["rounds"]:  # where each round went: replies (training included), then the merge and the scoring
+        assert r["server_merge_seconds"] > 0 and r["server_scoring_seconds"] > 0
+        assert 0 < r["round_replies_seconds"] < r["round_replies_seconds"] + r["server_merge_seconds"] < r["round_seconds"]
 
     run = mlflow.MlflowClient(config.tracking_uri).get_run(results["mlflow_run_id"])
     assert run.info.status == "FINISHED"

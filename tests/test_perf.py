@@ -3,7 +3,11 @@ and reports ratios; the figures themselves belong to `relatlas bench perf`."""
 
 from __future__ import annotations
 
+import pytest
+
 from relatlas.benchmarks.perf import PerfConfig, kernel_figures, peak_memory_added, perf_table
+from relatlas.benchmarks.perf_split import PARTS, round_split
+from relatlas.benchmarks.perf_targets import targets_missed
 from relatlas.benchmarks.startup import startup_figures
 
 
@@ -14,6 +18,29 @@ def test_kernel_figures_are_positive_ratios_of_equal_results():
     assert figures["output_bytes"] == 3000 * 32 * 4
     table = perf_table({"kernels": figures, "overhead": {"overhead_ratio": 1.1}})
     assert "| `l1_vs_cdist` |" in table and "| `overhead_ratio` | 1.10 | <= 1.3 |" in table
+
+
+def test_a_missed_target_is_listed_and_marked_in_the_table():
+    kernels = {"projection_vs_gemm": 0.95, "l1_vs_cdist": 0.87, "linf_vs_cdist": 0.96}
+    perf = {"kernels": kernels, "overhead": {"overhead_ratio": 2.3}}
+    assert targets_missed(perf) == ["l1_vs_cdist", "overhead_ratio"]
+    table = perf_table(perf)
+    assert "| `l1_vs_cdist` | 0.87 | >= 0.95 **MISSED** |" in table and "| `linf_vs_cdist` | 0.96 | >= 0.95 |" in table
+    assert "| `overhead_ratio` | 2.30 | <= 1.3 **MISSED** |" in table
+    assert targets_missed({"startup": {}, "load_average": {"kernels": [1.0, 1.0, 1.0]}}) == []
+
+
+def test_a_round_splits_into_parts_that_add_up_to_the_run():
+    first = {"client_train_seconds": [2.0, 3.0], "round_replies_seconds": 9.0, "server_merge_seconds": 0.5,
+             "server_scoring_seconds": 4.0, "round_seconds": 14.0}  # fmt: skip
+    split = round_split({"rounds": [first]}, wall_seconds=20.0)
+    assert split == {"client_training": 5.0, "transport": 4.0, "server_merge": 0.5, "server_scoring": 4.0,
+                     "server_other": 0.5, "outside_round": 6.0}  # fmt: skip
+    assert sum(split[part] for part in PARTS) == pytest.approx(20.0)
+    table = perf_table({"overhead": {"overhead_ratio": 1.2, "flower_seconds": 20.0, "in_process_seconds": 16.7, "split": split}})
+    assert "| transport | 4.0 | 20% |" in table and "| whole run on Flower | 20.0 | 100% |" in table
+    with pytest.raises(ValueError, match="one-round"):
+        round_split({"rounds": [first, first]}, wall_seconds=20.0)
 
 
 def test_peak_memory_sees_a_large_allocation():

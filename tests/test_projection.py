@@ -77,6 +77,20 @@ def test_blocked_equals_one_shot(similarity):
     torch.testing.assert_close(blocked, whole)
 
 
+@pytest.mark.parametrize(("output_only", "calls"), [(False, 11), (True, 1)])
+def test_a_similarity_that_allocates_only_its_output_takes_all_rows_at_once(output_only, calls):
+    from relatlas.aggregation.similarities import Similarity
+
+    seen = []
+    counted = Similarity(lambda a: a, lambda rows, a: seen.append(len(rows)) or rows @ a.T, (-1e9, 1e9), output_only)
+    SIMILARITIES.register("counted", counted, replace=True)
+    x, anchors = _data(103, 7, 5, 1)
+    torch.testing.assert_close(relative_projection(x, anchors, "counted", block_elements=7 * 10), x @ anchors.T)
+    assert len(seen) == calls and sum(seen) == 103  # blocks of 10 rows, or one call
+    assert SIMILARITIES.get("l1").output_only and SIMILARITIES.get("linf").output_only
+    assert not SIMILARITIES.get("cosine").output_only and not SIMILARITIES.get("euclidean").output_only
+
+
 def test_matches_direct_formulas():
     x, anchors = _data(9, 4, 6, 2)
     cos = torch.nn.functional.cosine_similarity(x[:, None], anchors[None], dim=-1)
