@@ -5,7 +5,7 @@ ARG BASE_IMAGE=python:3.11.11-slim-bookworm
 FROM ${BASE_IMAGE}
 
 ENV PYTHONUNBUFFERED=1 FLWR_TELEMETRY_ENABLED=0 FLWR_HOME=/home/app/.flwr
-RUN pip install --no-cache-dir "flwr==1.41.0" \
+RUN pip install --no-cache-dir "flwr==1.42.0" \
     && useradd --create-home --uid 10001 app \
     && mkdir -p /state && chown app:app /state
 
