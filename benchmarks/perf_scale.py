@@ -105,6 +105,17 @@ def growth(previous: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
 SERVER_PEAK_TARGET = 500e6  # bytes at 1,000 clients (issue 23)
 
 
+def scale_targets_missed(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """``server_peak_at_1000`` if the 1,000-client row peaks at the target or above, and
+    ``server_peak_sublinear`` if a row's peak grew by as much as its clients or more."""
+    missed = []
+    if any(r["clients"] == 1000 and r["server_peak_bytes"] >= SERVER_PEAK_TARGET for r in rows):
+        missed.append("server_peak_at_1000")
+    if any(r.get("sublinear") is False for r in rows):
+        missed.append("server_peak_sublinear")
+    return missed
+
+
 def scale_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The section's rows of ``relatlas bench perf``'s Markdown table, the 1,000-client target marked."""
     lines = [

@@ -30,6 +30,15 @@ def test_a_missed_target_is_listed_and_marked_in_the_table():
     assert targets_missed({"startup": {}, "load_average": {"kernels": [1.0, 1.0, 1.0]}}) == []
 
 
+def test_the_scale_rows_memory_targets_are_listed_when_missed():
+    rows = [{"clients": 100, "server_peak_bytes": 300e6}, {"clients": 1000, "server_peak_bytes": 450e6, "sublinear": True}]
+    assert targets_missed({"scale": rows}) == []
+    rows[1]["server_peak_bytes"] = 564e6
+    assert targets_missed({"scale": rows}) == ["server_peak_at_1000"]
+    rows.append({"clients": 10000, "server_peak_bytes": 6e9, "sublinear": False})
+    assert targets_missed({"scale": rows}) == ["server_peak_at_1000", "server_peak_sublinear"]
+
+
 def test_a_round_splits_into_parts_that_add_up_to_the_run():
     first = {"client_train_seconds": [2.0, 3.0], "round_replies_seconds": 9.0, "server_merge_seconds": 0.5,
              "server_scoring_seconds": 4.0, "round_seconds": 14.0}  # fmt: skip
