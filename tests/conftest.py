@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from flwr.supercore.task_identity import TaskIdentity
 
 from relatlas.server.config import RunConfig
 
@@ -27,6 +28,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("docker"):
             item.add_marker(skip)
+
+
+@pytest.fixture
+def flower_task_identity(monkeypatch):
+    """What Flower's runtime sets before a message is made outside a grid (restored after the test)."""
+    for name in ("task_id", "run_id", "node_id"):
+        monkeypatch.setattr(TaskIdentity, f"_{name}", 1)
 
 
 @pytest.fixture(autouse=True)

@@ -134,6 +134,7 @@ def _partitions(config: RunConfig) -> tuple[np.ndarray, ...]:
     return RunSetup.prepare(config).plan.client_indices
 
 
+@pytest.mark.usefixtures("flower_task_identity")
 def test_a_client_refuses_a_bad_atlas_before_training(tmp_path):
     config = small_run_config(tmp_path, **SMALL | {"public-pool": 128, "atlas-weight": 1.0})
     setup = RunSetup.prepare(config)

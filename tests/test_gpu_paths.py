@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from flwr.app import ConfigRecord, Message, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from relatlas.aggregation.block_rows import block_rows
 from relatlas.benchmarks.perf import SECTIONS, perf_table
@@ -40,7 +39,8 @@ def test_the_gpu_section_is_skipped_with_a_line_where_no_cuda_device_exists(caps
     assert "gpu" in SECTIONS and perf_table({"gpu": figures}) == f"GPU figures: skipped, {figures['skipped']}."
 
 
-def test_precision_parses_reaches_the_task_and_refuses_other_values_in_one_line(caplog, monkeypatch):
+@pytest.mark.usefixtures("flower_task_identity")
+def test_precision_parses_reaches_the_task_and_refuses_other_values_in_one_line(caplog):
     import argparse
 
     parser = argparse.ArgumentParser()
@@ -50,8 +50,6 @@ def test_precision_parses_reaches_the_task_and_refuses_other_values_in_one_line(
     record = ConfigRecord(Task.of(config, **FACTS).to_record())
     assert Task.from_record(record).model.precision == "bf16"
     handled = in_task_precision(lambda msg, context: msg)  # a ClientApp handler, run in its task's precision
-    for name in ("task_id", "run_id", "node_id"):  # what Flower's runtime sets before a message is made
-        monkeypatch.setattr(TaskIdentity, f"_{name}", 1)
     msg = Message(RecordDict({protocol.TASK: record}), dst_node_id=7, message_type=protocol.TRAIN)
     precision._warn_off_cuda.cache_clear()
     with caplog.at_level(logging.WARNING):
