@@ -18,7 +18,7 @@ import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from relatlas.benchmarks.perf import peak_memory_added
+from relatlas.benchmarks.memory import peak_memory_added
 from relatlas.clients import protocol
 from relatlas.server.config import RunConfig
 from relatlas.server.strategy import RelativeStrategy
@@ -46,9 +46,8 @@ def main(mode: str, clients: int = 200) -> None:
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1  # as Flower's ServerApp runtime sets them
     options = {"dataset": "fashion-mnist", "num-clients": clients, "min-clients": clients, "eval-samples": 1000}
     options |= {"split": "same-classes", "client-scores": False, "simulation-baselines": False, "probe-epochs": 5}
-    strategy = RelativeStrategy(RunConfig.from_mapping(options))
-    if mode == "batch":
-        RelativeStrategy.streams = property(lambda self: False)  # type: ignore[method-assign]
+    sees_replies = (lambda replies, round_number: None) if mode == "batch" else None  # a hook given every reply: batch
+    strategy = RelativeStrategy(RunConfig.from_mapping(options), on_valid_replies=sees_replies)
     strategy.partitions = strategy.sampled = {FIRST_NODE + p: p for p in range(clients)}
     started = time.perf_counter()
     replies = made_up_replies(strategy, clients)

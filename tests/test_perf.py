@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from relatlas.benchmarks.perf import PerfConfig, kernel_figures, peak_memory_added, perf_table
+from relatlas.benchmarks.memory import peak_memory_added
+from relatlas.benchmarks.perf import PerfConfig, kernel_figures, perf_table
 from relatlas.benchmarks.perf_split import PARTS, round_split
 from relatlas.benchmarks.perf_targets import targets_missed
 from relatlas.benchmarks.startup import startup_figures
