@@ -66,11 +66,21 @@ def _pad(x: Tensor, width: int) -> Tensor:
 
 
 def procrustes(source: Tensor, target: Tensor) -> Tensor:
-    """The orthogonal ``R`` minimising ``||source @ R - target||_F`` (rows paired)."""
+    """The orthogonal ``R`` minimising ``||source @ R - target||_F`` (rows paired).
+
+    With fewer pairs than dimensions (standardised anchors span at most pairs - 1) the
+    pairs fix ``R`` on the span of ``source^T target`` only; the singular vectors the SVD
+    picks for the rest differ between LAPACK builds and CPUs. There ``R`` is the map
+    between the two complements closest to the identity, so a run gives the same
+    numbers on every machine, and a space translated into itself is left as it is."""
     if source.shape != target.shape:
         raise ValueError(f"Procrustes needs paired rows of equal width; got {tuple(source.shape)} and {tuple(target.shape)}")
-    u, _, vt = torch.linalg.svd(source.T.double() @ target.double())
-    return (u @ vt).to(source.dtype)
+    u, s, vt = torch.linalg.svd(source.T.double() @ target.double())
+    rank = int((s > s[0] * s.numel() * torch.finfo(s.dtype).eps).sum()) if s.numel() and s[0] > 0 else 0
+    fixed = u[:, :rank] @ vt[:rank]
+    u_rest, v_rest = u[:, rank:], vt[rank:].T
+    w, _, zt = torch.linalg.svd(u_rest.T @ v_rest)  # the orthogonal Q maximising trace(u_rest Q v_rest^T)
+    return (fixed + u_rest @ (w @ zt) @ v_rest.T).to(source.dtype)
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,9 @@ class Dataset:
     ``classes`` names label 0..C-1 where the source names them (a folder, a label column)."""
 
     name: str
-    x_train: np.ndarray | LazyInputs
+    x_train: np.ndarray | LazyInputs | DroppedInputs
     y_train: np.ndarray
-    x_test: np.ndarray | LazyInputs
+    x_test: np.ndarray | LazyInputs | DroppedInputs
     y_test: np.ndarray
     classes: tuple[str, ...] = ()
 
@@ -64,6 +64,24 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    def without_inputs(self) -> Dataset:
+        """The labels, names and input shape, the inputs dropped (``DroppedInputs``): what a server keeps
+        once it has read the few inputs it sends, so that its memory does not hold the whole dataset."""
+        return dataclasses.replace(self, x_train=DroppedInputs(self.x_train.shape), x_test=DroppedInputs(self.x_test.shape))
+
+
+@dataclass(frozen=True)
+class DroppedInputs:
+    """Where a dataset's inputs were (``Dataset.without_inputs``): their shape, and no row to read."""
+
+    shape: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> Any:
+        raise LookupError("the inputs of this dataset were dropped once the server had read what it sends (without_inputs)")
 
 
 def first_few(values: Sequence[Any], shown: int = 5) -> str:
@@ -287,13 +305,13 @@ def _checked_source(name: str, data: Dataset) -> Dataset:
     )  # fmt: skip
 
 
-@lru_cache(maxsize=4)
-def load_dataset(spec: str, root: str | None = None, seed: int = 0) -> Dataset:
-    """Load the registered dataset ``name[:argument]``; ``seed`` fixes the train/test split where the source has none.
+def read_dataset(spec: str, root: str | None = None, seed: int = 0) -> Dataset:
+    """Read the registered dataset ``name[:argument]``; ``seed`` fixes the train/test split where the source has none.
 
     Every loader's result passes ``checked_dataset``: refused in one line if malformed,
     integer images scaled to [0, 1], [N, H, W] images given their channel axis.
-    Cached per process: read-only arrays, shared by the clients a worker hosts.
+    Read afresh at each call, so a caller that keeps a part frees the rest (the server's
+    ``RunSetup.prepare``); the arrays are read-only, as ``load_dataset`` shares them.
     """
     name, argument = split_spec(spec)
     try:
@@ -308,3 +326,9 @@ def load_dataset(spec: str, root: str | None = None, seed: int = 0) -> Dataset:
         if isinstance(array, np.ndarray):
             array.setflags(write=False)
     return dataset
+
+
+@lru_cache(maxsize=4)
+def load_dataset(spec: str, root: str | None = None, seed: int = 0) -> Dataset:
+    """``read_dataset``, cached per process: read-only arrays shared by the clients a worker hosts."""
+    return read_dataset(spec, root, seed)

@@ -14,7 +14,7 @@ import torch
 
 from relatlas.aggregation.aggregators import needs_labels, required_similarities
 from relatlas.aggregation.projection import relative_subspaces
-from relatlas.benchmarks.datasets import Dataset, DatasetError, load_dataset
+from relatlas.benchmarks.datasets import Dataset, DatasetError, read_dataset
 from relatlas.benchmarks.own_data import load_own_data, run_classes
 from relatlas.benchmarks.sources import first_batch
 from relatlas.benchmarks.splits import SplitError, plan_for
@@ -31,7 +31,7 @@ BAD_INPUT = (ConfigError, DatasetError, SplitError)  # what ``refuse_bad_input``
 def refuse_bad_input(config: RunConfig) -> None:
     """Check ``config``'s outputs, data, split (and class schedule) and encoders."""
     check_outputs(Path(config.out_dir), config.tracking_uri)
-    dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
+    dataset = read_dataset(config.dataset, config.data_root or None, config.seed)  # not cached: a server process keeps none of it
     plan = plan_for(dataset.y_train, config, config, config.seed)
     _check_labelled_anchors(config.aggregation, dataset.y_train[plan.anchor_indices])
     _check_own_data(config, dataset)

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from relatlas.aggregation.aggregators import ClientSpace, aggregate, needs_labels, required_similarities
 from relatlas.aggregation.measures import neighbour_label_agreement
-from relatlas.benchmarks.datasets import Dataset, load_dataset, stratified_split
+from relatlas.benchmarks.datasets import Dataset, read_dataset, stratified_split
 from relatlas.benchmarks.own_data import run_classes
 from relatlas.benchmarks.sources import loader_workers, wire_array
 from relatlas.benchmarks.splits import FederationPlan, plan_for
@@ -56,7 +56,7 @@ class RunSetup:
     """A run's fixed parts, built once from its config (``prepare``)."""
 
     config: RunConfig
-    dataset: Dataset
+    dataset: Dataset  # labels and names; its inputs only where the centralised reference trains on them
     plan: FederationPlan
     anchors: np.ndarray
     samples: np.ndarray  # the evaluation samples every client projects
@@ -75,7 +75,7 @@ class RunSetup:
 
     @classmethod
     def prepare(cls, config: RunConfig) -> RunSetup:
-        dataset = load_dataset(config.dataset, config.data_root or None, config.seed)
+        dataset = read_dataset(config.dataset, config.data_root or None, config.seed)  # not cached: the inputs are dropped below
         plan = plan_for(dataset.y_train, config, config, config.seed)
         own_data = bool(config.client_data)  # the dataset is the public pool; the clients bring their own (own_data.py)
         classes = run_classes(dataset, config.class_names) if own_data else ()
@@ -132,8 +132,9 @@ class RunSetup:
         if anchor_plan.rows is not None:
             rows[protocol.ANCHORS] = (np.arange(0), np.asarray(anchor_plan.rows))
         digests = {name: input_digest(array.numpy()) for name, array in sent.items()}
+        kept = dataset if central is not None else dataset.without_inputs()  # the server needs only what it sends
         return cls(
-            config, dataset, plan, anchors, samples, labels, anchor_mode, anchor_plan, sent, expected, probes, central,
+            config, kept, plan, anchors, samples, labels, anchor_mode, anchor_plan, sent, expected, probes, central,
             experiences, classes, public_labels, digests, {} if own_data else rows,  # own data: the clients lack the dataset
         )  # fmt: skip
 

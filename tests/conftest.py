@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +18,18 @@ TIMINGS = {
     "wall_seconds", "client_train_seconds", "round_seconds", "round_replies_seconds", "server_merge_seconds",
     "server_scoring_seconds", "mlflow_run_id", "bytes_sent_per_client",
 }  # fmt: skip
+
+
+def as_recorded(figures: Any) -> Any:
+    """Figures recorded from a run, to compare with a new run's: each float within 1e-5 of its value, as the
+    same seed gives on another CPU (an AMD EPYC differs from the recording's in the 7th digit of a score)."""
+    if isinstance(figures, float):
+        return pytest.approx(figures, rel=1e-5, abs=1e-9)
+    if isinstance(figures, dict):
+        return {key: as_recorded(value) for key, value in figures.items()}
+    if isinstance(figures, list):
+        return [as_recorded(value) for value in figures]
+    return figures
 
 
 def pytest_collection_modifyitems(config, items):

@@ -27,6 +27,16 @@ def test_procrustes_recovers_a_random_orthogonal_map():
     assert torch.allclose(procrustes(x, x @ q), q, atol=1e-8)
 
 
+def test_procrustes_with_fewer_pairs_than_dimensions_is_fixed_by_the_pairs_alone():
+    x, q, basis = _points(5, 12, 11), random_orthogonal(12, seed=12), random_orthogonal(12, seed=13)
+    assert torch.allclose(procrustes(x, x), torch.eye(12, dtype=torch.float64), atol=1e-8)  # a space into itself
+    rotation = procrustes(x, x @ q)
+    assert torch.allclose(x @ rotation, x @ q, atol=1e-8)
+    # the same pairs in another basis give the same map in that basis: the SVD's choice of vectors does not leak in
+    assert torch.allclose(procrustes(x @ basis, x @ q @ basis), basis.T @ rotation @ basis, atol=1e-8)
+    assert torch.allclose(rotation.T @ rotation, torch.eye(12, dtype=torch.float64), atol=1e-8)
+
+
 def test_translation_maps_held_out_points_across_rotation_scale_and_shift():
     x, q = _points(300, 10, 2), random_orthogonal(10, seed=3)
     target_space = 2.5 * x @ q + 4.0
