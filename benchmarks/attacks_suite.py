@@ -31,6 +31,7 @@ from relatlas.aggregation.screening import screen
 from relatlas.benchmarks.attacks import ATTACKS, LABEL_FLIP, ROW_ATTACKS, attacked, flip_labels, hostile_positions
 from relatlas.clients import protocol
 from relatlas.clients.client_app import train_relabelled
+from relatlas.clients.handler_scope import in_task_scope
 from relatlas.server.config import RunConfig
 from relatlas.server.evaluation import Probe, ProbeSplit
 from relatlas.server.exchange import exchange
@@ -125,6 +126,7 @@ def _label_flipping_app(hostile: Sequence[int]) -> ClientApp:
     flipped = frozenset(hostile)
 
     @app.train()
+    @in_task_scope  # as relatlas's own handlers run: the task's threads and precision
     def train(msg: Message, context: Context) -> Message:
         partition = int(msg.content[protocol.TASK]["partition-id"])
         return train_relabelled(msg, context, flip_labels if partition in flipped else None)

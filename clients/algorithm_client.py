@@ -32,9 +32,8 @@ from relatlas.clients.client_app import (
     model_facts,
     projection_reply,
     public_inputs,
-    use_cpus,
 )
-from relatlas.clients.handler_precision import in_task_precision
+from relatlas.clients.handler_scope import in_task_scope
 from relatlas.clients.local_test import local_test_accuracy
 from relatlas.clients.models import Classifier
 from relatlas.clients.task import Task
@@ -55,7 +54,7 @@ def algorithm_client_app(step: ClientStep) -> ClientApp:
     app = ClientApp()
 
     @app.train()
-    @in_task_precision
+    @in_task_scope
     def train(msg: Message, context: Context) -> Message:
         return train_with(step, msg, context)
 
@@ -66,7 +65,6 @@ def train_with(step: ClientStep, msg: Message, context: Context) -> Message:
     """One round of a baseline client: train with ``step``, keep the model in
     ``context.state``, project the round's samples and add the algorithm's record."""
     task = decode_task(msg)
-    use_cpus(task)
     dataset, local, held_back = local_data(task, context)
     inputs = public_inputs(msg, task, context, dataset)
     check_fits_samples(dataset, inputs)

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from torch import Tensor
@@ -34,7 +33,7 @@ from relatlas.clients.anchor_modes import LocalView
 from relatlas.clients.atlas_feedback import AtlasAlignment, atlas_alignment, public_relative
 from relatlas.clients.checkpoint import clear_client_state, client_state_dir, load_client_state, save_client_state, state_root
 from relatlas.clients.frozen_backbone import cache_frozen_features
-from relatlas.clients.handler_precision import in_task_precision
+from relatlas.clients.handler_scope import in_task_scope
 from relatlas.clients.local_test import held_back_split, local_test_accuracy
 from relatlas.clients.models import Classifier, build_classifier, parameter_count
 from relatlas.clients.payload import add_gaussian_noise, payload_codec
@@ -59,7 +58,7 @@ Relabel = Callable[[np.ndarray, int], np.ndarray]
 
 
 @app.train()
-@in_task_precision
+@in_task_scope
 def train(msg: Message, context: Context) -> Message:
     """Train (``epochs`` more epochs, or the round's experience), then project the
     server's samples, or send what pairs anchors across clients (two-phase modes)."""
@@ -70,7 +69,6 @@ def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) ->
     """``train``, the static scenario's training labels passed through ``relabel``
     first: a label-flipping client of the attack benchmark is otherwise honest."""
     task = decode_task(msg)
-    use_cpus(task)
     dataset, local, held_back = local_data(task, context)
     inputs = public_inputs(msg, task, context, dataset)
     check_fits_samples(dataset, inputs)
@@ -112,14 +110,13 @@ def train_relabelled(msg: Message, context: Context, relabel: Relabel | None) ->
 
 
 @app.query()
-@in_task_precision
+@in_task_scope
 def query(msg: Message, context: Context) -> Message:
     """Second phase of a two-phase anchor mode: project on the anchors the server
     paired, with the model trained in this round's ``train``."""
     task = decode_task(msg)
     if MODEL_STATE not in context.state or METRICS_STATE not in context.state:
         raise RuntimeError("query before train: this client has no model trained in this run")
-    use_cpus(task)
     dataset, local, _ = local_data(task, context)
     model = client_model(dataset, task, context)
     inputs = public_inputs(msg, task, context, dataset)
@@ -135,12 +132,6 @@ def decode_task(msg: Message) -> Task:
     """The message's task (``Task.from_record`` imports the run's plug-ins first)."""
     record: ConfigRecord = msg.content[protocol.TASK]
     return Task.from_record(record)
-
-
-def use_cpus(task: Task) -> None:
-    """Torch threads = ``num-cpus``, on either engine: the thread count changes float
-    sums, so a deployed client then computes what a simulated one does."""
-    torch.set_num_threads(max(1, int(task.runtime.num_cpus)))
 
 
 def public_inputs(msg: Message, task: Task, context: Context, dataset: Dataset) -> ArrayRecord:

@@ -3,6 +3,7 @@ reference and the server's probes."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,24 @@ class SeededBatches:
         """This epoch's batches of row indices, on ``device`` if given: drawn on the CPU, the same rows on every device."""
         permutation = torch.randperm(self.count, generator=self.generator)
         return (permutation if device is None else permutation.to(device)).split(self.batch_size)
+
+
+def client_threads(num_cpus: float) -> int:
+    """Torch threads for ``num-cpus``: a client's, and the centralised reference's that trains as one."""
+    return max(1, int(num_cpus))
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block on ``count`` intra-op threads, then restore the process's count. The count
+    changes float sums, so a computation that pins it gives the same numbers whatever ran before
+    it in the process (an in-process client sets the count for its own training)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def derive_seed(*parts: int) -> int:

@@ -10,7 +10,7 @@ from relatlas.aggregation.projection import relative_subspaces
 from relatlas.benchmarks.datasets import Dataset
 from relatlas.benchmarks.splits import FederationPlan
 from relatlas.clients.models import build_classifier
-from relatlas.clients.training import TrainConfig, derive_seed, fit, predict
+from relatlas.clients.training import TrainConfig, derive_seed, fit, predict, torch_threads
 from relatlas.encoder_spec import EncoderSpec
 from relatlas.server import interruption
 
@@ -18,14 +18,17 @@ CENTRAL_ID = 10_000  # seed stream of the centralised model, apart from the clie
 
 
 class CentralizedReference:
-    """End-to-end model on every client's samples, trained ``epochs`` per round."""
+    """End-to-end model on every client's samples, trained ``epochs`` per round on ``threads``
+    torch threads (a client's count), whatever the process's count: the same seed, the same numbers."""
 
     def __init__(
-        self, dataset: Dataset, plan: FederationPlan, *, embedding_dim: int, encoder: str | EncoderSpec, train: TrainConfig
-    ) -> None:
+        self, dataset: Dataset, plan: FederationPlan, *, embedding_dim: int, encoder: str | EncoderSpec, train: TrainConfig,
+        threads: int,
+    ) -> None:  # fmt: skip
         self.indices = np.unique(np.concatenate(plan.client_indices))
         self.dataset = dataset
         self.train = train
+        self.threads = threads
         self.model = build_classifier(
             dataset.input_shape,
             dataset.num_classes,
@@ -43,9 +46,11 @@ class CentralizedReference:
             workers=self.train.workers,
         )
         x, y = self.dataset.x_train[self.indices], self.dataset.y_train[self.indices]
-        fit(self.model, x, y, config, after_epoch=interruption.check)  # it trains while the clients do: a signal stops it
+        with torch_threads(self.threads):
+            fit(self.model, x, y, config, after_epoch=interruption.check)  # it trains while the clients do: a signal stops it
 
     def spaces(self, anchors: np.ndarray, samples: np.ndarray, similarities: tuple[str, ...]) -> dict[str, Tensor]:
         """Relative subspaces of ``samples``, as a client would send them."""
         embedder = self.model.embedder
-        return relative_subspaces(predict(embedder, samples), predict(embedder, anchors), similarities)
+        with torch_threads(self.threads):
+            return relative_subspaces(predict(embedder, samples), predict(embedder, anchors), similarities)

@@ -10,9 +10,8 @@ label-chosen pick from a client that does not own the class.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,9 +23,13 @@ from relatlas.aggregation.learned_combine import LabelledRows
 from relatlas.aggregation.measures import linear_cka, topk_jaccard
 from relatlas.aggregation.merge import concat_merge
 from relatlas.benchmarks.splits import FederationPlan
-from relatlas.clients.training import TrainConfig, fit, predict
+from relatlas.clients.training import TrainConfig, fit, predict, torch_threads
 
 PROBE_HIDDEN = 256
+# A probe's steps are too small to gain from a second thread, and where another thread of the process
+# has used torch first (the server scores in Flower's ServerApp thread) two threads made them about 3 times
+# slower than one (2 cores, measured: 1.7 s against 0.57 s for one probe)
+PROBE_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -51,23 +54,9 @@ def train_probe(features: Tensor, labels: np.ndarray, num_classes: int, *, epoch
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = nn.Sequential(nn.Linear(features.shape[1], PROBE_HIDDEN), nn.ReLU(), nn.Linear(PROBE_HIDDEN, num_classes))
-    with one_torch_thread():
+    with torch_threads(PROBE_THREADS):
         fit(model, (features - mean) / std, labels, TrainConfig(epochs=epochs, seed=seed))
     return Probe(model, mean, std)
-
-
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run the block on one intra-op thread. A probe's steps are too small to gain from a
-    second one, and where another thread of the process has used torch first (the server
-    scores in Flower's ServerApp thread) two threads made them about 3 times slower than one
-    (2 cores, measured: 1.7 s against 0.57 s for one probe)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)

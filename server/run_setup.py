@@ -27,7 +27,7 @@ from relatlas.clients.anchor_modes import AnchorMode, AnchorPlan, QueryMessage
 from relatlas.clients.local_test import training_rows
 from relatlas.clients.public_inputs import input_digest, public_record
 from relatlas.clients.task import Task
-from relatlas.clients.training import TrainConfig
+from relatlas.clients.training import TrainConfig, client_threads
 from relatlas.encoder_spec import EncoderSpec, widest_embedding
 from relatlas.registries import ANCHOR_MODES
 from relatlas.server.atlas import Atlas, check_pool_disjoint
@@ -127,6 +127,7 @@ class RunSetup:
                 embedding_dim=config.embedding_dim,
                 encoder=EncoderSpec.for_client(config.encoder, 0),
                 train=train,
+                threads=client_threads(config.num_cpus),
             )  # the first client's encoder
         sent = anchor_plan.inputs() | {protocol.SAMPLES: Array(samples)}
         if anchor_plan.rows is not None:

@@ -23,6 +23,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.simulation.run_simulation import _run_simulation
 from flwr.supercore.telemetry import EventType
 
+from relatlas.clients.actor_start import start_client_actor
 from relatlas.clients.client_app import app as default_client_app
 from relatlas.library_noise import quiet_library_noise
 from relatlas.sections import NODE_DATA, client_data_specs
@@ -60,13 +61,13 @@ def check_client_resources(num_cpus: float, num_gpus: float, nodes: Sequence[Map
 def init_ray(address: str, **sizes: int) -> None:
     """``ray.init`` as relatlas uses it: quiet, no dashboard, and workers that
     import what this process imports (as Flower's own Ray start does) and start
-    with the libraries' noise quieted (``relatlas/library_noise.py``)."""
+    with the libraries' noise quieted and the ClientApp imported (``clients/actor_start.py``)."""
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # Ray's coming default; silences its warning
     quiet_library_noise()  # after this module's Flower imports, which turn every DeprecationWarning on
     check_ray_address(address)  # a cluster where nothing listens: refused now, not after minutes inside ray.init
     env = {
         "env_vars": {"PYTHONPATH": os.pathsep.join([*sys.path, os.environ.get("PYTHONPATH", "")])},
-        "worker_process_setup_hook": quiet_library_noise,
+        "worker_process_setup_hook": start_client_actor,  # imports the ClientApp while the server sets up
     }
     # A new local instance starts no idle workers ahead of need: a federation's clients are actors,
     # each with a process of its own, so a prestarted worker only costs its start (0.4 CPU s measured)

@@ -15,7 +15,7 @@ from relatlas.aggregation.block_rows import block_rows
 from relatlas.benchmarks.perf import SECTIONS, perf_table
 from relatlas.benchmarks.perf_gpu import gpu_figures
 from relatlas.clients import precision, protocol
-from relatlas.clients.handler_precision import in_task_precision
+from relatlas.clients.handler_scope import in_task_scope
 from relatlas.clients.models import build_classifier
 from relatlas.clients.precision import precision_scope
 from relatlas.clients.task import Task
@@ -49,7 +49,7 @@ def test_precision_parses_reaches_the_task_and_refuses_other_values_in_one_line(
     assert config.precision == "bf16" and RunConfig().precision == "fp32"
     record = ConfigRecord(Task.of(config, **FACTS).to_record())
     assert Task.from_record(record).model.precision == "bf16"
-    handled = in_task_precision(lambda msg, context: msg)  # a ClientApp handler, run in its task's precision
+    handled = in_task_scope(lambda msg, context: msg)  # a ClientApp handler, run in its task's precision
     msg = Message(RecordDict({protocol.TASK: record}), dst_node_id=7, message_type=protocol.TRAIN)
     precision._warn_off_cuda.cache_clear()
     with caplog.at_level(logging.WARNING):
