@@ -91,8 +91,11 @@ def _bench_perf(args: argparse.Namespace) -> int:
     config = PerfConfig(
         dataset=args.dataset, data_root=args.data_root, sections=tuple(args.sections), scale_clients=tuple(args.scale_clients),
         scale_sampled_per_round=args.scale_clients_per_round, payloads=tuple(args.payloads),
-        startup_samples=args.startup_samples, out_dir=args.out, tracking_uri=args.tracking_uri,
+        startup_samples=args.startup_samples, overhead_turns=args.overhead_turns, out_dir=args.out,
+        tracking_uri=args.tracking_uri,
     )  # fmt: skip
+    if config.overhead_turns < 1:
+        raise ConfigError(f"--overhead-turns must be 1 or more; got {config.overhead_turns}")
     unknown = sorted(set(config.sections) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"unknown perf sections {unknown}; choose from {', '.join(SECTIONS)}")
@@ -227,6 +230,10 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     perf.add_argument("--payloads", nargs="+", default=list(defaults.payloads))
     perf.add_argument("--startup-samples", type=int, default=defaults.startup_samples, help="fresh processes per startup figure")
+    perf.add_argument(
+        "--overhead-turns", type=int, default=defaults.overhead_turns,
+        help="runs of each side of overhead_ratio, in turns; each side's fastest counts",
+    )  # fmt: skip
     perf.add_argument("--out", default=defaults.out_dir)
     perf.add_argument("--tracking-uri", default=defaults.tracking_uri)
     perf.set_defaults(handler=_bench_perf)

@@ -3,6 +3,9 @@ and reports ratios; the figures themselves belong to `relatlas bench perf`."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from relatlas.benchmarks.memory import peak_memory_added
@@ -77,3 +80,13 @@ def test_the_backbone_section_times_a_frozen_backbone_s_epochs(tmp_path):
     assert len(list((tmp_path / "backbone" / "client-state" / "partition-0").glob("features-*.pt"))) == 1
     table = perf_table({"backbone": figures})
     assert "| `later_epoch_speedup` (target >= 5) |" in table and "| figure | value | target |" not in table
+
+
+def test_overhead_turns_below_one_are_refused_in_one_line_before_anything_runs(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "relatlas.server.cli", "bench", "perf", "--sections", "overhead", "--overhead-turns", "0"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    # the last line: `relatlas bench` imports the suites' Avalanche, whose JAXopt still warns first (a known leftover)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == "relatlas: --overhead-turns must be 1 or more; got 0"
+    assert not (tmp_path / "runs").exists()
