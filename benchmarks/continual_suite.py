@@ -19,12 +19,10 @@ from typing import Any
 import numpy as np
 
 from relatlas.benchmarks.continual_metrics import summarize
-from relatlas.benchmarks.mlflow_logger import MLflowLogger
 from relatlas.benchmarks.splits import plan_for
 from relatlas.benchmarks.streams import DatasetRef, class_schedule, client_stream
 from relatlas.benchmarks.suite import grouped_table, run_sweep
 from relatlas.benchmarks.sweep import SweepResources, Trial
-from relatlas.clients.continual import build_strategy, train_experience
 from relatlas.clients.continual_config import ContinualConfig
 from relatlas.clients.models import build_classifier
 from relatlas.clients.training import derive_seed
@@ -106,7 +104,12 @@ class SuiteConfig:
 
 def run_centralised(config: RunConfig, parent_run_id: str) -> dict[str, Any]:
     """One learner on the union of the federation's training data (anchors
-    excluded), the same strategy and stream; Avalanche logs to a nested MLflow run."""
+    excluded), the same strategy and stream; Avalanche logs to a nested MLflow run.
+    Avalanche is imported here, on the continual path only: it takes seconds (JAX,
+    every QP solver), which every other ``relatlas bench`` suite would pay with it."""
+    from relatlas.benchmarks.mlflow_logger import MLflowLogger
+    from relatlas.clients.continual import build_strategy, train_experience
+
     ref = DatasetRef(config.dataset, config.data_root, config.seed)
     data = ref.load()
     plan = plan_for(data.y_train, config, config, config.seed)

@@ -54,7 +54,7 @@ from relatlas.benchmarks.startup import startup_figures
 from relatlas.clients.models import build_classifier
 from relatlas.clients.training import predict, train_like_client
 from relatlas.safe_files import private_dir, write_text_atomic
-from relatlas.server.config import RunConfig
+from relatlas.server.config import ConfigError, RunConfig
 from relatlas.server.plots import plot_scale_rows
 from relatlas.server.tracking import use_tracking
 
@@ -82,6 +82,10 @@ class PerfConfig:
     out_dir: str = "runs/bench-perf"
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "relatlas-bench"
+
+    def __post_init__(self) -> None:
+        if self.overhead_turns < 1:
+            raise ConfigError(f"overhead-turns must be 1 or more; got {self.overhead_turns}")
 
     def run_config(self, name: str, **overrides: Any) -> RunConfig:
         """The federation every section runs: 3 MLP clients, 3 epochs, baselines off."""
@@ -175,19 +179,25 @@ def overhead_figures(config: PerfConfig) -> dict[str, Any]:
     trains one client at a time with the same threads. The two sides run in turns,
     ``overhead_turns`` times each, and the ratio is of each side's fastest run (the
     split is the fastest federation's): with one run of each, five runs of the section on
-    the quiet 2-core machine gave ratios from 1.17 to 1.47 (2026-12-03)."""
+    the quiet 2-core machine gave ratios from 1.17 to 1.47 (2026-12-03). Each turn also
+    measures Ray's start, a client actor's start and Ray's stop on their own
+    (``benchmarks/perf_floor.py``): ``floor_ratio`` adds the fastest of them to the
+    fastest run in one process."""
+    from relatlas.benchmarks.perf_floor import fixed_seconds  # Ray and Flower: as _federation imports them
+
     run = config.run_config("overhead", num_cpus=2.0)
-    federations, alone_runs = [], []
+    federations, alone_runs, fixed_runs = [], [], []
     for _ in range(config.overhead_turns):
         results, seconds, _ = _federation(run)
         federations.append((seconds, results))
         alone_runs.append(in_process_seconds(run))
+        fixed_runs.append(fixed_seconds(run))
     flower, results = min(federations, key=lambda federation: federation[0])
-    alone = min(alone_runs)
+    alone, fixed = min(alone_runs), min(fixed_runs, key=lambda parts: parts["total"])
     return {
         "overhead_ratio": flower / alone, "flower_seconds": flower, "in_process_seconds": alone,
         "flower_runs_seconds": [seconds for seconds, _ in federations], "in_process_runs_seconds": alone_runs,
-        "split": round_split(results, flower),
+        "split": round_split(results, flower), "fixed_seconds": fixed, "floor_ratio": (alone + fixed["total"]) / alone,
     }  # fmt: skip
 
 

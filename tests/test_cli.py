@@ -151,3 +151,12 @@ def test_help_and_import_start_without_the_heavy_libraries(command):
     assert done.returncode == 0
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "relatlas" in imported and not imported & {"torch", "avalanche", "jax", "mlflow", "ray", "flwr", "numpy"}
+
+
+def test_bench_help_starts_without_avalanche():
+    """Avalanche (JAX, every QP solver: seconds, and JAXopt's deprecation warning) is for the continual paths."""
+    command = [sys.executable, "-X", "importtime", "-m", "relatlas.server.cli", "bench", "perf", "--help"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "--overhead-turns" in done.stdout
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "relatlas" in imported and not imported & {"avalanche", "jax", "jaxopt"}

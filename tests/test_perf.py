@@ -7,12 +7,14 @@ import subprocess
 import sys
 
 import pytest
+import ray
 
 from relatlas.benchmarks.memory import peak_memory_added
 from relatlas.benchmarks.perf import PerfConfig, kernel_figures, perf_table
 from relatlas.benchmarks.perf_split import PARTS, round_split
 from relatlas.benchmarks.perf_targets import targets_missed
 from relatlas.benchmarks.startup import startup_figures
+from relatlas.server.config import RunConfig
 
 
 def test_kernel_figures_are_positive_ratios_of_equal_results():
@@ -87,6 +89,20 @@ def test_overhead_turns_below_one_are_refused_in_one_line_before_anything_runs(t
         [sys.executable, "-m", "relatlas.server.cli", "bench", "perf", "--sections", "overhead", "--overhead-turns", "0"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    # the last line: `relatlas bench` imports the suites' Avalanche, whose JAXopt still warns first (a known leftover)
-    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == "relatlas: --overhead-turns must be 1 or more; got 0"
+    assert done.returncode == 2 and done.stderr == "relatlas: overhead-turns must be 1 or more; got 0\n"
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_fixed_costs_are_measured_on_a_real_ray_and_shown_beside_the_split():
+    from relatlas.benchmarks.perf_floor import fixed_seconds
+
+    assert not ray.is_initialized()
+    fixed = fixed_seconds(RunConfig(dataset="digits", num_cpus=1.0))
+    assert not ray.is_initialized()  # stopped: a section after it starts its own
+    assert set(fixed) == {"ray_start", "actor_start", "ray_stop", "total"} and min(fixed.values()) > 0
+    assert fixed["total"] == pytest.approx(fixed["ray_start"] + fixed["actor_start"] + fixed["ray_stop"])
+    overhead = {"overhead_ratio": 1.5, "flower_seconds": 30.0, "in_process_seconds": 20.0, "split": dict.fromkeys(PARTS, 5.0),
+                "fixed_seconds": fixed, "floor_ratio": (20.0 + fixed["total"]) / 20.0}  # fmt: skip
+    table = perf_table({"overhead": overhead})
+    assert f"| `floor_ratio`: the work in one process plus those | {overhead['floor_ratio']:.2f} |" in table
+    assert f"ray start {fixed['ray_start']:.1f}, actor start {fixed['actor_start']:.1f}" in table
