@@ -237,7 +237,8 @@ def perf_table(perf: dict[str, Any]) -> str:
     if "startup" in perf:
         lines += ["", "| startup (median of fresh processes) | seconds |", "|---|---|"]
         startup = perf["startup"]
-        for key in ("cli_help_seconds", "import_relatlas_seconds", "import_torch_seconds", "client_actor_import_seconds"):
+        for key in ("cli_help_seconds", "bench_help_seconds", "import_relatlas_seconds", "import_torch_seconds",
+                    "client_actor_import_seconds"):  # fmt: skip
             lines.append(f"| `{key.removesuffix('_seconds')}` | {startup[key]:.3f} |")
         lines.append(f"| `import_ratio` (relatlas / torch; target <= 1.3) | {startup['import_ratio']:.2f} |")
     if "backbone" in perf:

@@ -3,6 +3,9 @@
 Each figure is the median over fresh Python processes, so no import is cached:
 
 - ``cli_help_seconds``: wall time of ``relatlas --help``, the whole process;
+- ``bench_help_seconds``: the same for ``relatlas bench perf --help``, which imports
+  the suites (torch, Flower, Ray, MLflow) but not Avalanche, whose JAX and QP solvers
+  only the continual paths import (it was 12 s with them, 7 s without, 2026-12-03);
 - ``import_relatlas_seconds``, ``import_torch_seconds``: ``import relatlas`` and
   ``import torch``, timed inside the process (interpreter start excluded);
 - ``client_actor_import_seconds``: what a Ray client actor imports before its
@@ -30,10 +33,11 @@ def _import_seconds(module: str) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def _cli_help_seconds() -> float:
-    """Wall seconds of ``relatlas --help`` in a fresh interpreter."""
+def _cli_help_seconds(*command: str) -> float:
+    """Wall seconds of ``relatlas *command --help`` in a fresh interpreter."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "relatlas.server.cli", "--help"], capture_output=True, check=True, timeout=300)
+    cli = [sys.executable, "-m", "relatlas.server.cli", *command, "--help"]
+    subprocess.run(cli, capture_output=True, check=True, timeout=300)
     return time.perf_counter() - started
 
 
@@ -45,6 +49,7 @@ def startup_figures(samples: int = 5) -> dict[str, Any]:
 
     figures = {
         "cli_help_seconds": median(_cli_help_seconds),
+        "bench_help_seconds": median(_cli_help_seconds, "bench", "perf"),
         "import_relatlas_seconds": median(_import_seconds, "relatlas"),
         "import_torch_seconds": median(_import_seconds, "torch"),
         "client_actor_import_seconds": median(_import_seconds, CLIENT_ACTOR_MODULE),

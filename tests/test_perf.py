@@ -64,7 +64,8 @@ def test_peak_memory_sees_a_large_allocation():
 
 def test_startup_figures_time_fresh_processes_and_make_a_table():
     figures = startup_figures(samples=1)
-    seconds = ("cli_help_seconds", "import_relatlas_seconds", "import_torch_seconds", "client_actor_import_seconds")
+    seconds = ("cli_help_seconds", "bench_help_seconds", "import_relatlas_seconds", "import_torch_seconds",
+               "client_actor_import_seconds")  # fmt: skip
     assert all(figures[key] > 0 for key in seconds) and figures["samples"] == 1
     assert figures["import_ratio"] == figures["import_relatlas_seconds"] / figures["import_torch_seconds"]
     assert figures["client_actor_import_seconds"] > figures["import_relatlas_seconds"]  # the actor imports relatlas and more
