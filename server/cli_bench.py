@@ -1,4 +1,8 @@
-"""``relatlas bench``: the MLflow-tracked benchmark suites, their trials in parallel on Ray."""
+"""``relatlas bench``: the MLflow-tracked benchmark suites, their trials in parallel on Ray.
+
+Each suite's options and handler import its modules only when that suite is named
+(``server/cli_lazy.py``): the continual suite's Avalanche, for one, stays out of the others.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +10,33 @@ import argparse
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from relatlas.benchmarks.anchors_suite import AnchorSuiteConfig, run_anchor_suite
-from relatlas.benchmarks.atlas_suite import AtlasSuiteConfig, run_atlas_suite
-from relatlas.benchmarks.attacks import ATTACKS
-from relatlas.benchmarks.attacks_suite import AttackSuiteConfig, run_attack_suite
-from relatlas.benchmarks.continual_suite import SuiteConfig, run_suite
-from relatlas.benchmarks.perf import SECTIONS, PerfConfig, run_perf
-from relatlas.benchmarks.perf_scale import scale_run_config
-from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
-from relatlas.benchmarks.sweep import SweepResources
-from relatlas.benchmarks.teach_suite import ATLAS_ROW, ROWS, SETTINGS, TeachSuiteConfig, run_teach_suite
-from relatlas.server.cli_bench_feedback import add_feedback_parser
+from relatlas.server.cli_lazy import AddOptions, LazyOptionsParser
 from relatlas.server.config import ConfigError, RunConfig
-from relatlas.server.preflight import refuse_bad_input
+
+if TYPE_CHECKING:
+    from relatlas.benchmarks.sweep import SweepResources
 
 
 def _resources(args: argparse.Namespace) -> SweepResources:
+    from relatlas.benchmarks.sweep import SweepResources
+
     return SweepResources(args.ray_address, args.cpus_per_trial, args.gpus_per_trial)
 
 
 def _announce(suite: str, configs: Sequence[RunConfig], trials: int, out_dir: str) -> None:
     """Refuse bad data for every config before Ray starts, then say what will run."""
+    from relatlas.server.preflight import refuse_bad_input
+
     for config in configs:
         refuse_bad_input(config)
     print(f"relatlas bench {suite}: {trials} trials, results in {out_dir}/table.md", flush=True)
 
 
 def _bench_atlas(args: argparse.Namespace) -> int:
+    from relatlas.benchmarks.atlas_suite import AtlasSuiteConfig, run_atlas_suite
+
     suite = AtlasSuiteConfig(
         datasets=tuple(args.datasets), splits=tuple(args.splits), aggregations=tuple(args.aggregations),
         anchor_counts=tuple(args.anchors), seeds=tuple(args.seeds), num_clients=args.clients, epochs=args.epochs,
@@ -47,6 +49,8 @@ def _bench_atlas(args: argparse.Namespace) -> int:
 
 
 def _bench_continual(args: argparse.Namespace) -> int:
+    from relatlas.benchmarks.continual_suite import SuiteConfig, run_suite
+
     suite = SuiteConfig(
         dataset=args.dataset, data_root=args.data_root, experiences=args.experiences, strategies=tuple(args.strategies),
         buffers=tuple(args.buffers), seeds=tuple(args.seeds), settings=tuple(args.settings),
@@ -61,6 +65,8 @@ def _bench_continual(args: argparse.Namespace) -> int:
 
 
 def _bench_anchors(args: argparse.Namespace) -> int:
+    from relatlas.benchmarks.anchors_suite import AnchorSuiteConfig, run_anchor_suite
+
     suite = AnchorSuiteConfig(
         dataset=args.dataset, data_root=args.data_root, seed_counts=tuple(args.seed_anchors),
         translation_counts=tuple(args.translation_seed_anchors), seeds=tuple(args.seeds), modes=tuple(args.modes),
@@ -73,6 +79,8 @@ def _bench_anchors(args: argparse.Namespace) -> int:
 
 
 def _bench_stitching(args: argparse.Namespace) -> int:
+    from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, run_stitching_suite
+
     suite = StitchingSuiteConfig(
         dataset=args.dataset, data_root=args.data_root, seeds=tuple(args.seeds), cnn_seeds=tuple(args.cnn_seeds),
         epochs=args.epochs, training=args.training, train_samples=args.train_samples, anchors=args.anchors,
@@ -88,6 +96,10 @@ def _bench_stitching(args: argparse.Namespace) -> int:
 
 
 def _bench_perf(args: argparse.Namespace) -> int:
+    from relatlas.benchmarks.perf import SECTIONS, PerfConfig, run_perf
+    from relatlas.benchmarks.perf_scale import scale_run_config
+    from relatlas.server.preflight import refuse_bad_input
+
     config = PerfConfig(
         dataset=args.dataset, data_root=args.data_root, sections=tuple(args.sections), scale_clients=tuple(args.scale_clients),
         scale_sampled_per_round=args.scale_clients_per_round, payloads=tuple(args.payloads),
@@ -108,6 +120,9 @@ def _bench_perf(args: argparse.Namespace) -> int:
 
 
 def _bench_attacks(args: argparse.Namespace) -> int:
+    from relatlas.benchmarks.attacks_suite import AttackSuiteConfig, run_attack_suite
+    from relatlas.server.preflight import refuse_bad_input
+
     try:
         suite = AttackSuiteConfig(
             dataset=args.dataset, data_root=args.data_root, num_clients=args.clients, fractions=tuple(args.fractions),
@@ -123,6 +138,8 @@ def _bench_attacks(args: argparse.Namespace) -> int:
 
 
 def _bench_teach(args: argparse.Namespace) -> int:
+    from relatlas.benchmarks.teach_suite import TeachSuiteConfig, run_teach_suite
+
     suite = TeachSuiteConfig(
         datasets=tuple(args.datasets), rows=tuple(args.algorithms), seeds=tuple(args.seeds), setting=args.setting,
         rounds=args.rounds, epochs=args.epochs, local_test_fraction=args.local_test_fraction, public_pool=args.public_pool,
@@ -152,10 +169,9 @@ def _add_sweep_options(parser: argparse.ArgumentParser, defaults: Any) -> None:
     parser.add_argument("--tracking-uri", default=defaults.tracking_uri)
 
 
-def add_bench_command(bench: argparse.ArgumentParser) -> None:
-    suites = bench.add_subparsers(dest="suite", required=True)
+def _atlas_options(atlas: argparse.ArgumentParser) -> None:
+    from relatlas.benchmarks.atlas_suite import AtlasSuiteConfig
 
-    atlas = suites.add_parser("atlas", help="static federations: datasets x splits x aggregations x anchor counts x seeds")
     defaults = AtlasSuiteConfig()
     atlas.add_argument("--datasets", nargs="+", default=list(defaults.datasets))
     atlas.add_argument("--splits", nargs="+", default=list(defaults.splits))
@@ -164,7 +180,10 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     _add_sweep_options(atlas, defaults)
     atlas.set_defaults(handler=_bench_atlas)
 
-    continual = suites.add_parser("continual", help="Replay / ER-ACE with and without CaSpeR, centralised and federated")
+
+def _continual_options(continual: argparse.ArgumentParser) -> None:
+    from relatlas.benchmarks.continual_suite import SuiteConfig
+
     defaults = SuiteConfig()
     continual.add_argument("--dataset", default=defaults.dataset)
     continual.add_argument("--experiences", type=int, default=defaults.experiences)
@@ -180,7 +199,10 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     _add_sweep_options(continual, defaults)
     continual.set_defaults(handler=_bench_continual)
 
-    anchors = suites.add_parser("anchors", help="disjoint anchor modes against shared anchors; translation quality")
+
+def _anchors_options(anchors: argparse.ArgumentParser) -> None:
+    from relatlas.benchmarks.anchors_suite import AnchorSuiteConfig
+
     defaults = AnchorSuiteConfig()
     anchors.add_argument("--dataset", default=defaults.dataset)
     anchors.add_argument("--seed-anchors", nargs="+", type=int, default=list(defaults.seed_counts), help="K of the federations")
@@ -200,7 +222,10 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     _add_sweep_options(anchors, defaults)
     anchors.set_defaults(handler=_bench_anchors)
 
-    stitching = suites.add_parser("stitching", help="zero-shot stitching: heads of one encoder's space on another encoder's")
+
+def _stitching_options(stitching: argparse.ArgumentParser) -> None:
+    from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig
+
     defaults = StitchingSuiteConfig()
     stitching.add_argument("--dataset", default=defaults.dataset)
     stitching.add_argument("--cnn-seeds", nargs="*", type=int, default=list(defaults.cnn_seeds), help="CNNs (--seeds: MLPs)")
@@ -214,9 +239,10 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     _add_sweep_options(stitching, defaults)
     stitching.set_defaults(handler=_bench_stitching)
 
-    perf = suites.add_parser(
-        "perf", help="kernels, Flower overhead, scale, payloads, start-up, frozen backbones; perf.json and a table"
-    )
+
+def _perf_options(perf: argparse.ArgumentParser) -> None:
+    from relatlas.benchmarks.perf import SECTIONS, PerfConfig
+
     defaults = PerfConfig()
     perf.add_argument("--dataset", default=defaults.dataset)
     perf.add_argument("--data-root", default=defaults.data_root)
@@ -236,7 +262,11 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     perf.add_argument("--tracking-uri", default=defaults.tracking_uri)
     perf.set_defaults(handler=_bench_perf)
 
-    attacks = suites.add_parser("attacks", help="robust merges against poisoning attacks at fractions of hostile clients")
+
+def _attacks_options(attacks: argparse.ArgumentParser) -> None:
+    from relatlas.benchmarks.attacks import ATTACKS
+    from relatlas.benchmarks.attacks_suite import AttackSuiteConfig
+
     defaults = AttackSuiteConfig()
     attacks.add_argument("--dataset", default=defaults.dataset)
     attacks.add_argument("--data-root", default=defaults.data_root)
@@ -249,9 +279,10 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     attacks.add_argument("--out", default=defaults.out_dir)
     attacks.set_defaults(handler=_bench_attacks)
 
-    add_feedback_parser(suites)
 
-    teach = suites.add_parser("teach", help="local, FedAvg, FedProto, relatlas with and without the atlas, centralised")
+def _teach_options(teach: argparse.ArgumentParser) -> None:
+    from relatlas.benchmarks.teach_suite import ATLAS_ROW, ROWS, SETTINGS, TeachSuiteConfig
+
     defaults = TeachSuiteConfig()
     teach.add_argument("--datasets", nargs="+", default=list(defaults.datasets))
     teach.add_argument("--algorithms", nargs="+", default=list(defaults.rows), help=f"rows, of {', '.join(ROWS)}")
@@ -267,3 +298,28 @@ def add_bench_command(bench: argparse.ArgumentParser) -> None:
     teach.add_argument("--in-process", action="store_true", help="run the trials one after another, without Ray")
     _add_sweep_options(teach, defaults)
     teach.set_defaults(handler=_bench_teach)
+
+
+def _feedback_options(feedback: argparse.ArgumentParser) -> None:
+    from relatlas.server.cli_bench_feedback import add_feedback_options
+
+    add_feedback_options(feedback)
+
+
+# suite -> (its one-line help, what adds its options and handler when it is named)
+SUITES: dict[str, tuple[str, AddOptions]] = {
+    "atlas": ("static federations: datasets x splits x aggregations x anchor counts x seeds", _atlas_options),
+    "continual": ("Replay / ER-ACE with and without CaSpeR, centralised and federated", _continual_options),
+    "anchors": ("disjoint anchor modes against shared anchors; translation quality", _anchors_options),
+    "stitching": ("zero-shot stitching: heads of one encoder's space on another encoder's", _stitching_options),
+    "perf": ("kernels, Flower overhead, scale, payloads, start-up, frozen backbones; perf.json and a table", _perf_options),
+    "attacks": ("robust merges against poisoning attacks at fractions of hostile clients", _attacks_options),
+    "feedback": ("the atlas sent back: each objective and weight against no feedback", _feedback_options),
+    "teach": ("local, FedAvg, FedProto, relatlas with and without the atlas, centralised", _teach_options),
+}
+
+
+def add_bench_command(bench: argparse.ArgumentParser) -> None:
+    suites = bench.add_subparsers(dest="suite", required=True, parser_class=LazyOptionsParser)
+    for name, (summary, add_options) in SUITES.items():
+        suites.add_parser(name, help=summary, add_options=add_options)

@@ -26,8 +26,7 @@ def _bench_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_feedback_parser(suites: argparse._SubParsersAction) -> None:
-    feedback = suites.add_parser("feedback", help="the atlas sent back: each objective and weight against no feedback")
+def add_feedback_options(feedback: argparse.ArgumentParser) -> None:
     defaults = FeedbackSuiteConfig()
     feedback.add_argument("--dataset", default=defaults.dataset)
     feedback.add_argument("--data-root", default=defaults.data_root)

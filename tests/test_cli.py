@@ -1,3 +1,4 @@
+import argparse
 import dataclasses
 import http.server
 import subprocess
@@ -7,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+from relatlas.server.cli_lazy import LazyOptionsParser
 from relatlas.server.cli_report import results_table
 from relatlas.server.config import RunConfig
 from relatlas.server.option_help import HELP
@@ -145,7 +147,7 @@ def test_every_run_option_has_a_description_and_its_allowed_values():
 
 
 @pytest.mark.parametrize("command", [["-m", "relatlas.server.cli", "--help"], ["-m", "relatlas.server.cli", "run", "--help"],
-                                     ["-c", "import relatlas"]])  # fmt: skip
+                                     ["-m", "relatlas.server.cli", "bench", "--help"], ["-c", "import relatlas"]])  # fmt: skip
 def test_help_and_import_start_without_the_heavy_libraries(command):
     done = subprocess.run([sys.executable, "-X", "importtime", *command], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0
@@ -160,3 +162,20 @@ def test_bench_help_starts_without_avalanche():
     assert done.returncode == 0 and "--overhead-turns" in done.stdout
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "relatlas" in imported and not imported & {"avalanche", "jax", "jaxopt"}
+
+
+def test_a_suite_adds_its_options_once_and_only_when_named():
+    added = []
+
+    def options(parser: argparse.ArgumentParser) -> None:
+        added.append(parser.prog)
+        parser.add_argument("--size", type=int, default=1)
+
+    root = argparse.ArgumentParser(prog="bench")
+    suites = root.add_subparsers(dest="suite", required=True, parser_class=LazyOptionsParser)
+    for name in ("a", "b"):
+        suites.add_parser(name, add_options=options)
+    assert added == []
+    assert root.parse_args(["a", "--size", "3"]).size == 3 and added == ["bench a"]
+    assert "--size" in suites.choices["b"].format_help() and added == ["bench a", "bench b"]
+    assert root.parse_args(["a"]).size == 1 and len(added) == 2
