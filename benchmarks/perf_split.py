@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-FIXED_PARTS = ("ray_start", "actor_start", "ray_stop")  # benchmarks/perf_floor.py's, on their own
 PARTS = ("client_training", "transport", "server_merge", "server_scoring", "server_other", "outside_round")
 
 
@@ -52,7 +51,7 @@ def overhead_split_table(overhead: dict[str, Any]) -> list[str]:
     lines.append(f"| the same work in one process | {overhead['in_process_seconds']:.1f} | |")
     if "fixed_seconds" in overhead:  # benchmarks/perf_floor.py
         fixed = overhead["fixed_seconds"]
-        parts = ", ".join(f"{part.replace('_', ' ')} {fixed[part]:.1f}" for part in FIXED_PARTS)
+        parts = ", ".join(f"{part.replace('_', ' ')} {fixed[part]:.1f}" for part in fixed if part != "total")
         lines.append(f"| on their own: {parts} | {fixed['total']:.1f} | |")
         lines.append(f"| `floor_ratio`: the work in one process plus those | {overhead['floor_ratio']:.2f} | |")
     return lines

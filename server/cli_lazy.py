@@ -20,12 +20,11 @@ class LazyOptionsParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self._add_options = add_options
 
-    def with_options(self) -> LazyOptionsParser:
-        """This parser, its options added."""
+    def with_options(self) -> None:
+        """Add this parser's options, once."""
         if self._add_options is not None:
             add, self._add_options = self._add_options, None
             add(self)
-        return self
 
     def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
         self.with_options()
