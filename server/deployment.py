@@ -42,7 +42,7 @@ from relatlas.server.credentials import (
 
 CONNECTION = "relatlas-deployment"  # the SuperLink connection's name in FLWR_HOME/config.toml
 STOP_SECONDS = 10.0
-BOOT_TIME_JITTER_SECONDS = 1.0  # /proc/stat btime is wall clock minus uptime, so it can step by 1 s
+BOOT_TIME_JITTER_SECONDS = 2.0  # /proc/stat btime is wall clock minus uptime, rounded: each read can step by 1 s
 
 
 class DeploymentError(RuntimeError):
@@ -301,8 +301,9 @@ def _identity(pid: int) -> dict[str, Any]:
 
 
 def _same_process(entry: Mapping[str, Any]) -> bool:
-    """Same id, command line and start time, to within the second by which the
-    kernel's boot time (and so psutil's ``create_time``) may move between reads."""
+    """Same id, command line and start time, to within the seconds by which the
+    kernel's boot time (and so psutil's ``create_time``) may move between reads:
+    a start further apart is another process that reused the id."""
     try:
         now = _identity(entry["pid"])
     except (psutil.NoSuchProcess, psutil.AccessDenied):

@@ -184,7 +184,7 @@ def test_down_signals_only_the_processes_up_started(tmp_path):
     deployment = LocalDeployment(tmp_path)
     deployment._record([sleeper.pid for sleeper in sleepers])
     record = json.loads(deployment.processes_file.read_text())
-    record["processes"][0]["create_time"] -= 1.0  # the kernel's boot time stepped by a second between reads
+    record["processes"][0]["create_time"] -= 1.0  # the boot time stepped by a second (the real reads may step once more)
     record["processes"][1]["create_time"] += 5.0  # as if the pid now belonged to another process
     deployment.processes_file.write_text(json.dumps(record))
     assert deployment.down() == [sleepers[0].pid]
