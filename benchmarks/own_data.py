@@ -19,7 +19,8 @@ import numpy as np
 
 from relatlas.benchmarks.datasets import Dataset, first_few, load_dataset
 from relatlas.benchmarks.sources import DatasetError
-from relatlas.sections import NODE_DATA, NODE_DATA_KEY, ConfigError, client_data_specs
+from relatlas.section_base import ConfigError
+from relatlas.sections import NODE_DATA, NODE_DATA_KEY, client_data_specs
 
 
 def own_data_spec(client_data: str, node_data: str, partition: int) -> str | None:

@@ -20,18 +20,8 @@ from typing import Any
 
 from relatlas.plugins import load_plugins, parse_plugins
 from relatlas.registries import ANCHOR_MODES
-from relatlas.sections import (
-    AnchorsSection,
-    ConfigError,
-    ContinualSection,
-    DataSection,
-    MergeSection,
-    ModelSection,
-    RuntimeSection,
-    Section,
-    coerce,
-    config_key,
-)
+from relatlas.section_base import ConfigError, Section, coerce, config_key
+from relatlas.sections import AnchorsSection, ContinualSection, DataSection, MergeSection, ModelSection, RuntimeSection
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from relatlas.sections import ConfigError
+from relatlas.section_base import ConfigError
 
 log = logging.getLogger("relatlas")
 

@@ -15,7 +15,7 @@ from torch import Tensor
 from relatlas.aggregation.aggregators import ClientSpace, aggregate, required_similarities
 from relatlas.aggregation.projection import relative_subspaces
 from relatlas.clients import protocol
-from relatlas.sections import ConfigError
+from relatlas.section_base import ConfigError
 
 
 def check_one_client_width(aggregation: str, anchors: int, clients: int) -> None:

@@ -13,10 +13,10 @@ from typing import Any
 
 from relatlas.plugins import load_plugins, parse_plugins
 from relatlas.registries import ANCHOR_MODES
+from relatlas.section_base import ConfigError, check_text, config_key
 from relatlas.sections import (
     SECTIONS,
     AnchorsSection,
-    ConfigError,
     ContinualSection,
     DataSection,
     EvaluationSection,
@@ -24,8 +24,6 @@ from relatlas.sections import (
     ModelSection,
     RuntimeSection,
     TrackingSection,
-    check_text,
-    config_key,
 )
 
 __all__ = ["CHOICES", "SPECS", "ConfigError", "RunConfig"]

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from relatlas.sections import MLFLOW_NAME_LENGTH, path_limits
+from relatlas.section_base import path_limits
+from relatlas.sections import MLFLOW_NAME_LENGTH
 from relatlas.server.cli import build_parser
 from relatlas.server.cli_run import config_from_args
 from relatlas.server.config import ConfigError, RunConfig

@@ -21,7 +21,7 @@ from relatlas.clients.precision import precision_scope
 from relatlas.clients.task import Task
 from relatlas.clients.training import SeededBatches, TrainConfig, fit, fits_on_device
 from relatlas.registry import RegistryError
-from relatlas.sections import ConfigError
+from relatlas.section_base import ConfigError
 from relatlas.server.cli_run import add_config_options, config_from_args
 from relatlas.server.config import RunConfig
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = {"registry", "registries", "plugins", "sections", "encoder_spec", "library_noise", "safe_files"}
+CORE = {"registry", "registries", "plugins", "section_base", "sections", "encoder_spec", "library_noise", "safe_files"}
 DATA = {
     "datasets",
     "splits",

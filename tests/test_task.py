@@ -6,7 +6,7 @@ import pytest
 from flwr.app import ConfigRecord
 
 from relatlas.clients.task import Task
-from relatlas.sections import ConfigError
+from relatlas.section_base import ConfigError
 from relatlas.server.config import RunConfig
 
 FACTS = {"round": 2, "partition_id": 1, "similarities": ("cosine", "euclidean"), "send_absolute": False,
