@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from relatlas.benchmarks.datasets import first_few
 from relatlas.server.credentials import (
     CA_CERT,
@@ -39,10 +37,9 @@ from relatlas.server.credentials import (
     generate_credentials,
     supernode_key_paths,
 )
+from relatlas.server.process_record import checked_record, identity, same_process, stop_processes
 
 CONNECTION = "relatlas-deployment"  # the SuperLink connection's name in FLWR_HOME/config.toml
-STOP_SECONDS = 10.0
-BOOT_TIME_JITTER_SECONDS = 2.0  # /proc/stat btime is wall clock minus uptime, rounded: each read can step by 1 s
 
 
 class DeploymentError(RuntimeError):
@@ -178,7 +175,7 @@ class LocalDeployment:
         return the ids stopped."""
         if not self.processes_file.exists():
             return []
-        pids = [entry["pid"] for entry in self.recorded()["processes"] if _same_process(entry)]
+        pids = [entry["pid"] for entry in self.recorded()["processes"] if same_process(entry)]
         stop_processes(pids)
         self.processes_file.unlink()
         return pids
@@ -189,7 +186,7 @@ class LocalDeployment:
         if not self.processes_file.exists():
             raise DeploymentError(f"no federation runs from {self.directory}: `relatlas deploy up` first")
         try:
-            return _checked_record(json.loads(self.processes_file.read_text()))
+            return checked_record(json.loads(self.processes_file.read_text()))
         except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise DeploymentError(
                 f"{self.processes_file} is not a record of `relatlas deploy up` ({type(err).__name__}: {str(err)[:100]}); "
@@ -270,7 +267,7 @@ class LocalDeployment:
         )  # fmt: skip
 
     def _record(self, pids: list[int]) -> None:
-        processes = [_identity(pid) for pid in pids]
+        processes = [identity(pid) for pid in pids]
         record = {"processes": processes, "address": self.address, "supernodes": self.supernodes}
         self.processes_file.write_text(json.dumps(record))
 
@@ -280,56 +277,3 @@ class LocalDeployment:
             if time.monotonic() > deadline:
                 raise DeploymentError(f"timed out after {timeout:g} s waiting for {what}; see {self.directory / log_name}.log")
             time.sleep(0.5)
-
-
-def _checked_record(record: Any) -> dict[str, Any]:
-    """``record`` if it has the shape ``_record`` writes; a ``ValueError`` otherwise."""
-    entries = record["processes"]
-    if not (isinstance(record["supernodes"], int) and isinstance(record["address"], str) and isinstance(entries, list)):
-        raise ValueError("supernodes, address or processes of the wrong type")
-    for entry in entries:
-        pid, started, command = entry["pid"], entry["create_time"], entry["cmdline"]
-        if not (isinstance(pid, int) and pid > 0 and isinstance(started, (int, float)) and isinstance(command, list)):
-            raise ValueError(f"process entry {str(entry)[:60]} is not a pid, a start time and a command line")
-    return record
-
-
-def _identity(pid: int) -> dict[str, Any]:
-    """What tells this process from a later one with the same id."""
-    process = psutil.Process(pid)
-    return {"pid": pid, "create_time": process.create_time(), "cmdline": process.cmdline()}
-
-
-def _same_process(entry: Mapping[str, Any]) -> bool:
-    """Same id, command line and start time, to within the seconds by which the
-    kernel's boot time (and so psutil's ``create_time``) may move between reads:
-    a start further apart is another process that reused the id."""
-    try:
-        now = _identity(entry["pid"])
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-    started_apart = abs(now["create_time"] - entry["create_time"])
-    return now["cmdline"] == entry["cmdline"] and started_apart <= BOOT_TIME_JITTER_SECONDS
-
-
-def stop_processes(pids: list[int], timeout: float = STOP_SECONDS) -> None:
-    """SIGTERM ``pids`` and every descendant, then SIGKILL what is left after ``timeout``."""
-    processes = []
-    for pid in pids:
-        try:
-            parent = psutil.Process(pid)
-            processes += [parent, *parent.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            continue
-    for process in processes:
-        try:
-            process.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(processes, timeout=timeout)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=timeout)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from relatlas.server.deployment import stop_processes
+from relatlas.server.process_record import stop_processes
 
 SUITE = "bookworm"  # the python:3.11 images' Debian, whose python3 is 3.11
 BASE_PACKAGES = "python3,python3-pip,python-is-python3,ca-certificates"

@@ -20,7 +20,8 @@ import pytest
 from relatlas.server.checkpoint import resume_config
 from relatlas.server.config import RunConfig
 from relatlas.server.credentials import CA_CERT, CredentialsError, generate_credentials, generate_supernode_keys
-from relatlas.server.deployment import DeploymentError, LocalDeployment, port_in_use, stop_processes, write_run_config
+from relatlas.server.deployment import DeploymentError, LocalDeployment, port_in_use, write_run_config
+from relatlas.server.process_record import stop_processes
 from relatlas.server.simulation import run_simulation
 from tests.test_federation import _without_timings
 
