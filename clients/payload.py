@@ -20,7 +20,7 @@ from torch import Tensor
 
 from relatlas.aggregation.sparse import densify, topk_sparsify
 from relatlas.registries import AGGREGATIONS, PAYLOADS
-from relatlas.registry import split_spec
+from relatlas.registry import refuse_argument, split_spec
 
 VALUES, INDICES = ".values", ".indices"  # suffixes of a sparse subspace's two arrays
 SPARSE_RANGE = (0.0, 1.0)  # a sparse row's values: clamped at zero, L2-normalised
@@ -133,18 +133,13 @@ class TopKCodec:
             )
 
 
-def _no_argument(name: str, argument: str) -> None:
-    if argument:
-        raise ValueError(f"payload {name} takes no argument; got {name}:{argument}")
-
-
 def fp32(argument: str) -> DenseCodec:
-    _no_argument("fp32", argument)
+    refuse_argument("payload", "fp32", argument)
     return DenseCodec(np.float32)
 
 
 def fp16(argument: str) -> DenseCodec:
-    _no_argument("fp16", argument)
+    refuse_argument("payload", "fp16", argument)
     return DenseCodec(np.float16)
 
 

@@ -28,11 +28,11 @@ the module maps a batch ``[B, *input_shape]`` to a finite ``[B, embedding_dim]``
 before a run starts (shapes: the docs' Plug-in contract)."""
 
 DATASETS: Registry = Registry("dataset", {
-    "digits": "relatlas.benchmarks.datasets:digits",
-    "fashion-mnist": "relatlas.benchmarks.datasets:fashion_mnist",
-    "mnist": "relatlas.benchmarks.datasets:mnist",
-    "cifar10": "relatlas.benchmarks.datasets:cifar10",
-    "npz": "relatlas.benchmarks.datasets:npz",
+    "digits": "relatlas.benchmarks.builtin_datasets:digits",
+    "fashion-mnist": "relatlas.benchmarks.builtin_datasets:fashion_mnist",
+    "mnist": "relatlas.benchmarks.builtin_datasets:mnist",
+    "cifar10": "relatlas.benchmarks.builtin_datasets:cifar10",
+    "npz": "relatlas.benchmarks.builtin_datasets:npz",
     "imagefolder": "relatlas.benchmarks.image_folder:imagefolder",
     "csv": "relatlas.benchmarks.text_tables:csv_table",
     "jsonl": "relatlas.benchmarks.text_tables:jsonl_table",

@@ -29,6 +29,12 @@ def split_spec(spec: str) -> tuple[str, str]:
     return name, argument
 
 
+def refuse_argument(kind: str, name: str, argument: str, error: type[ValueError] = ValueError) -> None:
+    """Refuse ``NAME:ARGUMENT`` where the entry ``name`` of ``kind`` takes no argument."""
+    if argument:
+        raise error(f"{kind} {name} takes no argument; got {name}:{argument}")
+
+
 class Registry(Generic[T]):
     """Names of one kind (``kind``: "encoder", "aggregation", ...) mapped to entries."""
 

@@ -15,7 +15,7 @@ import torchvision
 from safetensors.torch import save_file
 from torch import nn
 
-from relatlas.benchmarks.datasets import DEBIAN_FASHION_MNIST, read_idx
+from relatlas.benchmarks.builtin_datasets import DEBIAN_FASHION_MNIST, read_idx
 from relatlas.benchmarks.sources import LazyInputs
 from relatlas.clients.backbones import IMAGENET_MEAN, IMAGENET_STD, ImageNetInput, native_side
 from relatlas.clients.frozen_backbone import FrozenBackbone, cache_frozen_features

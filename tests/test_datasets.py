@@ -5,16 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from relatlas.benchmarks.datasets import (
-    DEBIAN_FASHION_MNIST,
-    Dataset,
-    DatasetError,
-    digits,
-    load_dataset,
-    read_idx,
-    stratified_split,
-    unit_scaled,
-)
+from relatlas.benchmarks.builtin_datasets import DEBIAN_FASHION_MNIST, digits, read_idx
+from relatlas.benchmarks.datasets import Dataset, DatasetError, load_dataset, stratified_split, unit_scaled
 from relatlas.benchmarks.stitching_suite import StitchingSuiteConfig, stitching_tables
 from relatlas.clients.models import build_classifier, check_encoders
 from relatlas.registries import DATASETS

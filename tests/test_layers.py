@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CORE = {"registry", "registries", "plugins", "section_base", "sections", "encoder_spec", "library_noise", "safe_files"}
 DATA = {
     "datasets",
+    "builtin_datasets",
     "splits",
     "streams",
     "casper",
