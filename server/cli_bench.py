@@ -7,7 +7,6 @@ Each suite's options and handler import its modules only when that suite is name
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,30 +92,6 @@ def _bench_stitching(args: argparse.Namespace) -> int:
         print(f"relatlas bench stitching: skipped {line}", flush=True)
     print(f"relatlas bench stitching: {len(trials)} encoders, results in {suite.out_dir}/table.md", flush=True)
     return 0 if "summary" in run_stitching_suite(suite, resources) else 1
-
-
-def _bench_perf(args: argparse.Namespace) -> int:
-    from relatlas.benchmarks.perf import SECTIONS, PerfConfig, run_perf
-    from relatlas.benchmarks.perf_scale import scale_run_config
-    from relatlas.server.preflight import refuse_bad_input
-
-    config = PerfConfig(
-        dataset=args.dataset, data_root=args.data_root, sections=tuple(args.sections), scale_clients=tuple(args.scale_clients),
-        scale_sampled_per_round=args.scale_clients_per_round, payloads=tuple(args.payloads),
-        startup_samples=args.startup_samples, overhead_turns=args.overhead_turns, out_dir=args.out,
-        tracking_uri=args.tracking_uri,
-    )  # fmt: skip
-    unknown = sorted(set(config.sections) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(f"unknown perf sections {unknown}; choose from {', '.join(SECTIONS)}")
-    for payload in config.payloads:
-        config.run_config("check", payload=payload)  # refuses a bad payload before anything runs
-    for clients in config.scale_clients:
-        scale_run_config(config, clients)  # and a scale row no federation can run
-    refuse_bad_input(dataclasses.replace(config.run_config("check"), out_dir=config.out_dir))
-    print(f"relatlas bench perf: {', '.join(config.sections)}; results in {config.out_dir}/perf.json", flush=True)
-    run_perf(config)
-    return 0
 
 
 def _bench_attacks(args: argparse.Namespace) -> int:
@@ -241,26 +216,9 @@ def _stitching_options(stitching: argparse.ArgumentParser) -> None:
 
 
 def _perf_options(perf: argparse.ArgumentParser) -> None:
-    from relatlas.benchmarks.perf import SECTIONS, PerfConfig
+    from relatlas.server.cli_bench_perf import add_perf_options
 
-    defaults = PerfConfig()
-    perf.add_argument("--dataset", default=defaults.dataset)
-    perf.add_argument("--data-root", default=defaults.data_root)
-    perf.add_argument("--sections", nargs="+", default=list(defaults.sections), help=f"of {', '.join(SECTIONS)}")
-    perf.add_argument("--scale-clients", nargs="+", type=int, default=list(defaults.scale_clients))
-    perf.add_argument(
-        "--scale-clients-per-round", type=int, default=defaults.scale_sampled_per_round,
-        help=f"scale rows of more than {defaults.scale_all_train_up_to:,} clients train a seeded sample of this many a round",
-    )  # fmt: skip
-    perf.add_argument("--payloads", nargs="+", default=list(defaults.payloads))
-    perf.add_argument("--startup-samples", type=int, default=defaults.startup_samples, help="fresh processes per startup figure")
-    perf.add_argument(
-        "--overhead-turns", type=int, default=defaults.overhead_turns,
-        help="runs of each side of overhead_ratio, in turns; each side's fastest counts",
-    )  # fmt: skip
-    perf.add_argument("--out", default=defaults.out_dir)
-    perf.add_argument("--tracking-uri", default=defaults.tracking_uri)
-    perf.set_defaults(handler=_bench_perf)
+    add_perf_options(perf)
 
 
 def _attacks_options(attacks: argparse.ArgumentParser) -> None:
