@@ -43,7 +43,7 @@ from relatlas.server.config import RunConfig
 from relatlas.server.plots import plot_scale_rows
 
 if TYPE_CHECKING:
-    from relatlas.benchmarks.perf import PerfConfig
+    from relatlas.benchmarks.perf_config import PerfConfig
 
 SCALE_SPLIT = "iid"
 PLOT_NAME = "scale.png"

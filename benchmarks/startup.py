@@ -3,9 +3,9 @@
 Each figure is the median over fresh Python processes, so no import is cached:
 
 - ``cli_help_seconds``: wall time of ``relatlas --help``, the whole process;
-- ``bench_help_seconds``: the same for ``relatlas bench perf --help``, which imports the
-  perf suite's modules (torch, torchvision, MLflow) and no other suite's, Avalanche's JAX
-  and QP solvers least of all (12 s with them, 7 s without, 2026-12-03);
+- ``bench_help_seconds``: the same for ``relatlas bench perf --help``, whose options read
+  light defaults (``benchmarks/perf_config.py``): no torch, MLflow or Avalanche (12 s
+  with all of them, 7 s with the perf suite's modules, on 2026-12-03);
 - ``import_relatlas_seconds``, ``import_torch_seconds``: ``import relatlas`` and
   ``import torch``, timed inside the process (interpreter start excluded);
 - ``client_actor_import_seconds``: what a Ray client actor imports before its

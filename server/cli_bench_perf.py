@@ -1,18 +1,22 @@
 """``relatlas bench perf``: kernels, Flower's overhead, scale, payloads, start-up and
-frozen backbones (``benchmarks/perf.py``), written to ``perf.json`` and a table."""
+frozen backbones (``benchmarks/perf.py``), written to ``perf.json`` and a table.
+Its options read light defaults (``benchmarks/perf_config.py``); torch is imported
+only when the suite runs."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 
-from relatlas.benchmarks.perf import SECTIONS, PerfConfig, run_perf
-from relatlas.benchmarks.perf_scale import scale_run_config
+from relatlas.benchmarks.perf_config import SECTIONS, PerfConfig
 from relatlas.server.config import ConfigError
-from relatlas.server.preflight import refuse_bad_input
 
 
 def _bench_perf(args: argparse.Namespace) -> int:
+    from relatlas.benchmarks.perf import run_perf
+    from relatlas.benchmarks.perf_scale import scale_run_config
+    from relatlas.server.preflight import refuse_bad_input
+
     config = PerfConfig(
         dataset=args.dataset, data_root=args.data_root, sections=tuple(args.sections), scale_clients=tuple(args.scale_clients),
         scale_sampled_per_round=args.scale_clients_per_round, payloads=tuple(args.payloads),

@@ -12,7 +12,8 @@ import torch
 from flwr.app import ConfigRecord, Message, RecordDict
 
 from relatlas.aggregation.block_rows import block_rows
-from relatlas.benchmarks.perf import SECTIONS, perf_table
+from relatlas.benchmarks.perf import perf_table
+from relatlas.benchmarks.perf_config import SECTIONS
 from relatlas.benchmarks.perf_gpu import gpu_figures
 from relatlas.clients import precision, protocol
 from relatlas.clients.handler_scope import in_task_scope

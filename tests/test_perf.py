@@ -10,7 +10,8 @@ import pytest
 import ray
 
 from relatlas.benchmarks.memory import peak_memory_added
-from relatlas.benchmarks.perf import PerfConfig, kernel_figures, perf_table
+from relatlas.benchmarks.perf import kernel_figures, perf_table
+from relatlas.benchmarks.perf_config import PerfConfig
 from relatlas.benchmarks.perf_split import PARTS, round_split
 from relatlas.benchmarks.perf_targets import targets_missed
 from relatlas.benchmarks.startup import startup_figures

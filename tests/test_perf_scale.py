@@ -7,7 +7,8 @@ import json
 
 import numpy as np
 
-from relatlas.benchmarks.perf import PerfConfig, perf_table
+from relatlas.benchmarks.perf import perf_table
+from relatlas.benchmarks.perf_config import PerfConfig
 from relatlas.benchmarks.perf_scale import PLOT_NAME, growth, main, scale_run_config
 from relatlas.benchmarks.splits import plan_for
 
