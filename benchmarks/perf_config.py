@@ -36,6 +36,9 @@ class PerfConfig:
     experiment: str = "relatlas-bench"
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.sections) - set(SECTIONS))
+        if unknown:
+            raise ConfigError(f"unknown perf sections {unknown}; choose from {', '.join(SECTIONS)}")
         if self.overhead_turns < 1:
             raise ConfigError(f"overhead-turns must be 1 or more; got {self.overhead_turns}")
 

@@ -33,17 +33,15 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlflow
 
 from relatlas.benchmarks.memory import peak_memory_added, rss_kib
+from relatlas.benchmarks.perf_config import PerfConfig
 from relatlas.safe_files import write_text_atomic
 from relatlas.server.config import RunConfig
 from relatlas.server.plots import plot_scale_rows
-
-if TYPE_CHECKING:
-    from relatlas.benchmarks.perf_config import PerfConfig
 
 SCALE_SPLIT = "iid"
 PLOT_NAME = "scale.png"

@@ -15,7 +15,7 @@ from relatlas.benchmarks.perf_config import PerfConfig
 from relatlas.benchmarks.perf_split import PARTS, round_split
 from relatlas.benchmarks.perf_targets import targets_missed
 from relatlas.benchmarks.startup import startup_figures
-from relatlas.server.config import RunConfig
+from relatlas.server.config import ConfigError, RunConfig
 
 
 def test_kernel_figures_are_positive_ratios_of_equal_results():
@@ -93,6 +93,11 @@ def test_overhead_turns_below_one_are_refused_in_one_line_before_anything_runs(t
     )  # fmt: skip
     assert done.returncode == 2 and done.stderr == "relatlas: overhead-turns must be 1 or more; got 0\n"
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_unknown_section_is_refused_where_the_perf_config_is_built():
+    with pytest.raises(ConfigError, match=r"^unknown perf sections \['kernel'\]; choose from kernels, overhead"):
+        PerfConfig(sections=("kernels", "kernel"))
 
 
 def test_the_fixed_costs_are_measured_on_a_real_ray_and_shown_beside_the_split():
